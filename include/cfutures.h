@@ -1,0 +1,292 @@
+/*
+ * cfutures — Python's concurrent.futures for C.
+ *
+ * One executor API, two implementations: a work-stealing thread pool and a
+ * pool of forked worker processes over a shared-memory ring. Moving a program
+ * from one to the other changes one line:
+ *
+ *     cf_thread_pool_new(&opts, &ex);     // or: cf_process_pool_new(&opts, &ex);
+ *
+ * Conventions
+ *   - Fallible calls return 0 or a negative CF_E* code; results come back
+ *     through out-parameters. cf_strerror() names every code.
+ *   - Timeouts are nanoseconds, relative to the call: 0 polls, a negative
+ *     value waits forever.
+ *   - Task arguments and results are bytes, copied at submit and at
+ *     completion, so the same task runs unchanged in a thread or a process.
+ *   - The library never prints and never exits.
+ *
+ * This header includes only <stddef.h>, <stdint.h> and <stdbool.h> and is
+ * safe to include from C and C++.
+ */
+#ifndef CFUTURES_H
+#define CFUTURES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CF_VERSION_MAJOR 0
+#define CF_VERSION_MINOR 1
+#define CF_VERSION_PATCH 0
+
+/* ---- Error codes ------------------------------------------------------ */
+
+enum {
+  CF_OK = 0,
+  CF_EINVAL = -1,      /* invalid argument or handle (NULL, released twice) */
+  CF_ENOMEM = -2,      /* out of memory */
+  CF_ETIMEDOUT = -3,   /* a wait timed out, or the task's deadline passed */
+  CF_ECANCELLED = -4,  /* the future was cancelled */
+  CF_ESHUTDOWN = -5,   /* the executor is shut down */
+  CF_EBROKEN = -6,     /* the executor is broken (its initializer failed) */
+  CF_ECRASHED = -7,    /* the worker process running the task died */
+  CF_E2BIG = -8,       /* argument or result larger than the executor allows */
+  CF_ETASK = -9,       /* the task failed: see cf_future_error() */
+  CF_EAGAIN = -10,     /* would block (queue full and CF_SUBMIT_NOWAIT) */
+  CF_EBUSY = -11,      /* the task is running: it cannot be cancelled */
+  CF_ERANGE = -12,     /* the output buffer is too small (*len says how big) */
+  CF_EDONE = -13,      /* an iteration has no more items */
+  CF_EPROTO = -14,     /* a worker wrote corrupt data into the shared segment */
+  CF_ESYS = -15,       /* a system call failed: errno tells which */
+};
+
+/* Text for an error code; never NULL, for any int. */
+const char *cf_strerror(int code);
+
+/* ---- Handles ------------------------------------------------------------ */
+
+typedef struct cf_executor cf_executor;
+typedef struct cf_future cf_future;
+typedef struct cf_call cf_call; /* the context of a running task */
+
+/* A task. It reads its argument with cf_call_arg() and produces its result
+ * with cf_call_return() or its failure with cf_call_fail(). Returning without
+ * either finishes the future with an empty result. */
+typedef void (*cf_fn)(cf_call *call);
+
+/* ---- Inside a task ------------------------------------------------------ */
+
+/* The argument bytes (valid until the task returns); *len gets their size. */
+const void *cf_call_arg(cf_call *call, size_t *len);
+
+/* Set the result: `len` bytes are copied. Once per call: a second call, or
+ * one after cf_call_fail(), gives CF_EINVAL. Larger than the executor's
+ * result limit: CF_E2BIG (and the future fails with CF_E2BIG). */
+int cf_call_return(cf_call *call, const void *value, size_t len);
+
+/* Fail the task, Python's "raise": the future reports CF_ETASK and
+ * cf_future_error() gives `code` and a copy of `message` (may be NULL,
+ * truncated to CF_MESSAGE_MAX - 1 bytes). */
+#define CF_MESSAGE_MAX 128
+int cf_call_fail(cf_call *call, int code, const char *message);
+
+/* True once someone asked this task to stop: its deadline passed, or the
+ * future was cancelled while running, or the executor is shutting down with
+ * cancel_futures. Cooperative: poll it in long loops. */
+bool cf_call_stop_requested(cf_call *call);
+
+/* ---- Options ------------------------------------------------------------ */
+
+typedef int (*cf_init_fn)(void *arg); /* 0 = ok; anything else breaks the pool */
+
+typedef struct cf_options {
+  size_t size;              /* sizeof(cf_options); set by cf_options_init */
+  unsigned workers;         /* 0: the number of online CPUs */
+  const char *name;         /* worker name prefix shown in /proc (<= 10 chars used) */
+  cf_init_fn initializer;   /* run once in each worker before any task */
+  void *initializer_arg;
+  bool pin_cpus;            /* pin worker i to online CPU i % ncpu */
+  size_t max_queued;        /* 0: unbounded (thread pool); bound on queued tasks */
+  /* process pool only */
+  unsigned max_tasks_per_worker; /* 0: never recycle a worker */
+  size_t max_arg_size;      /* default 64 KiB; larger gives CF_E2BIG at submit */
+  size_t max_result_size;   /* default 64 KiB */
+  size_t ring_capacity;     /* queued tasks in the ring (power of two), default 1024 */
+  size_t max_futures;       /* live process futures (slots), default 16384 */
+} cf_options;
+
+/* Fill `o` with the defaults. Always call it before setting fields, so that a
+ * program built against an older header keeps working. */
+void cf_options_init(cf_options *o);
+
+/* ---- Executors ---------------------------------------------------------- */
+
+int cf_thread_pool_new(const cf_options *o, cf_executor **out);
+int cf_process_pool_new(const cf_options *o, cf_executor **out);
+
+typedef struct cf_submit_opts {
+  int64_t timeout_ns; /* > 0: deadline, counted from submit; past it the future
+                         fails with CF_ETIMEDOUT (a thread task sees
+                         cf_call_stop_requested(); a process task is killed) */
+  unsigned flags;     /* CF_SUBMIT_* */
+} cf_submit_opts;
+
+#define CF_SUBMIT_NOWAIT 1u /* queue full: return CF_EAGAIN instead of waiting */
+
+/* Submit fn(arg). `arg` is copied (len may be 0, arg may then be NULL).
+ * On success *out holds a new future, released with cf_future_release(). */
+int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out);
+int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len,
+                 const cf_submit_opts *so, cf_future **out);
+
+#define CF_SHUTDOWN_WAIT 1u           /* return once every task has finished */
+#define CF_SHUTDOWN_CANCEL_FUTURES 2u /* cancel every pending future */
+#define CF_SHUTDOWN_KILL 4u /* process pool: also kill running tasks (CF_ECANCELLED);
+                               thread pool: request stop of running tasks */
+
+/* Stop accepting work. Idempotent: later calls may add CF_SHUTDOWN_WAIT.
+ * Called from one of the executor's own tasks, CF_SHUTDOWN_WAIT is ignored
+ * (a worker cannot join itself). */
+int cf_executor_shutdown(cf_executor *ex, unsigned flags);
+
+/* Shut down with CF_SHUTDOWN_WAIT, join the workers and free the executor.
+ * Defined while tasks run: they run to completion first, and their futures
+ * stay valid until released. NULL is a no-op. Must not be called from one of
+ * the executor's own tasks (CF_EINVAL). */
+int cf_executor_destroy(cf_executor *ex);
+
+/* Python's `with ThreadPoolExecutor() as ex:` — leaving the scope shuts the
+ * executor down, waits for its work and frees it:
+ *
+ *     CF_SCOPED_EXECUTOR cf_executor *ex = NULL;
+ *     if (cf_thread_pool_new(NULL, &ex) != 0) return 1;
+ */
+void cf__executor_scope_exit(cf_executor **ex);
+#define CF_SCOPED_EXECUTOR __attribute__((cleanup(cf__executor_scope_exit)))
+
+typedef struct cf_stats {
+  uint64_t submitted;
+  uint64_t completed; /* finished or failed after running */
+  uint64_t cancelled;
+  uint64_t stolen;    /* tasks taken from another worker's deque */
+  uint64_t parks;     /* times a worker went to sleep */
+  uint64_t crashed;   /* worker processes that died under a task */
+  uint64_t respawned; /* worker processes started after the first ones */
+  uint64_t queued;    /* tasks waiting now (all queues) */
+  unsigned workers;
+} cf_stats;
+
+/* Counters kept per worker and summed now: cheap, not a snapshot. */
+int cf_executor_stats(cf_executor *ex, cf_stats *out);
+
+/* ---- Futures ------------------------------------------------------------ */
+
+enum {
+  CF_STATE_PENDING = 0,
+  CF_STATE_RUNNING = 1,
+  CF_STATE_FINISHED = 2, /* the task returned */
+  CF_STATE_FAILED = 3,   /* CF_ETASK, CF_ECRASHED, CF_ETIMEDOUT, CF_EBROKEN ... */
+  CF_STATE_CANCELLED = 4,
+};
+
+/* Wait up to timeout_ns for the future, then copy its result into out[0..cap)
+ * and its size into *len (out may be NULL when cap is 0; len may be NULL).
+ * Returns 0, or: CF_ETIMEDOUT (the wait timed out — or, if cf_future_done(),
+ * the task's deadline passed), CF_ECANCELLED, CF_ETASK, CF_ECRASHED,
+ * CF_EBROKEN, CF_E2BIG, CF_EPROTO, CF_ERANGE (cap too small; *len set).
+ * Called from inside a thread-pool task, the wait runs other tasks. */
+int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns);
+
+/* Wait without reading: 0 once done, CF_ETIMEDOUT otherwise. */
+int cf_future_wait(cf_future *f, int64_t timeout_ns);
+
+/* Cancel: a pending future becomes cancelled (returns 0) and is done at once
+ * for every waiter, as_completed and callback; cancelling it again returns 0.
+ * A running thread task cannot be cancelled: its stop flag is set and
+ * CF_EBUSY is returned. A running process task has its worker killed (and
+ * replaced); the future fails with CF_ECANCELLED and 0 is returned. A future
+ * that already finished or failed: CF_EDONE. */
+int cf_future_cancel(cf_future *f);
+
+/* One of CF_STATE_*, or CF_EINVAL. */
+int cf_future_state(cf_future *f);
+bool cf_future_done(cf_future *f);
+bool cf_future_running(cf_future *f);
+bool cf_future_cancelled(cf_future *f);
+
+/* For a failed future: its code (CF_ETASK: the code given to cf_call_fail)
+ * and message. 0, or CF_EINVAL if the future has not failed. */
+int cf_future_error(cf_future *f, int *code, char *message, size_t cap);
+
+typedef struct cf_crash_info {
+  int pid;         /* the worker that died */
+  int signal;      /* the signal that killed it, or 0 */
+  int exit_status; /* its exit status when it exited, or -1 */
+} cf_crash_info;
+
+/* For a future that failed with CF_ECRASHED (or a killed process task). */
+int cf_future_crash_info(cf_future *f, cf_crash_info *out);
+
+/* fn(f, arg) runs once when f is done, in the thread that completed it (for
+ * a process pool: the pool's supervisor thread), or at once in the caller if
+ * f is already done. The callback must not release f's last reference. */
+typedef void (*cf_done_fn)(cf_future *f, void *arg);
+int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg);
+
+/* Reference counting. A future may be released before it completes: its task
+ * still runs (or stays cancelled) and nothing leaks. Releasing more often
+ * than retained gives CF_EINVAL where it can be seen (always in debug
+ * builds). */
+int cf_future_retain(cf_future *f);
+int cf_future_release(cf_future *f);
+
+/* ---- Waiting on many ---------------------------------------------------- */
+
+enum {
+  CF_FIRST_COMPLETED = 1,
+  CF_FIRST_EXCEPTION = 2, /* a future failed or was cancelled, or all done */
+  CF_ALL_COMPLETED = 3,
+};
+
+/* Wait until `return_when` holds for fs[0..n). done[i] (if done is not NULL)
+ * tells whether fs[i] is done. 0 when the condition holds, CF_ETIMEDOUT if
+ * not within timeout_ns. NULL entries are CF_EINVAL. */
+int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns, bool *done);
+
+/* Yields each of fs[0..n) once, as it finishes. The total timeout runs from
+ * cf_as_completed_new(). The iterator borrows the futures (retains them). */
+typedef struct cf_as_completed cf_as_completed;
+int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_as_completed **out);
+/* 0 with *f (borrowed, valid while the iterator lives) and *index set;
+ * CF_EDONE when every future was yielded; CF_ETIMEDOUT. */
+int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index);
+void cf_as_completed_free(cf_as_completed *it);
+
+/* ---- map ---------------------------------------------------------------- */
+
+/* A lazy input: set *item and *len to the next item and return 1, or return
+ * 0 at the end (or a negative CF_E* code to stop with that error). The item
+ * bytes need only stay valid until the next call. */
+typedef int (*cf_map_source)(void *arg, const void **item, size_t *len);
+
+typedef struct cf_map_opts {
+  size_t window;      /* tasks in flight at most; 0: 2 x workers */
+  size_t chunk;       /* items per task; 0 or 1: one item per task */
+  int64_t timeout_ns; /* total, from cf_map_new(); negative: none */
+} cf_map_opts;
+
+typedef struct cf_map cf_map;
+
+/* Apply fn to each item of `src`, running up to `window` chunks at once and
+ * reading the source only as the window allows. */
+int cf_map_new(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg,
+               const cf_map_opts *o, cf_map **out);
+/* Same, over `count` items of `item_size` bytes at `base`. */
+int cf_map_array(cf_executor *ex, cf_fn fn, const void *base, size_t count,
+                 size_t item_size, const cf_map_opts *o, cf_map **out);
+/* The next result, in input order: 0 (result copied as for
+ * cf_future_result), the item's failure code, CF_ETIMEDOUT, or CF_EDONE. */
+int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len);
+/* Cancels what is still pending and waits for what runs. */
+void cf_map_free(cf_map *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CFUTURES_H */

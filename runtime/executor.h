@@ -1,0 +1,42 @@
+/*
+ * executor.h — the interface both executors implement (internal).
+ *
+ * cf_executor is an abstract base: each implementation embeds
+ * `struct cf_executor` as its first member and fills in `vt`. The public
+ * calls in executor.c check their arguments once and dispatch here, so
+ * cf_submit() on a thread pool and on a process pool is the same call.
+ */
+#ifndef CF_RUNTIME_EXECUTOR_H
+#define CF_RUNTIME_EXECUTOR_H
+
+#include <stdint.h>
+
+#include "cfutures.h"
+
+typedef struct cf__executor_vtbl {
+  /* Arguments are checked (ex, fn, out non-NULL; arg non-NULL if len > 0).
+   * deadline_abs: absolute CLOCK_MONOTONIC ns, 0 for none. flags:
+   * CF_SUBMIT_*. */
+  int (*submit)(cf_executor *ex, cf_fn fn, const void *arg, size_t len,
+                int64_t deadline_abs, unsigned flags, cf_future **out);
+  int (*shutdown)(cf_executor *ex, unsigned flags);
+  /* Shut down with wait, join, free everything the executor owns. */
+  int (*destroy)(cf_executor *ex);
+  int (*stats)(cf_executor *ex, cf_stats *out);
+  /* Is the calling thread one of this executor's own workers? */
+  bool (*is_worker)(cf_executor *ex);
+  unsigned (*workers)(cf_executor *ex);
+  size_t (*max_result)(cf_executor *ex);
+} cf__executor_vtbl;
+
+#define CF__EXECUTOR_MAGIC 0xcfe8ec01u
+
+struct cf_executor {
+  const cf__executor_vtbl *vt;
+  uint32_t magic;
+};
+
+/* Defaults of cf_options_init(), shared by both pools. */
+unsigned cf__online_cpus(void);
+
+#endif /* CF_RUNTIME_EXECUTOR_H */

@@ -1,0 +1,216 @@
+/*
+ * future.h — the future object and its state word (internal).
+ *
+ * DESIGN
+ * Every future has one 32-bit atomic state word. For a thread-pool future it
+ * is f->state, inside the object, and futex calls on it are PRIVATE. For a
+ * process-pool future it is a word in a task slot of the shared segment
+ * (f->word points there, f->shared is 1) and futex calls on it are shared.
+ * A word is only ever used with one flavour of futex.
+ *
+ *   bits  0..2   state: CF_STATE_PENDING/RUNNING/FINISHED/FAILED/CANCELLED
+ *   bit   3      WAITERS: a thread is (or is about to be) in FUTEX_WAIT on it
+ *   bit   4      NOTIFY: process pool: the parent wants a completion notice
+ *   bit   5      STOP: the task was asked to stop (deadline, cancel, kill)
+ *   bits  6..13  owner: worker index + 1 that runs / ran it, 0 = none
+ *   bits 14..31  generation (process slots are reused; a stale CAS loses)
+ *
+ * Transitions: PENDING -> RUNNING -> FINISHED | FAILED, PENDING -> CANCELLED,
+ * PENDING -> FAILED (deadline, broken pool), RUNNING -> CANCELLED (process
+ * pool kill). A done state (>= FINISHED) is final for that generation. Every
+ * transition is a CAS on the whole word, so it keeps the generation and
+ * fails against a newer generation.
+ *
+ * The completer publishes the result bytes before the CAS that makes the
+ * word done (release); readers load the word with acquire before reading
+ * them. FUTEX_WAKE is called only when the WAITERS bit was set in the word
+ * the completing CAS replaced.
+ *
+ * Lifetime: `refs` counts internal references (the user's handles count as
+ * one, the executor's task as one, each registered waiter as one); `handles`
+ * counts the user's cf_future_retain/release so that a release too many is
+ * seen (CF_EINVAL) instead of freeing a future a worker still runs.
+ */
+#ifndef CF_RUNTIME_FUTURE_H
+#define CF_RUNTIME_FUTURE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfutures.h"
+
+#define CF__ST_MASK 0x7u
+#define CF__ST_WAITERS 0x8u
+#define CF__ST_NOTIFY 0x10u
+#define CF__ST_STOP 0x20u
+#define CF__ST_OWNER_SHIFT 6
+#define CF__ST_OWNER_MASK (0xffu << CF__ST_OWNER_SHIFT)
+#define CF__ST_GEN_SHIFT 14
+#define CF__ST_GEN_MASK (0x3ffffu << CF__ST_GEN_SHIFT)
+
+#define CF__MAX_WORKERS 255
+
+static inline uint32_t cf__st_state(uint32_t w) { return w & CF__ST_MASK; }
+static inline bool cf__st_done(uint32_t w) { return (w & CF__ST_MASK) >= CF_STATE_FINISHED; }
+static inline unsigned cf__st_owner(uint32_t w) {
+  return (w & CF__ST_OWNER_MASK) >> CF__ST_OWNER_SHIFT;
+}
+static inline uint32_t cf__st_gen(uint32_t w) { return w >> CF__ST_GEN_SHIFT; }
+static inline uint32_t cf__st_make(uint32_t gen, unsigned owner, uint32_t state) {
+  return (gen << CF__ST_GEN_SHIFT) | ((uint32_t)owner << CF__ST_OWNER_SHIFT) | state;
+}
+/* Same generation, new state, owner kept unless given; flags dropped except
+ * STOP (WAITERS/NOTIFY are consumed by the transition that sees them). */
+static inline uint32_t cf__st_with(uint32_t w, uint32_t state) {
+  return (w & (CF__ST_GEN_MASK | CF__ST_OWNER_MASK | CF__ST_STOP)) | state;
+}
+
+#define CF__INLINE_ARG 48 /* argument bytes kept inside the future */
+#define CF__INLINE_RES 32 /* result bytes kept inside the future */
+#define CF__FUTURE_MAGIC 0xcf5eed01u
+#define CF__FUTURE_DEAD 0xdeadf00du
+
+typedef struct cf__cb cf__cb;
+
+/* Executor hooks for a future whose data does not live in the object
+ * (process pool). Thread futures use cf__local_future_vtbl. */
+typedef struct cf__future_vtbl {
+  /* Copy the result of a FINISHED future: 0, CF_ERANGE (with *len), CF_EPROTO. */
+  int (*result)(cf_future *f, void *out, size_t cap, size_t *len);
+  /* Failure of a FAILED future: its CF_E* error, task code, message. */
+  int (*error)(cf_future *f, int *err, int *code, char *msg, size_t cap);
+  int (*crash_info)(cf_future *f, cf_crash_info *out);
+  /* cf_future_cancel() after the generic PENDING -> CANCELLED CAS failed
+   * because the task runs. Returns what cf_future_cancel returns. */
+  int (*cancel_running)(cf_future *f);
+  /* A callback was added to a future that is not done: make sure the
+   * callbacks will run when it completes (process pool: NOTIFY bit). */
+  void (*watch)(cf_future *f);
+  /* The last reference is gone: release executor-side resources. The
+   * generic code then frees the object. */
+  void (*destroy)(cf_future *f);
+} cf__future_vtbl;
+
+struct cf_future {
+  _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
+  _Atomic uint32_t state; /* thread futures' state word */
+  uint32_t magic;         /* CF__FUTURE_MAGIC while live */
+  _Atomic uint32_t refs;
+  _Atomic uint32_t handles;
+  uint8_t shared;         /* futex flavour of *word: 0 private, 1 shared */
+  const cf__future_vtbl *vt;
+  void *owner;            /* executor-private */
+  uint64_t ext[2];        /* executor-private (process pool: slot, gen) */
+
+  /* the task */
+  cf_fn fn;
+  int64_t deadline;        /* absolute CLOCK_MONOTONIC ns; 0: none */
+  struct cf_future *next;  /* queue link, owned by whoever queues it */
+
+  /* bytes in: inline up to CF__INLINE_ARG, else arg_heap */
+  uint32_t arg_len;
+  uint32_t res_len;
+  void *arg_heap;
+  void *res_heap;
+  unsigned char arg_inline[CF__INLINE_ARG];
+  unsigned char res_inline[CF__INLINE_RES];
+
+  /* failure: err is the CF_E* the future reports; code/msg from cf_call_fail */
+  int32_t err;
+  int32_t task_code;
+  char *msg;
+
+  /* done callbacks: a LIFO of cf__cb, CF__CB_CLOSED once they have run */
+  _Atomic(cf__cb *) callbacks;
+};
+
+#define CF__CB_CLOSED ((cf__cb *)(uintptr_t)1)
+
+struct cf__cb {
+  cf__cb *next;
+  cf_done_fn fn;
+  void *arg;
+};
+
+extern const cf__future_vtbl cf__local_future_vtbl;
+
+/* The running task's context: built on the stack of whoever runs it. */
+typedef struct cf__call_ops {
+  int (*ret)(cf_call *c, const void *v, size_t len);
+  int (*fail)(cf_call *c, int code, const char *msg);
+  bool (*stop_requested)(cf_call *c);
+} cf__call_ops;
+
+struct cf_call {
+  const cf__call_ops *ops;
+  const void *arg;
+  size_t arg_len;
+  void *ctx;          /* the future (thread pool) or the slot (process pool) */
+  size_t max_result;  /* CF_E2BIG above it; SIZE_MAX: no limit */
+  int outcome;        /* 0 nothing yet, 1 returned, 2 failed */
+};
+
+/* ---- allocation (any thread) ---- */
+
+/* A zeroed-as-needed future from the calling thread's cache; refs = 2
+ * (user handle + executor), handles = 1, word = &state = PENDING, vt =
+ * &cf__local_future_vtbl. NULL on ENOMEM. */
+cf_future *cf__future_alloc(void);
+
+/* Copy the argument in: CF_ENOMEM. */
+int cf__future_set_arg(cf_future *f, const void *arg, size_t len);
+static inline const void *cf__future_arg(const cf_future *f) {
+  return f->arg_len <= CF__INLINE_ARG ? (const void *)f->arg_inline : f->arg_heap;
+}
+
+/* Drop one internal reference; the last one destroys (vt->destroy) and
+ * frees. Any thread. */
+void cf__future_unref(cf_future *f);
+void cf__future_ref(cf_future *f);
+
+/* ---- running and completing (the executor's side) ---- */
+
+/* Run a thread-pool future's task in the calling thread: PENDING -> RUNNING
+ * with `owner` (worker index + 1, or 0), call the task, publish and complete,
+ * then drop the executor's reference. A future that is no longer PENDING
+ * (cancelled, deadline passed) is only unref'd. A deadline already passed
+ * fails it with CF_ETIMEDOUT without running. */
+void cf__future_run(cf_future *f, unsigned owner);
+
+/* Move *f->word from a word with state `from` (same generation) to state
+ * `to`, with error `err` recorded first for FAILED/CANCELLED (thread futures
+ * only; process futures record it in the slot before calling). On success,
+ * wake waiters if the old word had WAITERS and run the callbacks (unless
+ * the word is shared: then the process pool runs them via
+ * cf__future_run_callbacks). Returns true if this call made the transition. */
+bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err);
+
+/* Wake every waiter of f if `old` (the word a completing CAS replaced) had
+ * WAITERS. For the process pool's supervisor and workers too. */
+void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared);
+
+/* Run and close f's callback list (the completing thread). Idempotent. */
+void cf__future_run_callbacks(cf_future *f);
+
+/* Set STOP on the word (cooperative stop). */
+void cf__future_request_stop(cf_future *f);
+
+/* Wait until f is done or the absolute deadline (CLOCK_MONOTONIC ns; < 0:
+ * forever) passes: spins ~2 us, then FUTEX_WAIT_BITSET on the word with the
+ * WAITERS bit set. Honours the task deadline (fails the future with
+ * CF_ETIMEDOUT when it passes). In a thread-pool worker, helps instead of
+ * blocking (cf__helper). Returns 0 (done) or CF_ETIMEDOUT. */
+int cf__future_wait_until(cf_future *f, int64_t deadline_abs);
+
+/* A thread that can run other tasks while it waits (a thread-pool worker)
+ * sets this for itself; cf__future_wait_until then calls helper->wait. */
+typedef struct cf__helper cf__helper;
+struct cf__helper {
+  /* Run other work until f is done or the deadline: 0 or CF_ETIMEDOUT. */
+  int (*wait)(cf__helper *self, cf_future *f, int64_t deadline_abs);
+};
+extern _Thread_local cf__helper *cf__current_helper;
+
+#endif /* CF_RUNTIME_FUTURE_H */

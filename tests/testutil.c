@@ -1,0 +1,41 @@
+#include "testutil.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+int cf_test_failures;
+static int tests_passed, tests_failed;
+
+void cf_test_fail(const char *file, int line, const char *expr, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s:%d: expectation failed: %s: ", file, line, expr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  cf_test_failures++;
+}
+
+uint64_t cf_test_scale(uint64_t n) {
+  const char *s = getenv("CF_TEST_SCALE");
+  uint64_t d = s ? strtoull(s, NULL, 10) : 1;
+  if (d == 0) d = 1;
+  n /= d;
+  return n ? n : 1;
+}
+
+void cf_test_run(const char *name, void (*fn)(void)) {
+  int before = cf_test_failures;
+  fn();
+  if (cf_test_failures == before) {
+    tests_passed++;
+  } else {
+    tests_failed++;
+    fprintf(stderr, "FAILED: %s\n", name);
+  }
+}
+
+int cf_test_done(const char *name) {
+  printf("%s: %d passed, %d failed\n", name, tests_passed, tests_failed);
+  return cf_test_failures ? 1 : 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * testutil.h — the tiny test harness (jemalloc's habit):
+ *   expect_*  records a failure and goes on;
+ *   assert_*  records it and stops the test binary (exit 1).
+ * A test binary exits 0 only if no expectation failed.
+ *
+ * cf_test_scale(n) shrinks a stress size under sanitizers: it divides n by
+ * $CF_TEST_SCALE (set by the harness for ASan/TSan builds), at least 1.
+ */
+#ifndef CF_TESTUTIL_H
+#define CF_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cfutures.h"
+
+extern int cf_test_failures;
+
+void cf_test_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+uint64_t cf_test_scale(uint64_t n);
+/* Exit status for main(): prints a summary line "N passed, M failed". */
+int cf_test_done(const char *name);
+/* Run a named test function and count it. */
+void cf_test_run(const char *name, void (*fn)(void));
+#define CF_RUN(fn) cf_test_run(#fn, fn)
+
+#define expect_true(c) \
+  do { if (!(c)) cf_test_fail(__FILE__, __LINE__, #c, " "); } while (0)
+#define expect_eq(a, b) \
+  do { long long _a = (long long)(a), _b = (long long)(b); \
+       if (_a != _b) cf_test_fail(__FILE__, __LINE__, #a " == " #b, "%lld != %lld", _a, _b); } while (0)
+#define expect_rc(call, code) \
+  do { int _r = (call); if (_r != (code)) \
+       cf_test_fail(__FILE__, __LINE__, #call, "returned %d (%s), expected %d (%s)", _r, cf_strerror(_r), (int)(code), cf_strerror(code)); } while (0)
+#define assert_true(c) \
+  do { if (!(c)) { cf_test_fail(__FILE__, __LINE__, #c, " "); exit(1); } } while (0)
+#define assert_rc(call, code) \
+  do { int _r = (call); if (_r != (code)) { \
+       cf_test_fail(__FILE__, __LINE__, #call, "returned %d (%s), expected %d (%s)", _r, cf_strerror(_r), (int)(code), cf_strerror(code)); exit(1); } } while (0)
+
+#endif
