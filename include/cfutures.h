@@ -280,8 +280,15 @@ int cf_map_new(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg,
 int cf_map_array(cf_executor *ex, cf_fn fn, const void *base, size_t count,
                  size_t item_size, const cf_map_opts *o, cf_map **out);
 /* The next result, in input order: 0 (result copied as for
- * cf_future_result), the item's failure code, CF_ETIMEDOUT, or CF_EDONE. */
+ * cf_future_result; CF_ERANGE with *len leaves the item to be read again),
+ * the item's failure code (CF_ETASK ...: see cf_map_error), CF_ETIMEDOUT
+ * (nothing is lost: a later call goes on), the source's negative code once
+ * after the items before it, or CF_EDONE. timeout_ns 0 polls. */
 int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len);
+/* The most recent item that cf_map_next reported as failed: *code is the
+ * code given to cf_call_fail (CF_ETASK) or the item's CF_E* error, and a
+ * copy of its message. 0, or CF_EINVAL if no item failed yet. */
+int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
 /* Cancels what is still pending and waits for what runs. */
 void cf_map_free(cf_map *m);
 

@@ -1,0 +1,526 @@
+/*
+ * map.c — cf_map: a lazy, bounded, ordered map over an executor.
+ *
+ * DESIGN
+ * A cf_map is used by one thread at a time (the caller's); it owns a ring of
+ * at most `window` in-flight tasks, submitted in input order. The source is
+ * read only to fill a free ring slot, and a slot frees only when every item
+ * of its task was returned by cf_map_next, so the source is never more than
+ * window x chunk items ahead of the consumer. Results come out in input
+ * order: cf_map_next waits (cf__future_wait_until, which helps inside a
+ * worker) on the oldest task only.
+ *
+ * Chunking (chunk > 1): one task carries several items. Its argument is
+ *   [u64 fn][u64 count] then per item [u64 len][bytes, padded to 8]
+ * and it runs chunk_runner(), a plain library function (so it works
+ * unchanged in a forked worker process), which runs the user's fn on each
+ * item with a nested cf_call whose ops append to a packed result:
+ *   [u64 count] then per item [i32 status][i32 code][u64 len][bytes, pad 8]
+ * status 0: bytes are the result; CF_ETASK: code and bytes (the message,
+ * NUL-terminated) come from cf_call_fail; another CF_E*: that error. The
+ * runner returns the packed buffer with cf_call_return on the outer call.
+ * A packed result shorter than its count (the runner stopped early because
+ * stop was requested) reports CF_ECANCELLED for the missing items. Every
+ * length read back is checked against the buffer (a process worker's output
+ * is untrusted).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "executor.h"
+#include "future.h"
+#include "sys.h"
+
+#define MAX_WINDOW ((size_t)1 << 16) /* ring slots allocated at most */
+
+static size_t pad8(size_t n) {
+  return (n + 7) & ~(size_t)7;
+}
+
+/* ---- the chunk runner (runs in a worker thread or process) ------------- */
+
+typedef struct packbuf {
+  unsigned char *p;
+  size_t len, cap;
+  bool oom;
+} packbuf;
+
+static bool pb_reserve(packbuf *b, size_t more) {
+  if (b->oom) return false;
+  if (more > SIZE_MAX / 2 - b->len) {
+    b->oom = true;
+    return false;
+  }
+  if (b->len + more <= b->cap) return true;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + more) cap *= 2;
+  unsigned char *p = realloc(b->p, cap);
+  if (!p) {
+    b->oom = true;
+    return false;
+  }
+  b->p = p;
+  b->cap = cap;
+  return true;
+}
+
+/* Append len bytes (may be NULL: zeros) padded to 8. */
+static bool pb_put(packbuf *b, const void *v, size_t len) {
+  size_t n = pad8(len);
+  if (n < len || !pb_reserve(b, n)) return false;
+  if (len) {
+    if (v)
+      memcpy(b->p + b->len, v, len);
+    else
+      memset(b->p + b->len, 0, len);
+  }
+  memset(b->p + b->len + len, 0, n - len);
+  b->len += n;
+  return true;
+}
+
+typedef struct rec_hdr {
+  int32_t status;
+  int32_t code;
+  uint64_t len;
+} rec_hdr;
+_Static_assert(sizeof(rec_hdr) == 16, "packed record header");
+
+typedef struct inner_ctx {
+  packbuf *out;
+  cf_call *outer;
+  size_t rec; /* offset of this item's rec_hdr in out */
+  bool set;   /* returned or failed already */
+} inner_ctx;
+
+static rec_hdr *rec_at(inner_ctx *x) {
+  return (rec_hdr *)(x->out->p + x->rec);
+}
+
+static int inner_ret(cf_call *c, const void *v, size_t len) {
+  inner_ctx *x = c->ctx;
+  if (x->set || (len && !v)) return CF_EINVAL;
+  x->set = true;
+  if (len > c->max_result) {
+    rec_at(x)->status = CF_E2BIG;
+    return CF_E2BIG;
+  }
+  if (!pb_put(x->out, v, len)) return CF_ENOMEM;
+  rec_at(x)->len = len;
+  return 0;
+}
+
+static int inner_fail(cf_call *c, int code, const char *msg) {
+  inner_ctx *x = c->ctx;
+  if (x->set) return CF_EINVAL;
+  x->set = true;
+  size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
+  if (msg) {
+    size_t room = pad8(n + 1);
+    if (!pb_reserve(x->out, room)) return CF_ENOMEM;
+    memset(x->out->p + x->out->len, 0, room);
+    memcpy(x->out->p + x->out->len, msg, n);
+    x->out->len += room;
+  }
+  rec_at(x)->status = CF_ETASK;
+  rec_at(x)->code = code;
+  rec_at(x)->len = msg ? n + 1 : 0;
+  return 0;
+}
+
+static bool inner_stop(cf_call *c) {
+  inner_ctx *x = c->ctx;
+  return cf_call_stop_requested(x->outer);
+}
+
+static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop};
+
+static void chunk_runner(cf_call *outer) {
+  size_t alen;
+  const unsigned char *a = cf_call_arg(outer, &alen);
+  uint64_t fnbits, count;
+  if (alen < 16) {
+    cf_call_fail(outer, CF_EPROTO, "map chunk: bad argument");
+    return;
+  }
+  memcpy(&fnbits, a, 8);
+  memcpy(&count, a + 8, 8);
+  cf_fn fn = (cf_fn)(uintptr_t)fnbits;
+  packbuf out = {0};
+  if (!pb_put(&out, &count, 8)) goto oom;
+  size_t pos = 16;
+  uint64_t done = 0;
+  for (; done < count; done++) {
+    if (cf_call_stop_requested(outer)) break;
+    uint64_t ilen;
+    if (alen - pos < 8) break;
+    memcpy(&ilen, a + pos, 8);
+    pos += 8;
+    if (ilen > alen - pos) break;
+    const void *item = a + pos;
+    pos += pad8(ilen) <= alen - pos ? pad8(ilen) : alen - pos;
+    rec_hdr h = {0, 0, 0};
+    size_t rec = out.len;
+    if (!pb_put(&out, &h, sizeof h)) goto oom;
+    inner_ctx x = {&out, outer, rec, false};
+    cf_call inner = {.ops = &inner_ops,
+                     .arg = item,
+                     .arg_len = ilen,
+                     .ctx = &x,
+                     .max_result = outer->max_result,
+                     .outcome = 0};
+    fn(&inner);
+    if (out.oom) goto oom;
+  }
+  memcpy(out.p, &done, 8); /* the count actually produced */
+  cf_call_return(outer, out.p, out.len);
+  free(out.p);
+  return;
+oom:
+  free(out.p);
+  cf_call_fail(outer, CF_ENOMEM, "map chunk: out of memory");
+}
+
+/* ---- the map (the caller's thread) ---------------------------------------- */
+
+typedef struct slot {
+  cf_future *f; /* NULL: submission failed with err */
+  int err;
+  size_t count; /* items carried */
+} slot;
+
+typedef struct array_src {
+  const unsigned char *base;
+  size_t count, size, next;
+} array_src;
+
+struct cf_map {
+  cf_executor *ex;
+  cf_fn fn;
+  cf_map_source src;
+  void *src_arg;
+  size_t window, chunk;
+  int64_t deadline;
+  slot *ring;
+  size_t head, inflight; /* ring[head] is the oldest */
+  bool eof;
+  int src_err; /* a negative source code, reported after the items before it */
+  /* the oldest task's results, once done */
+  bool loaded;
+  int head_rc;      /* the task's failure for all its items, or 0 */
+  size_t item;      /* items of the oldest task already returned */
+  size_t pos;       /* chunked: offset of the next record in res */
+  size_t res_items; /* chunked: records present in res */
+  unsigned char *res;
+  size_t res_cap, res_len;
+  packbuf pack; /* chunk arguments, reused */
+  int last_err, last_code;
+  char last_msg[CF_MESSAGE_MAX];
+  array_src arr;
+};
+
+static int array_next(void *arg, const void **item, size_t *len) {
+  array_src *a = arg;
+  if (a->next >= a->count) return 0;
+  *item = a->base + a->next * a->size;
+  *len = a->size;
+  a->next++;
+  return 1;
+}
+
+/* Read up to one task's worth of items and submit it into a free slot.
+ * Returns false when nothing was submitted (end or error of the source). */
+static bool submit_one(cf_map *m) {
+  slot *s = &m->ring[(m->head + m->inflight) % m->window];
+  s->f = NULL;
+  s->err = 0;
+  s->count = 0;
+  if (m->chunk <= 1) {
+    const void *item = NULL;
+    size_t len = 0;
+    int r = m->src(m->src_arg, &item, &len);
+    if (r <= 0) {
+      m->eof = true;
+      if (r < 0) m->src_err = r;
+      return false;
+    }
+    s->count = 1;
+    int rc = cf_submit(m->ex, m->fn, item, len, &s->f);
+    if (rc != 0) {
+      s->f = NULL;
+      s->err = rc;
+    }
+    m->inflight++;
+    return true;
+  }
+  packbuf *b = &m->pack;
+  b->len = 0;
+  b->oom = false;
+  uint64_t hdr[2] = {(uint64_t)(uintptr_t)m->fn, 0};
+  pb_put(b, hdr, sizeof hdr);
+  size_t n = 0;
+  while (n < m->chunk) {
+    const void *item = NULL;
+    size_t len = 0;
+    int r = m->src(m->src_arg, &item, &len);
+    if (r <= 0) {
+      m->eof = true;
+      if (r < 0) m->src_err = r;
+      break;
+    }
+    uint64_t l = len;
+    pb_put(b, &l, 8);
+    pb_put(b, item, len);
+    n++;
+  }
+  if (n == 0) return false;
+  s->count = n;
+  int rc;
+  if (b->oom) {
+    rc = CF_ENOMEM;
+  } else {
+    uint64_t cnt = n;
+    memcpy(b->p + 8, &cnt, 8);
+    rc = cf_submit(m->ex, chunk_runner, b->p, b->len, &s->f);
+  }
+  if (rc != 0) {
+    s->f = NULL;
+    s->err = rc;
+  }
+  m->inflight++;
+  return true;
+}
+
+static void refill(cf_map *m) {
+  while (!m->eof && m->inflight < m->window)
+    if (!submit_one(m)) break;
+}
+
+static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg,
+                     const cf_map_opts *o, const array_src *arr, cf_map **out) {
+  if (!out) return CF_EINVAL;
+  *out = NULL;
+  if (!ex || ex->magic != CF__EXECUTOR_MAGIC || !fn || !src) return CF_EINVAL;
+  size_t window = o ? o->window : 0;
+  if (window == 0) {
+    unsigned w = ex->vt->workers(ex);
+    window = 2 * (size_t)(w ? w : 1);
+  }
+  if (window > MAX_WINDOW) window = MAX_WINDOW;
+  size_t chunk = o && o->chunk > 1 ? o->chunk : 1;
+  cf_map *m = calloc(1, sizeof *m);
+  if (!m) return CF_ENOMEM;
+  m->ring = calloc(window, sizeof *m->ring);
+  if (!m->ring) {
+    free(m);
+    return CF_ENOMEM;
+  }
+  m->ex = ex;
+  m->fn = fn;
+  m->window = window;
+  m->chunk = chunk;
+  m->deadline = o ? cf__deadline_after(o->timeout_ns) : -1;
+  if (arr) {
+    m->arr = *arr;
+    m->src = array_next;
+    m->src_arg = &m->arr;
+  } else {
+    m->src = src;
+    m->src_arg = src_arg;
+  }
+  refill(m);
+  /* An executor that takes nothing fails the map at once, like Python. */
+  if (m->inflight > 0 && !m->ring[m->head].f &&
+      (m->ring[m->head].err == CF_ESHUTDOWN || m->ring[m->head].err == CF_EBROKEN)) {
+    int rc = m->ring[m->head].err;
+    cf_map_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+int cf_map_new(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg, const cf_map_opts *o,
+               cf_map **out) {
+  return map_start(ex, fn, src, src_arg, o, NULL, out);
+}
+
+int cf_map_array(cf_executor *ex, cf_fn fn, const void *base, size_t count, size_t item_size,
+                 const cf_map_opts *o, cf_map **out) {
+  if (!out) return CF_EINVAL;
+  *out = NULL;
+  if (count > 0 && item_size > 0 && !base) return CF_EINVAL;
+  if (item_size > 0 && count > SIZE_MAX / item_size) return CF_EINVAL;
+  array_src a = {base, count, item_size, 0};
+  return map_start(ex, fn, array_next, NULL, o, &a, out);
+}
+
+/* Remember a failed item's code and message for cf_map_error(). */
+static void set_error(cf_map *m, int err, int code, const char *msg, size_t msglen) {
+  m->last_err = err;
+  m->last_code = code;
+  if (msglen >= CF_MESSAGE_MAX) msglen = CF_MESSAGE_MAX - 1;
+  if (msg && msglen) memcpy(m->last_msg, msg, msglen);
+  m->last_msg[msg ? msglen : 0] = 0;
+}
+
+static void error_from_future(cf_map *m, int rc) {
+  int code = rc;
+  char msg[CF_MESSAGE_MAX] = {0};
+  if (m->ring[m->head].f && cf_future_error(m->ring[m->head].f, &code, msg, sizeof msg) != 0)
+    code = rc;
+  if (rc != CF_ETASK) code = rc;
+  set_error(m, rc, code, msg, strlen(msg));
+}
+
+/* The oldest task is used up: drop it and submit the next. */
+static void advance(cf_map *m) {
+  slot *s = &m->ring[m->head];
+  if (s->f) cf_future_release(s->f);
+  s->f = NULL;
+  m->head = (m->head + 1) % m->window;
+  m->inflight--;
+  m->loaded = false;
+  m->item = 0;
+  refill(m);
+}
+
+static int copy_out(const void *v, size_t n, void *out, size_t cap, size_t *len) {
+  if (len) *len = n;
+  if (n > cap) return CF_ERANGE;
+  if (n) memcpy(out, v, n);
+  return 0;
+}
+
+/* Load the oldest (done) chunked task's packed result into m->res. */
+static void load_chunk(cf_map *m) {
+  slot *s = &m->ring[m->head];
+  m->loaded = true;
+  m->head_rc = 0;
+  m->pos = 8;
+  m->res_items = 0;
+  size_t need = 0;
+  int rc = cf_future_result(s->f, m->res, m->res_cap, &need, 0);
+  if (rc == CF_ERANGE) {
+    unsigned char *p = realloc(m->res, need);
+    if (!p) {
+      m->head_rc = CF_ENOMEM;
+      return;
+    }
+    m->res = p;
+    m->res_cap = need;
+    rc = cf_future_result(s->f, m->res, m->res_cap, &need, 0);
+  }
+  if (rc != 0) {
+    m->head_rc = rc;
+    error_from_future(m, rc);
+    return;
+  }
+  m->res_len = need;
+  uint64_t cnt = 0;
+  if (need >= 8) memcpy(&cnt, m->res, 8);
+  m->res_items = cnt < s->count ? (size_t)cnt : s->count;
+}
+
+int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
+  if (!m || (cap > 0 && !out)) return CF_EINVAL;
+  if (m->inflight == 0) {
+    if (m->src_err) {
+      int rc = m->src_err;
+      m->src_err = 0;
+      return rc;
+    }
+    return CF_EDONE;
+  }
+  slot *s = &m->ring[m->head];
+  if (!s->f) { /* submission failed: every item reports it */
+    int rc = s->err;
+    set_error(m, rc, rc, NULL, 0);
+    if (++m->item >= s->count) advance(m);
+    return rc;
+  }
+  if (cf__future_wait_until(s->f, m->deadline) != 0) return CF_ETIMEDOUT;
+  if (m->chunk <= 1) {
+    int rc = cf_future_result(s->f, out, cap, len, 0);
+    if (rc == CF_ERANGE) return rc; /* not consumed: call again with room */
+    if (rc != 0) error_from_future(m, rc);
+    advance(m);
+    return rc;
+  }
+  if (!m->loaded) load_chunk(m);
+  int rc;
+  bool consume = true;
+  if (m->head_rc) {
+    rc = m->head_rc;
+  } else if (m->item >= m->res_items) {
+    rc = CF_ECANCELLED; /* the runner stopped before this item */
+    set_error(m, rc, rc, NULL, 0);
+  } else {
+    rec_hdr h;
+    size_t avail = m->res_len - m->pos;
+    if (avail < sizeof h) {
+      rc = CF_EPROTO;
+      set_error(m, rc, rc, NULL, 0);
+    } else {
+      memcpy(&h, m->res + m->pos, sizeof h);
+      if (h.len > avail - sizeof h) {
+        rc = CF_EPROTO;
+        set_error(m, rc, rc, NULL, 0);
+        m->res_items = m->item; /* the rest is unreadable */
+      } else {
+        const unsigned char *bytes = m->res + m->pos + sizeof h;
+        if (h.status == 0) {
+          rc = copy_out(bytes, (size_t)h.len, out, cap, len);
+          if (rc == CF_ERANGE) consume = false;
+        } else if (h.status == CF_ETASK) {
+          rc = CF_ETASK;
+          size_t ml = h.len ? strnlen((const char *)bytes, (size_t)h.len) : 0;
+          set_error(m, rc, h.code, (const char *)bytes, ml);
+        } else {
+          /* an error of the item itself (CF_E2BIG ...), or garbage */
+          rc = h.status < 0 && h.status >= CF_ESYS ? h.status : CF_EPROTO;
+          set_error(m, rc, rc, NULL, 0);
+        }
+        if (consume) {
+          size_t step = sizeof h + pad8((size_t)h.len);
+          m->pos += step <= avail ? step : avail;
+        }
+      }
+    }
+  }
+  if (!consume) return rc;
+  if (++m->item >= s->count) advance(m);
+  return rc;
+}
+
+int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
+  if (!m || !m->last_err) return CF_EINVAL;
+  if (code) *code = m->last_code;
+  if (message && cap) {
+    size_t n = strnlen(m->last_msg, sizeof m->last_msg);
+    if (n >= cap) n = cap - 1;
+    memcpy(message, m->last_msg, n);
+    message[n] = 0;
+  }
+  return 0;
+}
+
+void cf_map_free(cf_map *m) {
+  if (!m) return;
+  for (size_t i = 0; i < m->inflight; i++) {
+    slot *s = &m->ring[(m->head + i) % m->window];
+    /* Only what has not started: a running task (a process task would be
+     * killed) is waited for instead. */
+    if (s->f && cf_future_state(s->f) == CF_STATE_PENDING) cf_future_cancel(s->f);
+  }
+  for (size_t i = 0; i < m->inflight; i++) {
+    slot *s = &m->ring[(m->head + i) % m->window];
+    if (!s->f) continue;
+    cf__future_wait_until(s->f, -1);
+    cf_future_release(s->f);
+  }
+  free(m->ring);
+  free(m->res);
+  free(m->pack.p);
+  free(m);
+}

@@ -1,0 +1,379 @@
+/*
+ * wait.c — cf_wait() and the as_completed iterator.
+ *
+ * DESIGN
+ * Both are built on done callbacks (cf_future_add_done_callback), so they
+ * work the same for thread futures (callbacks run by the completing worker)
+ * and process futures (callbacks run by the pool's supervisor thread); no
+ * code here assumes which thread runs a callback.
+ *
+ * cf_wait(CF_ALL_COMPLETED) waits each future in turn with
+ * cf__future_wait_until (cheap, and it helps inside a worker). FIRST_*
+ * first checks the condition without allocating; if it does not hold it
+ * registers one callback per future pointing at a reference-counted waiter
+ * (one allocation) and sleeps on the waiter's private event word (wait.h).
+ * The waiter holds one reference for cf_wait and one per registered
+ * callback, so callbacks that fire after cf_wait returned only drop their
+ * reference. A callback fires the event when the condition may now hold:
+ * FIRST_COMPLETED at once; FIRST_EXCEPTION when its future failed or was
+ * cancelled, or when the last of the n callbacks ran (all done).
+ *
+ * as_completed: one block holds the iterator, its retained futures and one
+ * node per future. Each node is registered as a callback; when its future
+ * is done the callback pushes the node onto an MPSC Treiber stack (`inbox`)
+ * and signals the event. The consumer takes the whole stack with one
+ * exchange (no ABA: consumers never pop single nodes), reverses it into a
+ * FIFO list and yields from there. Each registration fires exactly once, so
+ * each index is yielded exactly once. The block is freed when the iterator
+ * and every registered callback have dropped their reference.
+ *
+ * Task deadlines: a future whose deadline passes while it is still queued
+ * is failed by whoever looks at it next. Waiters here wake at the earliest
+ * task deadline of what they wait for and look (cf__future_wait_until with
+ * a past deadline), so the callbacks fire on time.
+ */
+#include "wait.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "future.h"
+#include "sys.h"
+
+/* ---- the event ---------------------------------------------------------- */
+
+#define SPIN_NS 2000 /* spin this long before sleeping (see DESIGN.md) */
+
+void cf__event_signal(_Atomic uint32_t *word) {
+  uint32_t old = atomic_load(word);
+  for (;;) {
+    if (cf__st_done(old)) return; /* already signalled */
+    if (atomic_compare_exchange_weak(word, &old, cf__st_with(old, CF_STATE_FINISHED))) break;
+  }
+  if (old & CF__ST_WAITERS) cf__futex_wake(word, INT32_MAX, false);
+}
+
+void cf__event_reset(_Atomic uint32_t *word) {
+  uint32_t old = atomic_load(word);
+  /* Signallers never write a done word; only the consumer resets. */
+  atomic_store(word, cf__st_make(cf__st_gen(old) + 1, 0, CF_STATE_PENDING));
+}
+
+void cf__event_dummy_init(cf_future *dummy, _Atomic uint32_t *word) {
+  memset(dummy, 0, sizeof *dummy);
+  dummy->word = word;
+  dummy->magic = CF__FUTURE_MAGIC;
+  dummy->shared = 0;
+  dummy->deadline = 0;
+}
+
+int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, int64_t deadline_abs) {
+  if (dummy && cf__current_helper) return cf__future_wait_until(dummy, deadline_abs);
+  uint32_t w = atomic_load(word);
+  if (cf__st_done(w)) return 0;
+  int64_t now = cf__now_ns();
+  int64_t spin_end = now + SPIN_NS;
+  while (now < spin_end && (deadline_abs < 0 || now < deadline_abs)) {
+    for (int i = 0; i < 32; i++) cf__cpu_relax();
+    if (cf__st_done(atomic_load(word))) return 0;
+    now = cf__now_ns();
+  }
+  for (;;) {
+    w = atomic_load(word);
+    if (cf__st_done(w)) return 0;
+    if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
+    if (!(w & CF__ST_WAITERS)) {
+      if (!atomic_compare_exchange_weak(word, &w, w | CF__ST_WAITERS)) continue;
+      w |= CF__ST_WAITERS;
+    }
+    /* Returns on wake, on a changed word, on a signal, or at the deadline:
+     * the loop re-reads the word in every case. */
+    cf__futex_wait(word, w, deadline_abs, false);
+  }
+}
+
+/* Only thread futures: a process future's deadline is enforced by its
+ * pool's supervisor (it kills the task). */
+static bool has_task_deadline(const cf_future *f) {
+  return f->vt == &cf__local_future_vtbl && f->deadline > 0;
+}
+
+int64_t cf__min_task_deadline(cf_future *const *fs, size_t n, const bool *skip) {
+  int64_t d = -1;
+  for (size_t i = 0; i < n; i++) {
+    if (skip && skip[i]) continue;
+    if (has_task_deadline(fs[i]) && !cf_future_done(fs[i]))
+      d = cf__deadline_min(d, fs[i]->deadline);
+  }
+  return d;
+}
+
+/* Fail every thread future whose task deadline has passed (future.c: the
+ * waiter that reaches a deadline fails the future); its callbacks fire. */
+static void expire_due(cf_future *const *fs, size_t n, const bool *skip) {
+  int64_t now = cf__now_ns();
+  for (size_t i = 0; i < n; i++) {
+    if (skip && skip[i]) continue;
+    if (has_task_deadline(fs[i]) && fs[i]->deadline <= now && !cf_future_done(fs[i]))
+      (void)cf__future_fail(fs[i], CF_ETIMEDOUT);
+  }
+}
+
+static bool valid_future(const cf_future *f) {
+  return f && f->magic == CF__FUTURE_MAGIC;
+}
+
+/* ---- cf_wait ------------------------------------------------------------ */
+
+typedef struct waiter {
+  _Atomic uint32_t refs;    /* cf_wait + one per registered callback */
+  _Atomic uint32_t ev;      /* the event (wait.h) */
+  _Atomic size_t remaining; /* FIRST_EXCEPTION: callbacks not yet run */
+  int mode;
+  struct cf_future dummy; /* lets a worker help while it waits */
+} waiter;
+
+static void waiter_unref(waiter *w) {
+  if (atomic_fetch_sub(&w->refs, 1) == 1) cf__free(w, sizeof *w);
+}
+
+static void waiter_cb(cf_future *f, void *arg) {
+  waiter *w = arg;
+  bool fire = true;
+  if (w->mode == CF_FIRST_EXCEPTION) {
+    int st = cf_future_state(f);
+    if (st != CF_STATE_FAILED && st != CF_STATE_CANCELLED)
+      fire = atomic_fetch_sub(&w->remaining, 1) == 1;
+  }
+  if (fire) cf__event_signal(&w->ev);
+  waiter_unref(w);
+}
+
+/* Does return_when hold? Fills done[] when given. */
+static bool condition(cf_future *const *fs, size_t n, int mode, bool *done) {
+  size_t ndone = 0;
+  bool failed = false;
+  for (size_t i = 0; i < n; i++) {
+    int st = cf_future_state(fs[i]);
+    bool d = st >= CF_STATE_FINISHED;
+    if (done) done[i] = d;
+    ndone += d;
+    failed |= st == CF_STATE_FAILED || st == CF_STATE_CANCELLED;
+  }
+  switch (mode) {
+    case CF_FIRST_COMPLETED:
+      return ndone > 0;
+    case CF_FIRST_EXCEPTION:
+      return failed || ndone == n;
+    default:
+      return ndone == n;
+  }
+}
+
+int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns, bool *done) {
+  if (return_when != CF_FIRST_COMPLETED && return_when != CF_FIRST_EXCEPTION &&
+      return_when != CF_ALL_COMPLETED)
+    return CF_EINVAL;
+  if (n == 0) return 0;
+  if (!fs) return CF_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (!valid_future(fs[i])) return CF_EINVAL;
+  int64_t deadline = cf__deadline_after(timeout_ns);
+
+  if (return_when == CF_ALL_COMPLETED) {
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = cf__future_wait_until(fs[i], deadline);
+    if (rc != 0) expire_due(fs, n, NULL);
+    return condition(fs, n, return_when, done) ? 0 : CF_ETIMEDOUT;
+  }
+
+  expire_due(fs, n, NULL);
+  if (condition(fs, n, return_when, NULL)) {
+    condition(fs, n, return_when, done);
+    return 0;
+  }
+  if (deadline >= 0 && cf__now_ns() >= deadline) {
+    return condition(fs, n, return_when, done) ? 0 : CF_ETIMEDOUT;
+  }
+
+  waiter *w = cf__alloc(sizeof *w);
+  if (!w) return CF_ENOMEM;
+  atomic_init(&w->refs, 1);
+  atomic_init(&w->ev, CF_STATE_PENDING);
+  atomic_init(&w->remaining, n);
+  w->mode = return_when;
+  cf__event_dummy_init(&w->dummy, &w->ev);
+
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    atomic_fetch_add(&w->refs, 1);
+    int r = cf_future_add_done_callback(fs[i], waiter_cb, w);
+    if (r != 0) {
+      atomic_fetch_sub(&w->refs, 1); /* never registered: cannot be the last ref */
+      rc = r;
+      break;
+    }
+    /* A callback that ran already may have fired the event: stop early. */
+    if (cf__st_done(atomic_load(&w->ev))) break;
+  }
+  if (rc == 0) {
+    for (;;) {
+      if (cf__st_done(atomic_load(&w->ev)) && condition(fs, n, return_when, NULL)) break;
+      int64_t task_dl = cf__min_task_deadline(fs, n, NULL);
+      int64_t until = cf__deadline_min(deadline, task_dl);
+      int r = cf__event_wait(&w->ev, &w->dummy, until);
+      if (r == 0) continue; /* re-check the condition */
+      if (deadline >= 0 && cf__now_ns() >= deadline) {
+        rc = CF_ETIMEDOUT;
+        break;
+      }
+      expire_due(fs, n, NULL);
+    }
+    if (condition(fs, n, return_when, done)) rc = 0;
+  }
+  waiter_unref(w);
+  return rc;
+}
+
+/* ---- as_completed ------------------------------------------------------- */
+
+typedef struct ac_node {
+  struct ac_node *next;
+  struct cf_as_completed *it;
+  size_t index;
+} ac_node;
+
+struct cf_as_completed {
+  _Atomic uint32_t refs;    /* the iterator + one per registered callback */
+  _Atomic uint32_t ev;      /* signalled after each push (wait.h) */
+  _Atomic(ac_node *) inbox; /* nodes of done futures, LIFO, pushed by callbacks */
+  /* consumer-owned: */
+  ac_node *ready; /* FIFO taken from inbox */
+  size_t n, yielded, registered;
+  int64_t deadline;
+  bool *seen; /* seen[i]: fs[i] was taken from the inbox */
+  cf_future **fs;
+  ac_node *nodes;
+  size_t bytes;
+  struct cf_future dummy;
+};
+
+static void ac_unref(cf_as_completed *it) {
+  if (atomic_fetch_sub(&it->refs, 1) == 1) cf__free(it, it->bytes);
+}
+
+static void ac_cb(cf_future *f, void *arg) {
+  ac_node *node = arg;
+  cf_as_completed *it = node->it;
+  ac_node *head = atomic_load(&it->inbox);
+  do {
+    node->next = head;
+  } while (!atomic_compare_exchange_weak(&it->inbox, &head, node));
+  cf__event_signal(&it->ev);
+  ac_unref(it);
+}
+
+int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_as_completed **out) {
+  if (!out || (n > 0 && !fs)) return CF_EINVAL;
+  *out = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!valid_future(fs[i])) return CF_EINVAL;
+  if (n > (SIZE_MAX - sizeof(cf_as_completed)) / (sizeof(ac_node) + sizeof(cf_future *) + 1))
+    return CF_ENOMEM;
+  size_t bytes = sizeof(cf_as_completed) + n * (sizeof(ac_node) + sizeof(cf_future *) + 1);
+  cf_as_completed *it = cf__alloc(bytes);
+  if (!it) return CF_ENOMEM;
+  memset(it, 0, sizeof *it);
+  it->bytes = bytes;
+  it->n = n;
+  it->nodes = (ac_node *)(it + 1);
+  it->fs = (cf_future **)(it->nodes + n);
+  it->seen = (bool *)(it->fs + n);
+  it->deadline = cf__deadline_after(timeout_ns);
+  atomic_init(&it->refs, 1);
+  atomic_init(&it->ev, CF_STATE_PENDING);
+  atomic_init(&it->inbox, NULL);
+  cf__event_dummy_init(&it->dummy, &it->ev);
+  for (size_t i = 0; i < n; i++) {
+    it->fs[i] = fs[i];
+    it->seen[i] = false;
+    it->nodes[i].it = it;
+    it->nodes[i].index = i;
+    it->nodes[i].next = NULL;
+    cf__future_ref(fs[i]);
+  }
+  for (size_t i = 0; i < n; i++) {
+    atomic_fetch_add(&it->refs, 1);
+    int r = cf_future_add_done_callback(fs[i], ac_cb, &it->nodes[i]);
+    if (r != 0) {
+      atomic_fetch_sub(&it->refs, 1); /* never registered: not the last ref */
+      /* The registered callbacks still point into the block; the iterator
+       * gives up its own reference only, as cf_as_completed_free does. */
+      it->registered = i;
+      cf_as_completed_free(it);
+      return r;
+    }
+  }
+  it->registered = n;
+  *out = it;
+  return 0;
+}
+
+/* Move everything from the inbox to the ready list, oldest first. */
+static bool ac_take(cf_as_completed *it) {
+  ac_node *l = atomic_exchange(&it->inbox, NULL);
+  if (!l) return false;
+  ac_node *rev = NULL;
+  while (l) {
+    ac_node *next = l->next;
+    l->next = rev;
+    rev = l;
+    l = next;
+  }
+  /* append rev to ready */
+  if (!it->ready) {
+    it->ready = rev;
+  } else {
+    ac_node *t = it->ready;
+    while (t->next) t = t->next;
+    t->next = rev;
+  }
+  return true;
+}
+
+int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
+  if (!it) return CF_EINVAL;
+  if (it->yielded == it->n) return CF_EDONE;
+  for (;;) {
+    if (!it->ready) ac_take(it);
+    if (it->ready) {
+      ac_node *node = it->ready;
+      it->ready = node->next;
+      it->seen[node->index] = true;
+      it->yielded++;
+      if (f) *f = it->fs[node->index];
+      if (index) *index = node->index;
+      return 0;
+    }
+    if (cf__st_done(atomic_load(&it->ev))) {
+      /* Consumed the signal: reset, then look at the inbox again before
+       * sleeping (wait.h: no lost wake-up). */
+      cf__event_reset(&it->ev);
+      continue;
+    }
+    int64_t task_dl = cf__min_task_deadline(it->fs, it->n, it->seen);
+    int64_t until = cf__deadline_min(it->deadline, task_dl);
+    if (it->deadline >= 0 && cf__now_ns() >= it->deadline) {
+      expire_due(it->fs, it->n, it->seen);
+      if (ac_take(it)) continue;
+      return CF_ETIMEDOUT;
+    }
+    if (cf__event_wait(&it->ev, &it->dummy, until) != 0) expire_due(it->fs, it->n, it->seen);
+  }
+}
+
+void cf_as_completed_free(cf_as_completed *it) {
+  if (!it) return;
+  for (size_t i = 0; i < it->n; i++) cf__future_unref(it->fs[i]);
+  ac_unref(it);
+}
