@@ -1,0 +1,98 @@
+/*
+ * segment.c — create, seal, map and check the shared segment (layout in
+ * segment.h).
+ */
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cfutures.h"
+
+static uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+
+static void layout(cf__seg_header *h, const cf__seg_params *p) {
+  memset(h, 0, sizeof *h);
+  h->magic = CF__SEG_MAGIC;
+  h->version = CF__SEG_VERSION;
+  h->header_size = sizeof(cf__seg_header);
+  h->ctl_size = sizeof(cf__seg_ctl);
+  h->worker_size = sizeof(cf__worker_rec);
+  h->slot_size = sizeof(cf__slot);
+  h->nworkers = p->nworkers;
+  h->nslots = p->nslots;
+  h->sq_log2 = p->sq_log2;
+  h->cq_log2 = p->cq_log2;
+  h->max_arg = p->max_arg;
+  h->max_result = p->max_result;
+  h->region_size = align_up(p->max_arg, 64) + align_up(p->max_result, 64);
+  uint64_t off = 4096; /* header alone on the first page */
+  h->off_ctl = off;
+  off = align_up(off + sizeof(cf__seg_ctl), 64);
+  h->off_workers = off;
+  off = align_up(off + (uint64_t)p->nworkers * sizeof(cf__worker_rec), 64);
+  h->off_sq = off;
+  off = align_up(off + (sizeof(uint64_t) << p->sq_log2), 64);
+  h->off_cq = off;
+  off = align_up(off + (sizeof(uint64_t) << p->cq_log2), 4096);
+  h->off_slots = off;
+  off = align_up(off + (uint64_t)p->nslots * sizeof(cf__slot), 4096);
+  h->off_arena = off;
+  off = align_up(off + (uint64_t)p->nslots * h->region_size, 4096);
+  h->total_size = off;
+}
+
+static void bind(cf__seg *s, const cf__seg_header *h) {
+  s->region_size = h->region_size;
+  s->ctl = (cf__seg_ctl *)(s->base + h->off_ctl);
+  s->workers = (cf__worker_rec *)(s->base + h->off_workers);
+  s->sq = (_Atomic uint64_t *)(s->base + h->off_sq);
+  s->cq = (_Atomic uint64_t *)(s->base + h->off_cq);
+  s->slots = (cf__slot *)(s->base + h->off_slots);
+  s->arena = s->base + h->off_arena;
+}
+
+int cf__seg_create(cf__seg *s, const cf__seg_params *p) {
+  cf__seg_header h;
+  layout(&h, p);
+  memset(s, 0, sizeof *s);
+  int fd = memfd_create("cfutures-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return CF_ESYS;
+  if (ftruncate(fd, (off_t)h.total_size) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return e == ENOMEM || e == ENOSPC || e == EFBIG ? CF_ENOMEM : CF_ESYS;
+  }
+  void *base = mmap(NULL, h.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int e = errno;
+  close(fd); /* the mapping keeps the memory; no name, no fd left */
+  if (base == MAP_FAILED) {
+    errno = e;
+    return e == ENOMEM ? CF_ENOMEM : CF_ESYS;
+  }
+  s->base = base;
+  s->size = h.total_size;
+  s->p = *p;
+  memcpy(s->base, &h, sizeof h);
+  bind(s, &h);
+  return 0;
+}
+
+int cf__seg_check(const cf__seg *s) {
+  cf__seg_header want, got;
+  layout(&want, &s->p);
+  memcpy(&got, s->base, sizeof got);
+  return memcmp(&want, &got, sizeof want) == 0 ? 0 : CF_EPROTO;
+}
+
+void cf__seg_unmap(cf__seg *s) {
+  if (s->base) munmap(s->base, s->size);
+  s->base = NULL;
+}

@@ -1,0 +1,162 @@
+/*
+ * segment.h — the process pool's shared segment: layout and creation
+ * (internal).
+ *
+ * DESIGN
+ * One anonymous memfd (MFD_CLOEXEC | MFD_ALLOW_SEALING), sized, sealed
+ * against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+ * and mapped MAP_SHARED before the zygote is forked, so the zygote and the
+ * workers inherit the mapping. It never has a name in /dev/shm: nothing can
+ * outlive the last process that maps it, even after kill -9 of the parent.
+ * The fd is closed once mapped.
+ *
+ *   header   magic, version, sizes and offsets (checked in every worker)
+ *   ctl      ring indices, idle/wake words, supervisor wake word, phase
+ *   workers  one cf__worker_rec per worker (cache-line each)
+ *   sq       submission ring cells: hints of PENDING slots
+ *   cq       completion ring cells: hints of slots completed with NOTIFY
+ *   slots    max_futures task slots (cf__slot)
+ *   arena    per slot: max_arg_size bytes, then max_result_size bytes
+ *
+ * The arena is sparse: a page costs memory only once touched, and payloads
+ * that fit inside the slot never touch it. Everything is addressed by offset
+ * from the segment base; every size the parent uses comes from its own
+ * memory, never from the segment, which a rogue worker may overwrite.
+ *
+ * Hints (ring values) are 32 bits: the slot index in the low CF__HINT_IDX_BITS
+ * bits and the low bits of the slot generation above them. A hint is only a
+ * hint: a task is claimed by the CAS on its slot word, so a stale or
+ * duplicate hint is dropped by whoever pops it.
+ */
+#ifndef CF_SHM_SEGMENT_H
+#define CF_SHM_SEGMENT_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring.h"
+
+#define CF__SEG_MAGIC 0x63667367u /* "cfsg" */
+#define CF__SEG_VERSION 1u
+
+#define CF__HINT_IDX_BITS 20 /* max_futures <= 2^20 */
+#define CF__HINT_IDX_MASK ((1u << CF__HINT_IDX_BITS) - 1)
+#define CF__HINT_NONE 0xffffffffu
+#define CF__MAX_SLOTS ((1u << CF__HINT_IDX_BITS) - 1)
+
+static inline uint32_t cf__hint_make(uint32_t slot, uint32_t gen) {
+  return (gen << CF__HINT_IDX_BITS) | slot;
+}
+static inline uint32_t cf__hint_slot(uint32_t h) {
+  return h & CF__HINT_IDX_MASK;
+}
+static inline uint32_t cf__hint_gen(uint32_t h) {
+  return h >> CF__HINT_IDX_BITS;
+}
+static inline uint32_t cf__hint_genbits(uint32_t gen) {
+  return gen & ((1u << (32 - CF__HINT_IDX_BITS)) - 1);
+}
+
+/* Pool phases (ctl.phase). */
+enum { CF__PHASE_RUN = 0, CF__PHASE_EXIT = 1 };
+
+typedef struct cf__seg_header {
+  uint32_t magic, version;
+  uint32_t header_size, ctl_size, worker_size, slot_size;
+  uint32_t nworkers, nslots;
+  uint32_t sq_log2, cq_log2;
+  uint64_t max_arg, max_result, region_size;
+  uint64_t off_ctl, off_workers, off_sq, off_cq, off_slots, off_arena, total_size;
+  char pad_[8];
+} cf__seg_header;
+_Static_assert(sizeof(cf__seg_header) == 128, "segment header size is part of the format");
+
+typedef struct cf__seg_ctl {
+  cf__ring_idx sq; /* submission ring indices */
+  cf__ring_idx cq; /* completion ring indices */
+  /* Idle workers: sleepers count, futex word bumped to wake one. */
+  alignas(64) _Atomic uint32_t nsleep;
+  _Atomic uint32_t wake_seq;
+  _Atomic uint32_t phase; /* CF__PHASE_* */
+  /* Supervisor: 1 while it is (about to be) asleep in poll(); a worker that
+   * queued a completion exchanges it to 0 and, if it was 1, writes the
+   * eventfd. cq_overflow: a completion did not fit in the cq. */
+  alignas(64) _Atomic uint32_t sv_sleeping;
+  _Atomic uint32_t cq_overflow;
+  char pad_[56];
+} cf__seg_ctl;
+_Static_assert(sizeof(cf__seg_ctl) == 384, "ctl size is part of the format");
+
+/* One worker's record. Written by that worker; read by the supervisor after
+ * the worker died (its writes are then complete). */
+typedef struct cf__worker_rec {
+  _Atomic int32_t pid;
+  _Atomic uint32_t taking;   /* hint being popped (CF__HINT_NONE) */
+  _Atomic uint32_t cur_slot; /* slot claimed last (CF__HINT_NONE) */
+  _Atomic uint32_t cur_word; /* the RUNNING word it claimed it with */
+  _Atomic uint32_t asleep;   /* counted in ctl.nsleep */
+  _Atomic uint32_t init_failed;
+  _Atomic uint64_t completed;
+  _Atomic uint64_t parks;
+  char pad_[24];
+} cf__worker_rec;
+_Static_assert(sizeof(cf__worker_rec) == 64, "worker record: one cache line");
+
+#define CF__SLOT_ARG_INLINE 96
+#define CF__SLOT_RES_INLINE 96
+
+/* A task slot. The parent writes fn/arg_len/arg before publishing the slot
+ * word PENDING (release) and pushing its hint; the worker that claimed it
+ * writes res_len/err/code/msg and the result bytes before its completing CAS
+ * (release). Worker-written fields are untrusted input for the parent. */
+typedef struct cf__slot {
+  _Atomic uint32_t word; /* the future's state word (future.h layout) */
+  uint32_t arg_len;
+  uint64_t fn;
+  _Atomic uint32_t res_len;
+  _Atomic int32_t err;  /* 0, CF_ETASK, CF_E2BIG or CF_EINVAL */
+  _Atomic int32_t code; /* CF_ETASK: the task's code */
+  _Atomic uint32_t msg_len;
+  char pad_[32];
+  unsigned char arg_inline[CF__SLOT_ARG_INLINE];
+  unsigned char res_inline[CF__SLOT_RES_INLINE];
+  char msg[128];
+} cf__slot;
+_Static_assert(sizeof(cf__slot) == 384, "slot size is part of the format");
+_Static_assert(offsetof(cf__slot, arg_inline) == 64, "slot header: one cache line");
+
+/* Parameters of a segment, from the pool options (already validated). */
+typedef struct cf__seg_params {
+  uint32_t nworkers, nslots, sq_log2, cq_log2;
+  uint64_t max_arg, max_result;
+} cf__seg_params;
+
+/* The parent's view: base and trusted copies of the layout. */
+typedef struct cf__seg {
+  unsigned char *base;
+  size_t size;
+  cf__seg_params p;
+  uint64_t region_size; /* per-slot arena bytes */
+  cf__seg_ctl *ctl;
+  cf__worker_rec *workers;
+  _Atomic uint64_t *sq, *cq;
+  cf__slot *slots;
+  unsigned char *arena;
+} cf__seg;
+
+/* Create, size, seal and map a segment: 0, CF_ENOMEM, CF_ESYS. */
+int cf__seg_create(cf__seg *s, const cf__seg_params *p);
+/* Check that the header matches what this program expects: 0 or CF_EPROTO. */
+int cf__seg_check(const cf__seg *s);
+void cf__seg_unmap(cf__seg *s);
+
+static inline unsigned char *cf__seg_arg_area(const cf__seg *s, uint32_t slot) {
+  return s->arena + (uint64_t)slot * s->region_size;
+}
+static inline unsigned char *cf__seg_res_area(const cf__seg *s, uint32_t slot) {
+  return s->arena + (uint64_t)slot * s->region_size + ((s->p.max_arg + 63) & ~(uint64_t)63);
+}
+
+#endif /* CF_SHM_SEGMENT_H */

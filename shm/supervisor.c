@@ -1,0 +1,376 @@
+/*
+ * supervisor.c — the process pool's supervisor thread (in the parent).
+ *
+ * DESIGN
+ * One thread per pool. It forks the zygote (see pool.h for why this thread),
+ * asks it for the workers, and then loops on poll() over two fds:
+ *   - the zygote socket: SPAWNED / SPAWN_FAILED / DIED reports; end of file
+ *     means the zygote died (and with it every worker): the pool is broken;
+ *   - an eventfd, written by workers that queued a completion notice while
+ *     the supervisor slept (ctl->sv_sleeping, see worker.c) and by parent
+ *     threads that need it (new earliest deadline, shutdown).
+ * The poll timeout is the earliest task deadline (a binary min-heap).
+ *
+ * Plain waits never involve this thread: a worker wakes a waiting parent
+ * thread directly (FUTEX_WAKE on the slot word). The supervisor handles:
+ *   - completion notices (slots whose word had NOTIFY): run the callbacks
+ *     of watched futures (this is how callbacks, cf_wait and as_completed
+ *     learn of process futures) and free orphaned slots;
+ *   - worker deaths: fail the slot the worker owned (CF_ECRASHED with pid,
+ *     signal or exit status), wake its waiters and run its callbacks; a
+ *     completed slot whose wake-up or notice may have died with the worker
+ *     is woken and settled again (both are idempotent); a hint the worker
+ *     popped but never claimed is pushed back; slots quarantined by the dead
+ *     worker are released; the worker is respawned from the zygote;
+ *   - deadlines: a PENDING task past its deadline fails CF_ETIMEDOUT, a
+ *     RUNNING one too and its worker is killed and replaced;
+ *   - a completion ring overflow: rescan every watched or orphaned slot.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "sys.h"
+
+void cf__sv_kick(cf__pool *p) {
+  uint64_t one = 1;
+  ssize_t r = write(p->evfd, &one, sizeof one);
+  (void)r;
+}
+
+/* ---- deadline heap (mu held) ---- */
+
+static void heap_pop(cf__pool *p) {
+  cf__deadline *h = p->heap;
+  h[0] = h[--p->nheap];
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < p->nheap && h[l].when < h[m].when) m = l;
+    if (r < p->nheap && h[r].when < h[m].when) m = r;
+    if (m == i) break;
+    cf__deadline t = h[i];
+    h[i] = h[m];
+    h[m] = t;
+    i = m;
+  }
+}
+
+static void expire_deadlines(cf__pool *p) {
+  int64_t now = cf__now_ns();
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    if (p->nheap == 0 || p->heap[0].when > now) {
+      pthread_mutex_unlock(&p->mu);
+      return;
+    }
+    cf__deadline d = p->heap[0];
+    heap_pop(p);
+    cf__settle st;
+    bool done =
+        cf__pp_fail_locked(p, d.slot, d.gen, true, CF_STATE_FAILED, CF_ETIMEDOUT, NULL, false, &st);
+    pthread_mutex_unlock(&p->mu);
+    if (done) cf__pp_settle_finish(p, &st);
+  }
+}
+
+/* ---- completion notices ---- */
+
+static void settle_slot(cf__pool *p, uint32_t s, uint32_t genbits, bool check_gen) {
+  if (s >= p->nslots) return; /* untrusted hint */
+  cf__settle st;
+  memset(&st, 0, sizeof st);
+  pthread_mutex_lock(&p->mu);
+  cf__pslot *ps = &p->ps[s];
+  bool go = ps->in_use && (!check_gen || cf__hint_genbits(ps->gen) == genbits) &&
+            cf__st_done(atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire));
+  if (go) cf__pp_settle_locked(p, s, &st);
+  pthread_mutex_unlock(&p->mu);
+  if (go) cf__pp_settle_finish(p, &st);
+}
+
+static int drain_cq(cf__pool *p) {
+  cf__seg_ctl *ctl = p->seg.ctl;
+  int n = 0;
+  uint32_t h;
+  while (cf__ring_pop(&ctl->cq, p->seg.cq, p->seg.p.cq_log2, &h, NULL) == 0) {
+    settle_slot(p, cf__hint_slot(h), cf__hint_gen(h), true);
+    n++;
+  }
+  return n;
+}
+
+/* Every watched or orphaned slot that is done (lost or overflowed notices). */
+static void rescan(cf__pool *p) {
+  for (uint32_t s = 0; s < p->nslots; s++) {
+    pthread_mutex_lock(&p->mu);
+    cf__pslot *ps = &p->ps[s];
+    bool want = ps->in_use && (ps->watched || ps->orphan);
+    pthread_mutex_unlock(&p->mu);
+    if (want) settle_slot(p, s, 0, false);
+  }
+}
+
+/* ---- hints to put back ---- */
+
+static void repush_add(cf__pool *p, uint32_t h) {
+  if (p->nrepush == p->repush_cap) {
+    size_t cap = p->repush_cap ? 2 * p->repush_cap : 16;
+    uint32_t *n = realloc(p->repush, cap * sizeof *n);
+    if (!n) return; /* the hint is lost; its task fails at shutdown's drain */
+    p->repush = n;
+    p->repush_cap = cap;
+  }
+  p->repush[p->nrepush++] = h;
+}
+
+static void wake_worker(cf__pool *p) {
+  cf__seg_ctl *ctl = p->seg.ctl;
+  if (atomic_load(&ctl->nsleep)) { /* seq_cst: Dekker with next_hint() */
+    atomic_fetch_add(&ctl->wake_seq, 1);
+    cf__futex_wake(&ctl->wake_seq, 1, true);
+  }
+}
+
+static void repush_retry(cf__pool *p) {
+  pthread_mutex_lock(&p->mu);
+  while (p->nrepush) {
+    uint32_t h = p->repush[p->nrepush - 1];
+    if (cf__ring_push(&p->seg.ctl->sq, p->seg.sq, p->seg.p.sq_log2, h) != 0) break;
+    p->nrepush--;
+    wake_worker(p);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- failing every pending task (broken pool) ---- */
+
+static void fail_pending(cf__pool *p, int err) {
+  for (uint32_t s = 0; s < p->nslots; s++) {
+    cf__settle st;
+    pthread_mutex_lock(&p->mu);
+    bool done = p->ps[s].in_use && cf__pp_fail_locked(p, s, p->ps[s].gen, false, CF_STATE_FAILED,
+                                                      err, NULL, false, &st);
+    pthread_mutex_unlock(&p->mu);
+    if (done) cf__pp_settle_finish(p, &st);
+  }
+}
+
+/* ---- worker deaths ---- */
+
+/* mu held: the slot worker idx owned when it died, if RUNNING: fail it. */
+static bool fail_owned_locked(cf__pool *p, unsigned idx, uint32_t s, const cf_crash_info *ci,
+                              cf__settle *st) {
+  if (s >= p->nslots || !p->ps[s].in_use) return false;
+  uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+  if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1) return false;
+  if (!cf__pp_fail_locked(p, s, p->ps[s].gen, true, CF_STATE_FAILED, CF_ECRASHED, ci, true, st))
+    return false;
+  atomic_fetch_add_explicit(&p->crashed, 1, memory_order_relaxed); /* statistic */
+  return true;
+}
+
+static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
+  cf_crash_info ci = {
+      .pid = pid,
+      .signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+      .exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+  };
+  cf__worker_rec *rec = &p->seg.workers[idx];
+  cf__settle st;
+  bool newly_broken = false;
+
+  pthread_mutex_lock(&p->mu);
+  cf__pworker *w = &p->w[idx];
+  if (w->alive) p->nalive--;
+  w->alive = false;
+  w->pid = 0;
+  /* The record is final: the worker is dead and reaped. The slot it owned,
+   * if any, is cur_slot: it records the slot before its claim CAS. */
+  uint32_t cs = atomic_load(&rec->cur_slot);
+  bool found = fail_owned_locked(p, idx, cs, &ci, &st);
+  if (!found) {
+    /* Its last slot may be done with a wake-up or notice lost in the
+     * death: wake (spuriously at worst) and settle again. */
+    if (cs < p->nslots && p->ps[cs].in_use) {
+      _Atomic uint32_t *word = &cf__pp_slot(p, cs)->word;
+      uint32_t wd = atomic_load_explicit(word, memory_order_acquire);
+      if (cf__st_done(wd) && cf__st_owner(wd) == idx + 1) {
+        memset(&st, 0, sizeof st);
+        st.word = word;
+        st.old = wd;
+        st.wake = true;
+        cf__pp_settle_locked(p, cs, &st);
+        found = true;
+      }
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (found) cf__pp_settle_finish(p, &st);
+  unsigned freed = 0;
+  pthread_mutex_lock(&p->mu);
+  uint32_t t = atomic_load(&rec->taking);
+  if (t != CF__HINT_NONE) repush_add(p, t);
+  for (uint32_t s = 0; s < p->nslots; s++) {
+    if (p->ps[s].quarantine == idx + 1) {
+      p->ps[s].quarantine = 0;
+      freed += cf__pp_maybe_free_locked(p, s);
+    }
+  }
+  atomic_store(&rec->taking, CF__HINT_NONE);
+  atomic_store(&rec->cur_slot, CF__HINT_NONE);
+  if (atomic_exchange(&rec->asleep, 0)) atomic_fetch_sub(&p->seg.ctl->nsleep, 1);
+  bool init_failed = atomic_exchange(&rec->init_failed, 0);
+  if (init_failed && !p->broken) {
+    p->broken = true;
+    newly_broken = true;
+  }
+  if (!p->broken && !p->zygote_dead && atomic_load(&p->seg.ctl->phase) == CF__PHASE_RUN) {
+    w->spawning = true;
+    p->nspawning++;
+    atomic_fetch_add_explicit(&p->respawned, 1, memory_order_relaxed); /* statistic */
+    cf__zsend(p->sock, CF__Z_SPAWN, (int)idx, 0, 0);
+  }
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  while (freed--) cf__pp_unref(p);
+  if (newly_broken) fail_pending(p, CF_EBROKEN);
+  /* The notice of some other slot cannot have died with this worker, but
+   * its last one may have: settled above. */
+}
+
+static void on_zygote_death(cf__pool *p) {
+  pthread_mutex_lock(&p->mu);
+  p->zygote_dead = true;
+  p->broken = true;
+  /* Every worker dies with the zygote (PDEATHSIG) but nobody will report
+   * it: fail what they ran; their slots stay quarantined for good. */
+  for (unsigned i = 0; i < p->nworkers; i++) {
+    p->w[i].alive = false;
+    p->w[i].spawning = false;
+  }
+  p->nalive = 0;
+  p->nspawning = 0;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (uint32_t s = 0; s < p->nslots; s++) {
+    cf__settle st;
+    pthread_mutex_lock(&p->mu);
+    bool done = false;
+    if (p->ps[s].in_use) {
+      uint32_t w = atomic_load(&cf__pp_slot(p, s)->word);
+      unsigned o = cf__st_owner(w);
+      cf_crash_info ci = {.pid = 0, .signal = SIGKILL, .exit_status = -1};
+      if (cf__st_state(w) == CF_STATE_RUNNING && o >= 1 && o <= p->nworkers) {
+        done = cf__pp_fail_locked(p, s, p->ps[s].gen, true, CF_STATE_FAILED, CF_ECRASHED, &ci,
+                                  false, &st);
+        p->ps[s].quarantine = (uint8_t)o; /* never released */
+      }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (done) cf__pp_settle_finish(p, &st);
+  }
+  fail_pending(p, CF_EBROKEN);
+}
+
+/* Read every message the zygote sent. */
+static void read_zygote(cf__pool *p) {
+  for (;;) {
+    cf__zmsg m;
+    ssize_t r = recv(p->sock, &m, sizeof m, MSG_DONTWAIT);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (r <= 0) {
+      if (!p->zygote_dead) on_zygote_death(p);
+      return;
+    }
+    if (r != (ssize_t)sizeof m || m.idx < 0 || (unsigned)m.idx >= p->nworkers) continue;
+    if (m.type == CF__Z_SPAWNED || m.type == CF__Z_SPAWN_FAILED) {
+      pthread_mutex_lock(&p->mu);
+      cf__pworker *w = &p->w[m.idx];
+      if (w->spawning) p->nspawning--;
+      w->spawning = false;
+      if (m.type == CF__Z_SPAWNED) {
+        w->pid = m.pid;
+        w->alive = true;
+        p->nalive++;
+      }
+      bool none = m.type == CF__Z_SPAWN_FAILED && p->nalive == 0 && p->nspawning == 0;
+      if (none) p->broken = true;
+      pthread_cond_broadcast(&p->cv);
+      pthread_mutex_unlock(&p->mu);
+      if (none) fail_pending(p, CF_EBROKEN);
+    } else if (m.type == CF__Z_DIED) {
+      on_death(p, (unsigned)m.idx, m.pid, m.arg);
+    }
+  }
+}
+
+/* ---- the thread ---- */
+
+void *cf__supervisor_main(void *arg) {
+  cf__pool *p = arg;
+  pid_t me = getpid();
+  pid_t z = fork();
+  if (z == 0) cf__zygote_main(p, me);
+  pthread_mutex_lock(&p->mu);
+  close(p->zsock);
+  p->zsock = -1;
+  if (z < 0) {
+    p->sv_error = CF_ESYS;
+    p->sv_started = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+  }
+  p->zygote_pid = z;
+  p->sv_started = true;
+  for (unsigned i = 0; i < p->nworkers; i++) {
+    p->w[i].spawning = true;
+    p->nspawning++;
+    cf__zsend(p->sock, CF__Z_SPAWN, (int)i, 0, 0);
+  }
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+
+  cf__seg_ctl *ctl = p->seg.ctl;
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    bool stop = p->sv_stop && p->nalive == 0 && p->nspawning == 0;
+    int64_t next = p->nheap ? p->heap[0].when : -1;
+    bool retry = p->nrepush > 0;
+    pthread_mutex_unlock(&p->mu);
+    if (stop) break;
+    int timeout = -1;
+    if (next >= 0) {
+      int64_t ms = (next - cf__now_ns() + 999999) / 1000000;
+      timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+    }
+    if (retry && (timeout < 0 || timeout > 1)) timeout = 1;
+    atomic_store(&ctl->sv_sleeping, 1); /* seq_cst: Dekker with notify() */
+    if (drain_cq(p) || atomic_load(&ctl->cq_overflow)) timeout = 0;
+    struct pollfd fds[2] = {{.fd = p->sock, .events = POLLIN}, {.fd = p->evfd, .events = POLLIN}};
+    int n = poll(fds, 2, timeout);
+    atomic_store(&ctl->sv_sleeping, 0);
+    if (n > 0 && fds[1].revents) {
+      uint64_t v;
+      ssize_t r = read(p->evfd, &v, sizeof v);
+      (void)r;
+    }
+    if (n > 0 && fds[0].revents) read_zygote(p);
+    drain_cq(p);
+    if (atomic_exchange(&ctl->cq_overflow, 0)) rescan(p);
+    expire_deadlines(p);
+    if (retry) repush_retry(p);
+  }
+  if (!p->zygote_dead) cf__zsend(p->sock, CF__Z_EXIT, 0, 0, 0);
+  while (waitpid(p->zygote_pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  return NULL;
+}

@@ -1,0 +1,299 @@
+/*
+ * worker.c — the worker process: pop a hint, claim the slot, check and run
+ * the task, write the outcome, complete, wake.
+ *
+ * DESIGN
+ * Claim. A popped hint names a slot and the low bits of its generation.
+ * Before popping, the worker records the hint it is taking (rec->taking; the
+ * ring stores it just before its CAS), and before claiming it records the
+ * slot and the RUNNING word it is about to install (rec->cur_slot/cur_word).
+ * So when the worker dies, the supervisor finds the slot it may own in its
+ * record, and puts back a hint it popped but never claimed. The claim is
+ * the CAS (gen, PENDING) -> (gen, RUNNING, owner = idx + 1); WAITERS, NOTIFY
+ * and STOP are kept (waiters still sleep; only the done CAS consumes them).
+ *
+ * Completion. The outcome (result bytes, res_len, err, code, msg) is written
+ * first, then the CAS RUNNING(owner) -> FINISHED|FAILED (release; it keeps
+ * the flags, see pool.h). If that CAS fails, the parent completed the task
+ * (cancel, deadline, kill) and a SIGKILL is on its way: the worker exits at
+ * once rather than start another task the kill could hit. After the CAS:
+ * FUTEX_WAKE if the old word had WAITERS (the parent's waiter is woken
+ * straight from here), and if it had NOTIFY the slot's hint is pushed onto
+ * the completion ring and the supervisor woken (eventfd) only if it sleeps.
+ *
+ * Idle. Spin on the ring for a bounded time (SPIN_NS), then sleep on the
+ * shared futex word ctl->wake_seq: count yourself in ctl->nsleep (seq_cst),
+ * read wake_seq, try the ring once more, FUTEX_WAIT. A submitter pushes
+ * (seq_cst), then reads nsleep and, if not 0, bumps wake_seq and wakes one:
+ * a Dekker pair, so a push is never missed by a worker going to sleep.
+ *
+ * The function pointer is checked against the executable segments of the
+ * loaded objects before the call (a bad pointer fails that task with
+ * CF_EINVAL; the worker lives on).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "sys.h"
+
+#define SPIN_NS 50000 /* idle spin before sleeping: covers a round trip */
+
+void (*cf__pp_fault_hook)(int point, uint32_t slot);
+bool cf__pp_in_child;
+
+/* ---- function pointer check ---- */
+
+static int text_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  cf__pool *p = arg;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+    if (p->ntext >= CF__MAX_TEXT_RANGES) return 1;
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    p->text[p->ntext].lo = lo;
+    p->text[p->ntext].hi = lo + ph->p_memsz;
+    p->ntext++;
+  }
+  return 0;
+}
+
+void cf__pp_collect_text(cf__pool *p) {
+  p->ntext = 0;
+  dl_iterate_phdr(text_cb, p);
+}
+
+bool cf__pp_fn_ok(const cf__pool *p, uintptr_t fn) {
+  for (unsigned i = 0; i < p->ntext; i++)
+    if (fn >= p->text[i].lo && fn < p->text[i].hi) return true;
+  return false;
+}
+
+/* ---- the task's context ---- */
+
+typedef struct wcall {
+  cf_call c;
+  cf__pool *p;
+  cf__slot *sl;
+  uint32_t s;
+} wcall;
+
+static void hook(int point, uint32_t s) {
+  void (*h)(int, uint32_t) = cf__pp_fault_hook;
+  if (h) h(point, s);
+}
+
+static int w_ret(cf_call *c, const void *v, size_t len) {
+  wcall *wc = (wcall *)c;
+  if (c->outcome) return CF_EINVAL;
+  if (len && !v) return CF_EINVAL;
+  if (len > wc->p->max_result) {
+    c->outcome = 2;
+    c->err = CF_E2BIG;
+    return CF_E2BIG;
+  }
+  unsigned char *dst =
+      len <= CF__SLOT_RES_INLINE ? wc->sl->res_inline : cf__seg_res_area(&wc->p->seg, wc->s);
+  if (len) {
+    memcpy(dst, v, len / 2);
+    hook(CF__PP_MID_RESULT, wc->s);
+    memcpy(dst + len / 2, (const unsigned char *)v + len / 2, len - len / 2);
+  } else {
+    hook(CF__PP_MID_RESULT, wc->s);
+  }
+  /* relaxed: published by the release of the completing CAS */
+  atomic_store_explicit(&wc->sl->res_len, (uint32_t)len, memory_order_relaxed);
+  c->outcome = 1;
+  return 0;
+}
+
+static int w_fail(cf_call *c, int code, const char *msg) {
+  wcall *wc = (wcall *)c;
+  if (c->outcome) return CF_EINVAL;
+  size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
+  if (n) memcpy(wc->sl->msg, msg, n);
+  wc->sl->msg[n] = 0;
+  /* relaxed: published by the release of the completing CAS */
+  atomic_store_explicit(&wc->sl->msg_len, (uint32_t)n, memory_order_relaxed);
+  atomic_store_explicit(&wc->sl->code, code, memory_order_relaxed);
+  c->outcome = 2;
+  c->err = CF_ETASK;
+  return 0;
+}
+
+static bool w_stop(cf_call *c) {
+  wcall *wc = (wcall *)c;
+  /* relaxed: STOP is a polled hint */
+  return atomic_load_explicit(&wc->sl->word, memory_order_relaxed) & CF__ST_STOP;
+}
+
+static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
+
+/* ---- the loop ---- */
+
+static void set_name(cf__pool *p, unsigned idx) {
+  char name[16];
+  snprintf(name, sizeof name, "%.10s-%u", p->name, idx % 1000u);
+  prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+static void pin(unsigned idx) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n <= 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(idx % (unsigned)n, &set);
+  (void)sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Pop a hint, spinning then sleeping while the ring is empty. Exits the
+ * process when the pool enters its exit phase and the ring is empty. */
+static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
+  cf__seg_ctl *ctl = p->seg.ctl;
+  unsigned log2 = p->seg.p.sq_log2;
+  uint32_t h;
+  int64_t spin_end = 0;
+  for (;;) {
+    if (cf__ring_pop(&ctl->sq, p->seg.sq, log2, &h, &rec->taking) == 0) return h;
+    if (atomic_load(&ctl->phase) == CF__PHASE_EXIT) _exit(0);
+    int64_t now = cf__now_ns();
+    if (!spin_end) spin_end = now + SPIN_NS;
+    if (now < spin_end) {
+      for (int i = 0; i < 16; i++) cf__cpu_relax();
+      continue;
+    }
+    atomic_fetch_add(&ctl->nsleep, 1); /* seq_cst: Dekker with the submitter */
+    atomic_store(&rec->asleep, 1);
+    uint32_t seq = atomic_load(&ctl->wake_seq);
+    if (cf__ring_pop(&ctl->sq, p->seg.sq, log2, &h, &rec->taking) == 0) {
+      atomic_store(&rec->asleep, 0);
+      atomic_fetch_sub(&ctl->nsleep, 1);
+      return h;
+    }
+    if (atomic_load(&ctl->phase) != CF__PHASE_EXIT) {
+      atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
+      cf__futex_wait(&ctl->wake_seq, seq, -1, true);
+    }
+    atomic_store(&rec->asleep, 0);
+    atomic_fetch_sub(&ctl->nsleep, 1);
+    spin_end = 0;
+  }
+}
+
+/* Claim slot s for worker idx from hint h: the RUNNING word, or 0. */
+static uint32_t claim(cf__pool *p, cf__worker_rec *rec, unsigned idx, uint32_t h) {
+  uint32_t s = cf__hint_slot(h);
+  if (s >= p->nslots) return 0;
+  cf__slot *sl = cf__pp_slot(p, s);
+  /* acquire: pairs with the parent's release store of the PENDING word,
+   * which published fn and the argument */
+  uint32_t w = atomic_load_explicit(&sl->word, memory_order_acquire);
+  while (cf__st_state(w) == CF_STATE_PENDING &&
+         cf__hint_genbits(cf__st_gen(w)) == cf__hint_gen(h)) {
+    uint32_t nw = cf__st_make(cf__st_gen(w), idx + 1, CF_STATE_RUNNING) |
+                  (w & (CF__ST_WAITERS | CF__ST_NOTIFY | CF__ST_STOP));
+    atomic_store(&rec->cur_slot, s);
+    atomic_store(&rec->cur_word, nw);
+    if (atomic_compare_exchange_weak_explicit(&sl->word, &w, nw, memory_order_acquire,
+                                              memory_order_acquire))
+      return nw;
+  }
+  return 0;
+}
+
+static void notify(cf__pool *p, uint32_t s, uint32_t gen) {
+  cf__seg_ctl *ctl = p->seg.ctl;
+  if (cf__ring_push(&ctl->cq, p->seg.cq, p->seg.p.cq_log2,
+                    cf__hint_make(s, cf__hint_genbits(gen))) != 0)
+    atomic_store(&ctl->cq_overflow, 1);
+  /* seq_cst: Dekker with the supervisor's sv_sleeping store + cq pop */
+  if (atomic_exchange(&ctl->sv_sleeping, 0)) {
+    uint64_t one = 1;
+    ssize_t r = write(p->evfd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
+  cf__slot *sl = cf__pp_slot(p, s);
+  uint32_t gen = cf__st_gen(running);
+  hook(CF__PP_AFTER_CLAIM, s);
+  wcall wc = {.p = p, .sl = sl, .s = s};
+  wc.c.ops = &w_ops;
+  wc.c.ctx = sl;
+  wc.c.max_result = p->max_result;
+  uintptr_t fn = (uintptr_t)sl->fn;
+  uint32_t alen = sl->arg_len;
+  int err = 0;
+  if (alen > p->max_arg) {
+    err = CF_EPROTO;
+  } else if (!cf__pp_fn_ok(p, fn)) {
+    err = CF_EINVAL;
+  } else {
+    wc.c.arg = alen <= CF__SLOT_ARG_INLINE ? sl->arg_inline : cf__seg_arg_area(&p->seg, s);
+    wc.c.arg_len = alen;
+    ((cf_fn)fn)(&wc.c);
+    if (wc.c.outcome == 2) err = wc.c.err;
+    if (wc.c.outcome == 0) atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed);
+  }
+  if (err != CF_ETASK) {
+    atomic_store_explicit(&sl->msg_len, 0, memory_order_relaxed);
+    atomic_store_explicit(&sl->code, err, memory_order_relaxed);
+  }
+  /* relaxed: published by the release CAS below */
+  atomic_store_explicit(&sl->err, err, memory_order_relaxed);
+  uint32_t to = err ? CF_STATE_FAILED : CF_STATE_FINISHED;
+  uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
+  for (;;) {
+    if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1 || cf__st_gen(w) != gen)
+      _exit(0); /* the parent completed it and is killing us (DESIGN) */
+    uint32_t nw =
+        cf__st_make(gen, idx + 1, to) | (w & (CF__ST_WAITERS | CF__ST_NOTIFY | CF__ST_STOP));
+    /* release: pairs with the parent's acquire load of the done word
+     * before it reads the outcome written above */
+    if (atomic_compare_exchange_weak_explicit(&sl->word, &w, nw, memory_order_release,
+                                              memory_order_relaxed))
+      break;
+  }
+  hook(CF__PP_AFTER_COMPLETE, s);
+  if (w & CF__ST_WAITERS) cf__futex_wake(&sl->word, INT_MAX, true);
+  if (w & CF__ST_NOTIFY) notify(p, s, gen);
+}
+
+void cf__worker_main(cf__pool *p, unsigned idx, pid_t zygote) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() != zygote) _exit(0); /* the zygote died before the prctl */
+  cf__pp_in_child = true;
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
+  cf__worker_rec *rec = &p->seg.workers[idx];
+  atomic_store(&rec->pid, (int32_t)getpid());
+  if (cf__seg_check(&p->seg) != 0) _exit(2);
+  set_name(p, idx);
+  if (p->pin) pin(idx);
+  if (p->init && p->init(p->init_arg) != 0) {
+    atomic_store(&rec->init_failed, 1);
+    _exit(3);
+  }
+  unsigned long done = 0;
+  for (;;) {
+    uint32_t h = next_hint(p, rec);
+    hook(CF__PP_AFTER_POP, cf__hint_slot(h));
+    uint32_t running = claim(p, rec, idx, h);
+    atomic_store(&rec->taking, CF__HINT_NONE);
+    if (!running) continue; /* stale or duplicate hint */
+    run_one(p, idx, cf__hint_slot(h), running);
+    atomic_fetch_add_explicit(&rec->completed, 1, memory_order_relaxed); /* statistic */
+    if (p->max_tasks && ++done >= p->max_tasks) _exit(0);
+  }
+}
