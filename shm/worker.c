@@ -90,6 +90,16 @@ static void hook(int point, uint32_t s) {
   if (h) h(point, s);
 }
 
+/* The outcome fields other than the result bytes. Written during the call,
+ * so that nothing the task wrote into its slot afterwards is overwritten
+ * (which is how the tests play a rogue worker). relaxed: published by the
+ * release of the completing CAS. */
+static void set_outcome(cf__slot *sl, int err, int code) {
+  atomic_store_explicit(&sl->msg_len, 0, memory_order_relaxed);
+  atomic_store_explicit(&sl->code, code, memory_order_relaxed);
+  atomic_store_explicit(&sl->err, err, memory_order_relaxed);
+}
+
 static int w_ret(cf_call *c, const void *v, size_t len) {
   wcall *wc = (wcall *)c;
   if (c->outcome) return CF_EINVAL;
@@ -97,6 +107,7 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   if (len > wc->p->max_result) {
     c->outcome = 2;
     c->err = CF_E2BIG;
+    set_outcome(wc->sl, CF_E2BIG, CF_E2BIG);
     return CF_E2BIG;
   }
   unsigned char *dst =
@@ -110,6 +121,7 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   }
   /* relaxed: published by the release of the completing CAS */
   atomic_store_explicit(&wc->sl->res_len, (uint32_t)len, memory_order_relaxed);
+  set_outcome(wc->sl, 0, 0);
   c->outcome = 1;
   return 0;
 }
@@ -123,6 +135,7 @@ static int w_fail(cf_call *c, int code, const char *msg) {
   /* relaxed: published by the release of the completing CAS */
   atomic_store_explicit(&wc->sl->msg_len, (uint32_t)n, memory_order_relaxed);
   atomic_store_explicit(&wc->sl->code, code, memory_order_relaxed);
+  atomic_store_explicit(&wc->sl->err, CF_ETASK, memory_order_relaxed);
   c->outcome = 2;
   c->err = CF_ETASK;
   return 0;
@@ -241,14 +254,12 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
     wc.c.arg_len = alen;
     ((cf_fn)fn)(&wc.c);
     if (wc.c.outcome == 2) err = wc.c.err;
-    if (wc.c.outcome == 0) atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed);
+    if (wc.c.outcome == 0) {
+      atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed); /* see set_outcome */
+      set_outcome(sl, 0, 0);
+    }
   }
-  if (err != CF_ETASK) {
-    atomic_store_explicit(&sl->msg_len, 0, memory_order_relaxed);
-    atomic_store_explicit(&sl->code, err, memory_order_relaxed);
-  }
-  /* relaxed: published by the release CAS below */
-  atomic_store_explicit(&sl->err, err, memory_order_relaxed);
+  if (wc.c.outcome == 0 && err) set_outcome(sl, err, err);
   uint32_t to = err ? CF_STATE_FAILED : CF_STATE_FINISHED;
   uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
   for (;;) {
