@@ -1,0 +1,220 @@
+/*
+ * bench_process.cc — process pools: the same tiny task (x -> x + 1) run in
+ * `workers` forked worker processes.
+ *
+ *   proc_roundtrip_hot/<sys>    submit one task, wait for its result
+ *   proc_roundtrip_idle/<sys>   the same after 2 ms of sleep each time
+ *   proc_throughput/<sys>       N tiny tasks, one task per item
+ *   proc_map/<sys>/chunk:C      N items mapped in chunks of C items per task
+ *
+ * Peers: the fork + pipe pool (forkpool.h) here — textbook form (one
+ * syscall per message; fork_pipe) everywhere, and its hand-batched form
+ * (fork_pipe_batched: many tasks per write) for throughput too, and Python's
+ * concurrent.futures.ProcessPoolExecutor in py_peer.py (run by run.sh in the same run, merged into
+ * the table).
+ *
+ * cfutures throughput keeps a window of futures in flight (submit i, and
+ * first collect i - window): the pool's future slots are bounded
+ * (max_futures) and a service streams work this way; map does the same
+ * inside the library. Every result is checked.
+ */
+#include <climits>
+#include <memory>
+
+#include "cfutures.h"
+#include "common.h"
+#include "forkpool.h"
+
+namespace {
+
+constexpr int64_t kIdleSleepNs = 2000000;
+constexpr size_t kWindow = 4096;
+constexpr size_t kChunk = 256;
+
+void inc_task(cf_call *c) {
+  size_t len = 0;
+  const int64_t *x = (const int64_t *)cf_call_arg(c, &len);
+  if (len != sizeof(int64_t)) {
+    cf_call_fail(c, CF_EINVAL, "bad argument");
+    return;
+  }
+  int64_t r = *x + 1;
+  cf_call_return(c, &r, sizeof r);
+}
+
+cf_executor *cf_proc() {
+  static cf_executor *ex = [] {
+    cf_options o;
+    cf_options_init(&o);
+    o.workers = bench_workers();
+    o.name = "cfbench";
+    cf_executor *e = nullptr;
+    int rc = cf_process_pool_new(&o, &e);
+    if (rc != 0) {
+      fprintf(stderr, "cf_process_pool_new: %s\n", cf_strerror(rc));
+      abort();
+    }
+    bench_at_exit([e] { cf_executor_destroy(e); });
+    return e;
+  }();
+  return ex;
+}
+
+ForkPool &fork_pool(bool batched) {
+  static ForkPool *pools[2];
+  ForkPool *&p = pools[batched];
+  if (!p) {
+    p = new ForkPool(bench_workers(), batched);
+    if (!p->ok()) {
+      fprintf(stderr, "fork pool: cannot start\n");
+      abort();
+    }
+    ForkPool *fp = p;
+    bench_at_exit([fp] { delete fp; });
+  }
+  return *p;
+}
+
+/* ---- round trip ---- */
+
+int64_t cf_roundtrip(int64_t x) {
+  cf_future *f = nullptr;
+  if (cf_submit(cf_proc(), inc_task, &x, sizeof x, &f) != 0) return INT64_MIN;
+  int64_t r = INT64_MIN;
+  if (cf_future_result(f, &r, sizeof r, nullptr, -1) != 0) r = INT64_MIN;
+  cf_future_release(f);
+  return r;
+}
+
+int64_t fork_roundtrip(int64_t x) {
+  return fork_pool(false).call(x);
+}
+
+template <int64_t (*Rt)(int64_t)>
+void BM_proc_roundtrip(benchmark::State &st, bool idle) {
+  for (int64_t i = 0; i < 200; i++)
+    if (Rt(i) != i + 1) {
+      bench_fail(st, "warm-up round trip");
+      return;
+    }
+  std::vector<int64_t> lat;
+  lat.reserve(idle ? (size_t)bench_idle_iters() : 1 << 20);
+  int64_t x = 0;
+  for (auto _ : st) {
+    if (idle) bench_sleep_ns(kIdleSleepNs);
+    int64_t t0 = bench_now_ns();
+    int64_t r = Rt(x);
+    int64_t d = bench_now_ns() - t0;
+    st.SetIterationTime((double)d * 1e-9);
+    lat.push_back(d);
+    if (r != x + 1) {
+      bench_fail(st, "process round trip result", r, x + 1);
+      break;
+    }
+    x++;
+  }
+  bench_report_latency(st, lat);
+}
+
+/* ---- throughput and map ---- */
+
+bool cf_many(const int64_t *in, int64_t *out, size_t n, size_t chunk) {
+  cf_executor *ex = cf_proc();
+  if (chunk > 1) {
+    cf_map_opts mo = {0, chunk, -1};
+    cf_map *m = nullptr;
+    if (cf_map_array(ex, inc_task, in, n, sizeof(int64_t), &mo, &m) != 0) return false;
+    size_t i = 0;
+    int rc;
+    int64_t extra;
+    for (;;) {
+      rc = cf_map_next(m, i < n ? &out[i] : &extra, sizeof(int64_t), nullptr);
+      if (rc != 0) break;
+      i++;
+    }
+    cf_map_free(m);
+    return rc == CF_EDONE && i == n;
+  }
+  static std::vector<cf_future *> fs(kWindow);
+  bool ok = true;
+  for (size_t i = 0; i < n + kWindow; i++) {
+    if (i >= kWindow) { /* collect i - window first */
+      size_t j = i - kWindow;
+      cf_future *f = fs[j % kWindow];
+      if (cf_future_result(f, &out[j], sizeof(int64_t), nullptr, -1) != 0) ok = false;
+      cf_future_release(f);
+    }
+    if (i < n && cf_submit(ex, inc_task, &in[i], sizeof(int64_t), &fs[i % kWindow]) != 0)
+      return false;
+  }
+  return ok;
+}
+
+bool fork_many(const int64_t *in, int64_t *out, size_t n, size_t chunk) {
+  return fork_pool(false).run_many(in, out, n, chunk);
+}
+
+bool fork_many_batched(const int64_t *in, int64_t *out, size_t n, size_t chunk) {
+  return fork_pool(true).run_many(in, out, n, chunk);
+}
+
+template <bool (*Many)(const int64_t *, int64_t *, size_t, size_t)>
+void BM_proc_many(benchmark::State &st, size_t chunk) {
+  const size_t n = bench_tasks();
+  std::vector<int64_t> in(n), out(n);
+  for (size_t i = 0; i < n; i++) in[i] = (int64_t)i * 3;
+  if (!Many(in.data(), out.data(), n, chunk)) { /* warm-up, untimed */
+    bench_fail(st, "warm-up run failed");
+    return;
+  }
+  for (auto _ : st) {
+    std::fill(out.begin(), out.end(), 0);
+    int64_t t0 = bench_now_ns();
+    bool ok = Many(in.data(), out.data(), n, chunk);
+    st.SetIterationTime((double)(bench_now_ns() - t0) * 1e-9);
+    if (!ok) {
+      bench_fail(st, "run failed");
+      break;
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += out[i] != in[i] + 1;
+    if (bad) {
+      bench_fail(st, "results wrong", (long long)bad, 0);
+      break;
+    }
+  }
+  st.SetItemsProcessed(st.iterations() * (int64_t)n);
+}
+
+int reg = [] {
+  /* the fork pool first: its workers are forked before cfutures starts threads */
+  auto rt = [](const std::string &name, void (*fn)(benchmark::State &, bool)) {
+    benchmark::RegisterBenchmark(("proc_roundtrip_hot/" + name).c_str(), fn, false)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("proc_roundtrip_idle/" + name).c_str(), fn, true)
+        ->UseManualTime()
+        ->Iterations(bench_idle_iters())
+        ->Unit(benchmark::kMicrosecond);
+  };
+  rt("fork_pipe", BM_proc_roundtrip<fork_roundtrip>);
+  rt("cfutures", BM_proc_roundtrip<cf_roundtrip>);
+  auto many = [](const std::string &name, void (*fn)(benchmark::State &, size_t)) {
+    benchmark::RegisterBenchmark(("proc_throughput/" + name).c_str(), fn, (size_t)1)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("proc_map/" + name + "/chunk:" + std::to_string(kChunk)).c_str(),
+                                 fn, kChunk)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+  };
+  many("fork_pipe", BM_proc_many<fork_many>);
+  benchmark::RegisterBenchmark("proc_throughput/fork_pipe_batched", BM_proc_many<fork_many_batched>,
+                               (size_t)1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  many("cfutures", BM_proc_many<cf_many>);
+  return 0;
+}();
+
+}  // namespace

@@ -1,0 +1,142 @@
+/*
+ * common.h — what every benchmark file shares: clocks, percentiles, a
+ * futex completion, result checks, the worker count, and pools that live for
+ * the whole run (one per system and worker count, torn down at exit).
+ *
+ * Honest-measurement rules kept here:
+ *   - every benchmark checks its results (bench_fail() marks the run as an
+ *     error: the JSON says error_occurred and run.sh refuses the table);
+ *   - every system gets the same number of worker threads (bench_workers());
+ *   - latency is recorded per iteration with the same clock for every system.
+ */
+#ifndef CF_BENCH_COMMON_H
+#define CF_BENCH_COMMON_H
+
+#include <benchmark/benchmark.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+/* ---- clocks ------------------------------------------------------------- */
+
+static inline int64_t bench_now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t bench_clock_ns(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void bench_sleep_ns(int64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* Worker threads (or processes) every system gets: $CF_BENCH_WORKERS, else 2. */
+unsigned bench_workers();
+/* Tasks per throughput round: $CF_BENCH_TASKS, else 100000. */
+size_t bench_tasks();
+/* Iterations of the after-idle round trips: $CF_BENCH_IDLE_ITERS, else 1000. */
+int64_t bench_idle_iters();
+
+/* ---- checks ------------------------------------------------------------- */
+
+/* Mark the benchmark failed (result mismatch, call error). Returns false so
+ * that `if (!ok) return bench_fail(...)` reads naturally. */
+bool bench_fail(benchmark::State &st, const char *what, long long got = 0, long long want = 0);
+
+/* ---- latency samples ------------------------------------------------------ */
+
+/* Nearest-rank percentile of a sorted vector. */
+static inline double bench_pct(const std::vector<int64_t> &sorted, double q) {
+  if (sorted.empty()) return 0;
+  size_t rank = (size_t)std::ceil(q * (double)sorted.size());
+  if (rank < 1) rank = 1;
+  if (rank > sorted.size()) rank = sorted.size();
+  return (double)sorted[rank - 1];
+}
+
+/* Report p50/p99/p99.9/max (ns) of `lat` as counters (sorts it). */
+void bench_report_latency(benchmark::State &st, std::vector<int64_t> &lat);
+
+/* ---- a futex completion (one waiter) ------------------------------------ */
+
+/* The fastest simple "done" signal we know for peers that have no future of
+ * their own: spin ~2 us (like cfutures), then FUTEX_WAIT; the signaller calls
+ * FUTEX_WAKE only if a waiter announced itself. */
+struct Completion {
+  std::atomic<uint32_t> w{0}; /* bit 0: done, bit 1: a waiter sleeps */
+
+  void reset() { w.store(0, std::memory_order_relaxed); }
+  void signal() {
+    /* release: pairs with the acquire loads in wait() */
+    uint32_t old = w.exchange(1, std::memory_order_release);
+    if (old & 2) syscall(SYS_futex, (uint32_t *)&w, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+  void wait() {
+    int64_t until = bench_now_ns() + 2000;
+    while (!(w.load(std::memory_order_acquire) & 1)) {
+      if (bench_now_ns() > until) break;
+      __builtin_ia32_pause();
+    }
+    for (;;) {
+      uint32_t v = w.load(std::memory_order_acquire);
+      if (v & 1) return;
+      if (v == 0 && !w.compare_exchange_weak(v, 2, std::memory_order_acquire)) continue;
+      syscall(SYS_futex, (uint32_t *)&w, FUTEX_WAIT_PRIVATE, 2, nullptr, nullptr, 0);
+    }
+  }
+};
+
+/* A countdown that signals a Completion when it reaches zero. */
+struct Countdown {
+  std::atomic<int64_t> left{0};
+  Completion done;
+  void reset(int64_t n) {
+    done.reset();
+    left.store(n, std::memory_order_relaxed);
+  }
+  void arrive() {
+    /* acq_rel: the last arriver sees every task's writes before signalling */
+    if (left.fetch_sub(1, std::memory_order_acq_rel) == 1) done.signal();
+  }
+  void wait() { done.wait(); }
+};
+
+/* ---- teardown ------------------------------------------------------------ */
+
+/* Run `fn` at the end of main(), in reverse order of registration. */
+void bench_at_exit(std::function<void()> fn);
+
+/* ---- tiny task bodies shared by the cases -------------------------------- */
+
+/* A small, unoptimisable body: a few rounds of a 64-bit mix. */
+static inline uint64_t bench_mix(uint64_t x, int rounds) {
+  for (int i = 0; i < rounds; i++) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+  }
+  return x;
+}
+
+#endif /* CF_BENCH_COMMON_H */

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/compare.sh — benchmark two git revisions and compare them.
+#
+#   bench/compare.sh REV_A REV_B [--quick|--full] [--groups "G ..."]
+#   (also: bench/run.sh --compare REV_A REV_B ...)
+#
+# Checks each revision out with `git worktree add --detach` into a temporary
+# directory, builds its Release tree with the benchmarks (a revision without
+# bench/ gets the current bench/ sources copied in), runs the selected
+# groups of both — A and B alternating group by group, so that drift in the
+# machine's load hits both alike — and prints, per benchmark and metric,
+# median A, median B, B/A, and whether the change is beyond the noise
+# (bench/compare.py). Results stay in bench/results/compare-<stamp>/{A,B}.
+# Default groups: "forkjoin loop roundtrip throughput process" (no python,
+# which does not change with cfutures, and no memory/idle, which are slow).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PY=/usr/bin/python3
+
+[ $# -ge 2 ] || { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
+REV_A=$1 REV_B=$2
+shift 2
+MODE_ARG=--quick
+GROUPS_SEL="forkjoin loop roundtrip throughput process"
+while [ $# -gt 0 ]; do
+  case $1 in
+  --quick | --full) MODE_ARG=$1 ;;
+  --groups) GROUPS_SEL=$2; shift ;;
+  *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+SHA_A=$(git -C "$ROOT" rev-parse --verify "$REV_A^{commit}")
+SHA_B=$(git -C "$ROOT" rev-parse --verify "$REV_B^{commit}")
+TMP=$(mktemp -d /tmp/cfbench-compare.XXXXXX)
+cleanup() {
+  for s in A B; do
+    [ -d "$TMP/$s" ] && git -C "$ROOT" worktree remove --force "$TMP/$s" >/dev/null 2>&1 || true
+  done
+  git -C "$ROOT" worktree prune >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+RES=$HERE/results/compare-$STAMP
+mkdir -p "$RES/A" "$RES/B"
+
+for s in A B; do
+  sha=$([ $s = A ] && echo "$SHA_A" || echo "$SHA_B")
+  echo "== $s = $sha: worktree + Release build"
+  git -C "$ROOT" worktree add --detach "$TMP/$s" "$sha" >/dev/null 2>&1
+  if [ ! -f "$TMP/$s/bench/CMakeLists.txt" ]; then
+    echo "   (no bench/ at this revision: using the current bench/ sources)"
+    rm -rf "$TMP/$s/bench"
+    cp -r "$HERE" "$TMP/$s/bench"
+    rm -rf "$TMP/$s/bench/results"
+  fi
+  cmake -S "$TMP/$s" -B "$TMP/$s/build-bench" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON \
+    -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF >"$RES/$s/configure.log" 2>&1 ||
+    { echo "configure of $s failed: $RES/$s/configure.log" >&2; exit 1; }
+  cmake --build "$TMP/$s/build-bench" -j "${CF_JOBS:-$(nproc)}" --target cf_bench cf_bench_memory \
+    >"$RES/$s/build.log" 2>&1 || { echo "build of $s failed: $RES/$s/build.log" >&2; exit 1; }
+done
+
+for g in $GROUPS_SEL; do
+  for s in A B; do
+    echo "== $g: $s"
+    # the revision's own run.sh if it has one that takes --out, else ours
+    runner=$TMP/$s/bench/run.sh
+    grep -q -- '--no-latest' "$runner" 2>/dev/null || runner=$HERE/run.sh
+    CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \
+      --out "$RES/$s/$g" --no-latest >"$RES/$s/$g.stdout" 2>&1 || echo "   ($s $g reported failures: $RES/$s/$g.stdout)"
+    cp "$RES/$s/$g"/*.json "$RES/$s/" 2>/dev/null || true
+  done
+done
+
+echo
+echo "A = $REV_A ($SHA_A)"
+echo "B = $REV_B ($SHA_B)"
+"$PY" "$HERE/compare.py" "$RES/A" "$RES/B" | tee "$RES/compare.txt"
+echo "== $RES/compare.txt"

@@ -1,0 +1,56 @@
+# plot.gp — the figures of a bench/run.sh result directory, from the .dat
+# files summarize.py writes there:
+#   gnuplot -e "dir='bench/results/latest'" bench/plot.gp
+# writes latency_thread.png, latency_process.png, throughput.png and
+# forkjoin.png into the same directory.
+if (!exists("dir")) dir = "."
+
+set terminal pngcairo size 1400,560 enhanced font "DejaVu Sans,11"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set key below horizontal
+set xtics nomirror noenhanced
+set datafile missing "NaN"
+
+# ---- round-trip latency percentiles ----------------------------------------
+do for [kind in "thread process"] {
+  src = dir . "/lat_" . (kind eq "thread" ? "thread" : "proc") . ".dat"
+  set output dir . "/latency_" . kind . ".png"
+  set multiplot layout 1,2 title "Round trip of one tiny task, " . kind . " pools (log scale; lower is better)"
+  set logscale y
+  set ylabel "latency (µs)"
+  set title "hot workers"
+  plot src using 2:xtic(1) title "p50", '' using 3 title "p99", '' using 4 title "p99.9"
+  set title "after 2 ms idle (workers parked)"
+  plot src using 5:xtic(1) title "p50", '' using 6 title "p99", '' using 7 title "p99.9"
+  unset multiplot
+  unset logscale y
+}
+
+# ---- throughput ---------------------------------------------------------------
+set output dir . "/throughput.png"
+set multiplot layout 1,2 title "Throughput of tiny tasks (higher is better)"
+set title "thread pools: N tasks from outside threads"
+set ylabel "million tasks / s"
+set yrange [0:*]
+plot dir . "/tput_thread.dat" using 2:xtic(1) title "1 submitter", '' using 3 title "2 submitters"
+set title "process pools (log scale)"
+set ylabel "tasks or items / s"
+set logscale y
+set yrange [*:*]
+plot dir . "/tput_proc.dat" using 2:xtic(1) title "one task per item", '' using 3 title "map, chunks of 256"
+unset multiplot
+unset logscale y
+
+# ---- fork-join overhead ------------------------------------------------------------
+set terminal pngcairo size 800,520 enhanced font "DejaVu Sans,11"
+set output dir . "/forkjoin.png"
+set title "Fork-join fib(30), overhead per spawned task, 1 worker (lower is better)"
+set ylabel "ns per task"
+set yrange [0:*]
+set key off
+plot dir . "/forkjoin.dat" using 2:xtic(1) title "overhead"
+unset output
