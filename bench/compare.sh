@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/compare.sh — benchmark two git revisions and compare them.
 #
-#   bench/compare.sh REV_A REV_B [--quick|--full] [--groups "G ..."]
+#   bench/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."]
 #   (also: bench/run.sh --compare REV_A REV_B ...)
 #
 # Checks each revision out with `git worktree add --detach` into a temporary
-# directory, builds its Release tree with the benchmarks (a revision without
+# directory (REV "." copies the working tree as it is, uncommitted changes
+# included), builds its Release tree with the benchmarks (a revision without
 # bench/ gets the current bench/ sources copied in), runs the selected
 # groups of both — A and B alternating group by group, so that drift in the
 # machine's load hits both alike — and prints, per benchmark and metric,
@@ -26,19 +27,21 @@ MODE_ARG=--quick
 GROUPS_SEL="forkjoin loop roundtrip throughput process"
 while [ $# -gt 0 ]; do
   case $1 in
-  --quick | --full) MODE_ARG=$1 ;;
+  --quick | --full | --smoke) MODE_ARG=$1 ;;
   --groups) GROUPS_SEL=$2; shift ;;
   *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-SHA_A=$(git -C "$ROOT" rev-parse --verify "$REV_A^{commit}")
-SHA_B=$(git -C "$ROOT" rev-parse --verify "$REV_B^{commit}")
+# "." is the working tree as it is now (uncommitted changes included)
+sha_of() { if [ "$1" = . ]; then echo "working-tree"; else git -C "$ROOT" rev-parse --verify "$1^{commit}"; fi; }
+SHA_A=$(sha_of "$REV_A")
+SHA_B=$(sha_of "$REV_B")
 TMP=$(mktemp -d /tmp/cfbench-compare.XXXXXX)
 cleanup() {
   for s in A B; do
-    [ -d "$TMP/$s" ] && git -C "$ROOT" worktree remove --force "$TMP/$s" >/dev/null 2>&1 || true
+    [ -d "$TMP/$s/.git" ] || [ -f "$TMP/$s/.git" ] && git -C "$ROOT" worktree remove --force "$TMP/$s" >/dev/null 2>&1 || true
   done
   git -C "$ROOT" worktree prune >/dev/null 2>&1 || true
   rm -rf "$TMP"
@@ -52,7 +55,13 @@ mkdir -p "$RES/A" "$RES/B"
 for s in A B; do
   sha=$([ $s = A ] && echo "$SHA_A" || echo "$SHA_B")
   echo "== $s = $sha: worktree + Release build"
-  git -C "$ROOT" worktree add --detach "$TMP/$s" "$sha" >/dev/null 2>&1
+  if [ "$sha" = working-tree ]; then
+    mkdir -p "$TMP/$s"
+    # a copy of the tracked and untracked (not ignored) files as they are now
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$TMP/$s" 2>/dev/null) || true
+  else
+    git -C "$ROOT" worktree add --detach "$TMP/$s" "$sha" >/dev/null 2>&1
+  fi
   if [ ! -f "$TMP/$s/bench/CMakeLists.txt" ]; then
     echo "   (no bench/ at this revision: using the current bench/ sources)"
     rm -rf "$TMP/$s/bench"
