@@ -121,7 +121,11 @@ void BM_proc_roundtrip(benchmark::State &st, bool idle) {
 bool cf_many(const int64_t *in, int64_t *out, size_t n, size_t chunk) {
   cf_executor *ex = cf_proc();
   if (chunk > 1) {
-    cf_map_opts mo = {0, chunk, -1};
+    /* the library's default window (2 x workers chunks in flight) unless
+     * CF_BENCH_MAP_WINDOW says otherwise */
+    static const size_t window =
+        getenv("CF_BENCH_MAP_WINDOW") ? strtoul(getenv("CF_BENCH_MAP_WINDOW"), nullptr, 10) : 0;
+    cf_map_opts mo = {window, chunk, -1};
     cf_map *m = nullptr;
     if (cf_map_array(ex, inc_task, in, n, sizeof(int64_t), &mo, &m) != 0) return false;
     size_t i = 0;

@@ -21,6 +21,7 @@ do for [kind in "thread process"] {
   set output dir . "/latency_" . kind . ".png"
   set multiplot layout 1,2 title "Round trip of one tiny task, " . kind . " pools (log scale; lower is better)"
   set logscale y
+  set format y "%g"
   set ylabel "latency (µs)"
   set title "hot workers"
   plot src using 2:xtic(1) title "p50", '' using 3 title "p99", '' using 4 title "p99.9"
@@ -40,10 +41,12 @@ plot dir . "/tput_thread.dat" using 2:xtic(1) title "1 submitter", '' using 3 ti
 set title "process pools (log scale)"
 set ylabel "tasks or items / s"
 set logscale y
+set format y "10^{%L}"
 set yrange [*:*]
 plot dir . "/tput_proc.dat" using 2:xtic(1) title "one task per item", '' using 3 title "map, chunks of 256"
 unset multiplot
 unset logscale y
+set format y "% h"
 
 # ---- fork-join overhead ------------------------------------------------------------
 set terminal pngcairo size 800,520 enhanced font "DejaVu Sans,11"

@@ -222,7 +222,7 @@ def table(res):
             v, _ = value(res, pattern, key, k, scale)
             if isinstance(v, str):
                 cells.append(v)
-            elif k == "cfutures" or v is None:
+            elif k in ("cfutures", "sequential") or v is None:  # sequential: a reference
                 cells.append(fmt(v))
             else:
                 r = ratio(cf, v, kind)
@@ -348,6 +348,9 @@ def datafiles(res, rdir):
         return "NaN" if x is None else f"{x / scale:.6g}"
 
     labels = dict(SYSTEMS)
+    labels.update({"mutex_condvar": "mutex+condvar", "fork_pipe": "fork+pipe",
+                   "fork_pipe_batched": "fork+pipe batched", "python": "Python",
+                   "tbb_invoke": "oneTBB invoke"})
     with open(os.path.join(rdir, "lat_thread.dat"), "w") as f:
         f.write("# system p50 p99 p99.9 (hot, us) p50 p99 p99.9 (after idle, us)\n")
         for s in THREAD_SYS:
@@ -367,7 +370,7 @@ def datafiles(res, rdir):
                     f'{v(f"throughput/{s}/submitters:2", "items_per_second", 1e6)}\n')
     with open(os.path.join(rdir, "tput_proc.dat"), "w") as f:
         f.write("# system tasks/s (one per item) items/s (map, chunks of 256)\n")
-        for s in PROC_SYS:
+        for s in PROC_TPUT_SYS:
             f.write(f'"{labels[s]}" {v(f"proc_throughput/{s}", "items_per_second")} '
                     f'{v(f"proc_map/{s}/chunk:256", "items_per_second")}\n')
     with open(os.path.join(rdir, "forkjoin.dat"), "w") as f:
