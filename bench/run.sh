@@ -151,8 +151,9 @@ done
 
 # ---- summary, plots, latest -----------------------------------------------------
 CMDLINE="bench/run.sh --$MODE${BENCH_ARGS:+ (BENCH_ARGS=$BENCH_ARGS)}"
+PARAMS="repetitions $REPS (round trips, idle, process latency: $RT_REPS), min time $MIN_TIME s, warm-up $WARMUP s, $CF_BENCH_TASKS tasks per burst, $IDLE_ITERS after-idle samples per repetition; Python: $PY_TASKS tasks x $PY_REPS bursts"
 SUMMARY_RC=0
-"$PY" "$HERE/summarize.py" "$OUT" --root "$ROOT" --build "$BUILD" --command "$CMDLINE" \
+"$PY" "$HERE/summarize.py" "$OUT" --root "$ROOT" --build "$BUILD" --command "$CMDLINE" --params "$PARAMS" \
   >"$OUT/summary.stdout" || SUMMARY_RC=$?
 if command -v gnuplot >/dev/null 2>&1; then
   gnuplot -e "dir='$OUT'" "$HERE/plot.gp" 2>"$OUT/plot.log" || echo "run.sh: gnuplot failed: see $OUT/plot.log" >&2

@@ -281,7 +281,7 @@ def sh(cmd, cwd=None):
         return ""
 
 
-def machine(res, root, build, command):
+def machine(res, root, build, command, params=""):
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -322,6 +322,8 @@ def machine(res, root, build, command):
     ]
     if command:
         lines.append(f"- command: `{command}`")
+    if params:
+        lines.append(f"- parameters: {params}")
     return "\n".join(lines)
 
 
@@ -385,6 +387,7 @@ def main():
     ap.add_argument("--root", default="")
     ap.add_argument("--build", default="")
     ap.add_argument("--command", default="")
+    ap.add_argument("--params", default="")
     a = ap.parse_args()
     res = Results(a.dir)
     md = ["# cfutures benchmarks", "",
@@ -397,7 +400,7 @@ def main():
         md += ["**ERRORS — results below are not valid:**", ""]
         md += [f"- `{n}`: {m}" for n, m in res.errors] + [""]
     md += [table(res), "", "## Targets", "", targets(res), "", "## Machine", "",
-           machine(res, a.root, a.build, a.command), "",
+           machine(res, a.root, a.build, a.command, a.params), "",
            "## Notes", "",
            "- Fork-join overhead per task = (time with 1 worker - sequential time) / spawns "
            "(fib(31) - 1 spawns for fib(30)); the sequential twin is plain recursion.",
