@@ -9,6 +9,8 @@
 #ifndef CF_RUNTIME_EXECUTOR_H
 #define CF_RUNTIME_EXECUTOR_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cfutures.h"
@@ -17,8 +19,8 @@ typedef struct cf__executor_vtbl {
   /* Arguments are checked (ex, fn, out non-NULL; arg non-NULL if len > 0).
    * deadline_abs: absolute CLOCK_MONOTONIC ns, 0 for none. flags:
    * CF_SUBMIT_*. */
-  int (*submit)(cf_executor *ex, cf_fn fn, const void *arg, size_t len,
-                int64_t deadline_abs, unsigned flags, cf_future **out);
+  int (*submit)(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
+                unsigned flags, cf_future **out);
   int (*shutdown)(cf_executor *ex, unsigned flags);
   /* Shut down with wait, join, free everything the executor owns. */
   int (*destroy)(cf_executor *ex);
@@ -34,6 +36,9 @@ typedef struct cf__executor_vtbl {
 struct cf_executor {
   const cf__executor_vtbl *vt;
   uint32_t magic;
+  /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
+   * f->owner is this executor then sees cf_call_stop_requested(). */
+  _Atomic bool stop_all;
 };
 
 /* Defaults of cf_options_init(), shared by both pools. */

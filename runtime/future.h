@@ -52,12 +52,18 @@
 
 #define CF__MAX_WORKERS 255
 
-static inline uint32_t cf__st_state(uint32_t w) { return w & CF__ST_MASK; }
-static inline bool cf__st_done(uint32_t w) { return (w & CF__ST_MASK) >= CF_STATE_FINISHED; }
+static inline uint32_t cf__st_state(uint32_t w) {
+  return w & CF__ST_MASK;
+}
+static inline bool cf__st_done(uint32_t w) {
+  return (w & CF__ST_MASK) >= CF_STATE_FINISHED;
+}
 static inline unsigned cf__st_owner(uint32_t w) {
   return (w & CF__ST_OWNER_MASK) >> CF__ST_OWNER_SHIFT;
 }
-static inline uint32_t cf__st_gen(uint32_t w) { return w >> CF__ST_GEN_SHIFT; }
+static inline uint32_t cf__st_gen(uint32_t w) {
+  return w >> CF__ST_GEN_SHIFT;
+}
 static inline uint32_t cf__st_make(uint32_t gen, unsigned owner, uint32_t state) {
   return (gen << CF__ST_GEN_SHIFT) | ((uint32_t)owner << CF__ST_OWNER_SHIFT) | state;
 }
@@ -99,15 +105,17 @@ struct cf_future {
   uint32_t magic;         /* CF__FUTURE_MAGIC while live */
   _Atomic uint32_t refs;
   _Atomic uint32_t handles;
-  uint8_t shared;         /* futex flavour of *word: 0 private, 1 shared */
+  uint8_t shared; /* futex flavour of *word: 0 private, 1 shared */
   const cf__future_vtbl *vt;
-  void *owner;            /* executor-private */
-  uint64_t ext[2];        /* executor-private (process pool: slot, gen) */
+  void *owner;     /* executor-private */
+  uint64_t ext[2]; /* executor-private (process pool: slot, gen) */
 
   /* the task */
   cf_fn fn;
-  int64_t deadline;        /* absolute CLOCK_MONOTONIC ns; 0: none */
-  struct cf_future *next;  /* queue link, owned by whoever queues it */
+  int64_t deadline; /* absolute CLOCK_MONOTONIC ns; 0: none */
+  /* queue link, owned by whoever queues it (atomic: the thread pool's
+   * injection queue links through it from several producers) */
+  _Atomic(struct cf_future *) next;
 
   /* bytes in: inline up to CF__INLINE_ARG, else arg_heap */
   uint32_t arg_len;
@@ -117,8 +125,10 @@ struct cf_future {
   unsigned char arg_inline[CF__INLINE_ARG];
   unsigned char res_inline[CF__INLINE_RES];
 
-  /* failure: err is the CF_E* the future reports; code/msg from cf_call_fail */
-  int32_t err;
+  /* failure: err is the CF_E* the future reports; code/msg from cf_call_fail.
+   * Thread futures: err doubles as the completion claim (see future.c): 0
+   * until someone claims the outcome with a CAS, CF__ERR_OK for FINISHED. */
+  _Atomic int32_t err;
   int32_t task_code;
   char *msg;
 
@@ -127,6 +137,7 @@ struct cf_future {
 };
 
 #define CF__CB_CLOSED ((cf__cb *)(uintptr_t)1)
+#define CF__ERR_OK 1 /* err claim value of a thread future that finished */
 
 struct cf__cb {
   cf__cb *next;
@@ -147,9 +158,10 @@ struct cf_call {
   const cf__call_ops *ops;
   const void *arg;
   size_t arg_len;
-  void *ctx;          /* the future (thread pool) or the slot (process pool) */
-  size_t max_result;  /* CF_E2BIG above it; SIZE_MAX: no limit */
-  int outcome;        /* 0 nothing yet, 1 returned, 2 failed */
+  void *ctx;         /* the future (thread pool) or the slot (process pool) */
+  size_t max_result; /* CF_E2BIG above it; SIZE_MAX: no limit */
+  int outcome;       /* 0 nothing yet, 1 returned, 2 failed */
+  int err;           /* outcome 2: the CF_E* the future fails with */
 };
 
 /* ---- allocation (any thread) ---- */
@@ -177,14 +189,18 @@ void cf__future_ref(cf_future *f);
  * then drop the executor's reference. A future that is no longer PENDING
  * (cancelled, deadline passed) is only unref'd. A deadline already passed
  * fails it with CF_ETIMEDOUT without running. */
-void cf__future_run(cf_future *f, unsigned owner);
+int cf__future_run(cf_future *f, unsigned owner);
+/* (Returns 1 if the task ran, 0 if it was no longer PENDING, -1 if its
+ * deadline had passed and it failed without running.) */
 
 /* Move *f->word from a word with state `from` (same generation) to state
  * `to`, with error `err` recorded first for FAILED/CANCELLED (thread futures
  * only; process futures record it in the slot before calling). On success,
  * wake waiters if the old word had WAITERS and run the callbacks (unless
  * the word is shared: then the process pool runs them via
- * cf__future_run_callbacks). Returns true if this call made the transition. */
+ * cf__future_run_callbacks). Returns true if this call made the transition.
+ * A transition to a state that is not done (PENDING -> RUNNING) keeps the
+ * WAITERS and NOTIFY bits: only the transition to done consumes them. */
 bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err);
 
 /* Wake every waiter of f if `old` (the word a completing CAS replaced) had
@@ -193,6 +209,15 @@ void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared);
 
 /* Run and close f's callback list (the completing thread). Idempotent. */
 void cf__future_run_callbacks(cf_future *f);
+
+/* Thread futures only: fail a future that is not done with `err` (claims
+ * the outcome, then PENDING/RUNNING -> FAILED, wakes, runs callbacks).
+ * True if this call failed it. Used for deadlines and a broken pool. */
+bool cf__future_fail(cf_future *f, int err);
+
+/* Like cf__future_wait_until but never helps: spin, then block on the word.
+ * For the thread pool's helper itself (a bounded block between rounds). */
+int cf__future_block_until(cf_future *f, int64_t deadline_abs);
 
 /* Set STOP on the word (cooperative stop). */
 void cf__future_request_stop(cf_future *f);
@@ -211,6 +236,8 @@ struct cf__helper {
   /* Run other work until f is done or the deadline: 0 or CF_ETIMEDOUT. */
   int (*wait)(cf__helper *self, cf_future *f, int64_t deadline_abs);
 };
-extern _Thread_local cf__helper *cf__current_helper;
+/* initial-exec: the lib is PIC, and a general-dynamic TLS access would cost
+ * a __tls_get_addr call on the hot path. */
+extern _Thread_local cf__helper *cf__current_helper __attribute__((tls_model("initial-exec")));
 
 #endif /* CF_RUNTIME_FUTURE_H */

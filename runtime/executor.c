@@ -1,0 +1,130 @@
+/*
+ * executor.c — the public executor calls: argument checks once, then
+ * dispatch through the executor's vtable (executor.h). Also cf_strerror and
+ * the option defaults both pools share.
+ */
+#include "executor.h"
+
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "future.h"
+#include "sys.h"
+
+const char *cf_strerror(int code) {
+  switch (code) {
+    case CF_OK:
+      return "success";
+    case CF_EINVAL:
+      return "invalid argument or handle";
+    case CF_ENOMEM:
+      return "out of memory";
+    case CF_ETIMEDOUT:
+      return "timed out";
+    case CF_ECANCELLED:
+      return "cancelled";
+    case CF_ESHUTDOWN:
+      return "executor is shut down";
+    case CF_EBROKEN:
+      return "executor is broken (initializer failed)";
+    case CF_ECRASHED:
+      return "worker process crashed";
+    case CF_E2BIG:
+      return "argument or result too large";
+    case CF_ETASK:
+      return "task failed";
+    case CF_EAGAIN:
+      return "would block (queue full)";
+    case CF_EBUSY:
+      return "task is running";
+    case CF_ERANGE:
+      return "output buffer too small";
+    case CF_EDONE:
+      return "no more items (or already done)";
+    case CF_EPROTO:
+      return "corrupt data from a worker";
+    case CF_ESYS:
+      return "system call failed";
+    default:
+      return "unknown error";
+  }
+}
+
+unsigned cf__online_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return (unsigned)n;
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
+void cf_options_init(cf_options *o) {
+  if (!o) return;
+  memset(o, 0, sizeof *o);
+  o->size = sizeof *o;
+  o->workers = 0;
+  o->name = NULL;
+  o->initializer = NULL;
+  o->initializer_arg = NULL;
+  o->pin_cpus = false;
+  o->max_queued = 0;
+  o->max_tasks_per_worker = 0;
+  o->max_arg_size = 64 * 1024;
+  o->max_result_size = 64 * 1024;
+  o->ring_capacity = 1024;
+  o->max_futures = 16384;
+}
+
+static inline bool valid_ex(const cf_executor *ex) {
+  return ex && ex->magic == CF__EXECUTOR_MAGIC && ex->vt;
+}
+
+int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const cf_submit_opts *so,
+                 cf_future **out) {
+  if (out) *out = NULL;
+  if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
+  int64_t deadline = 0;
+  unsigned flags = 0;
+  if (so) {
+    flags = so->flags;
+    if (so->timeout_ns > 0) {
+      deadline = cf__deadline_after(so->timeout_ns);
+      if (deadline <= 0) deadline = 1;
+    }
+  }
+  return ex->vt->submit(ex, fn, arg, len, deadline, flags, out);
+}
+
+int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out) {
+  if (out) *out = NULL;
+  if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
+  return ex->vt->submit(ex, fn, arg, len, 0, 0, out);
+}
+
+int cf_executor_shutdown(cf_executor *ex, unsigned flags) {
+  if (!valid_ex(ex)) return CF_EINVAL;
+  return ex->vt->shutdown(ex, flags);
+}
+
+int cf_executor_destroy(cf_executor *ex) {
+  if (!ex) return 0;
+  if (!valid_ex(ex)) return CF_EINVAL;
+  if (ex->vt->is_worker && ex->vt->is_worker(ex)) return CF_EINVAL;
+  return ex->vt->destroy(ex);
+}
+
+int cf_executor_stats(cf_executor *ex, cf_stats *out) {
+  if (!valid_ex(ex) || !out) return CF_EINVAL;
+  memset(out, 0, sizeof *out);
+  return ex->vt->stats(ex, out);
+}
+
+void cf__executor_scope_exit(cf_executor **ex) {
+  if (ex && *ex) {
+    (void)cf_executor_destroy(*ex);
+    *ex = NULL;
+  }
+}

@@ -1,0 +1,720 @@
+/*
+ * future.c — futures: allocation, completion, waiting, callbacks, and the
+ * public cf_future_* / cf_call_* calls.
+ *
+ * DESIGN
+ * State. One 32-bit word per future (future.h has the layout). Every
+ * transition is a CAS on the whole word. The transition to a done state
+ * consumes the WAITERS bit and calls FUTEX_WAKE only if it was set in the
+ * word it replaced; PENDING -> RUNNING keeps WAITERS/NOTIFY (the waiters
+ * still sleep), so a sleeping waiter is always woken by the completion.
+ *
+ * Outcome claim (thread futures). A RUNNING thread task can be failed from
+ * outside only by its deadline (a waiter that reaches it fails the future
+ * with CF_ETIMEDOUT), and a PENDING one by its deadline or a broken pool.
+ * Two completers must not both write the outcome fields, so the outcome is
+ * claimed first: a CAS of f->err from 0 to the error (CF__ERR_OK for
+ * FINISHED). The winner alone writes the word to done, from whatever
+ * not-done state it holds; losers wait for the word. The runner of a task
+ * without a deadline cannot race (nobody else completes a running task
+ * without a deadline: cancel of a running thread task only sets STOP, and
+ * the pool fails only futures it took out of its queues), so it skips the
+ * claim: the hot path has one CAS to start and one to finish. A cancel
+ * (PENDING -> CANCELLED) needs no claim: readers derive CF_ECANCELLED from
+ * the state, and a claimer that loses to it sees a done word.
+ *
+ * Deadlines of thread tasks. A task whose deadline passed before it runs is
+ * failed by its runner without running. A waiter (cf__future_wait_until,
+ * cf_wait, as_completed) whose wait reaches the deadline fails the future
+ * itself (FAILED/CF_ETIMEDOUT + STOP) if it is not done; the task, if it
+ * runs, sees cf_call_stop_requested() and its late result is dropped. So the
+ * callbacks of a deadline-expired thread task fire when someone observes
+ * the expiry (a waiter) or when the task returns, whichever comes first —
+ * not at the deadline instant when nobody waits. A task that finishes after
+ * its deadline completes as FAILED/CF_ETIMEDOUT.
+ *
+ * Callbacks. A lock-free LIFO of cf__cb on f->callbacks. The completer,
+ * after its done CAS (seq_cst), loads the list (seq_cst) and, if it is not
+ * empty, exchanges in CF__CB_CLOSED and runs the nodes in registration
+ * order. An adder pushes (seq_cst CAS) and then re-loads the word (seq_cst):
+ * either the completer sees the node or the adder sees the done word and
+ * runs the list itself (the exchange makes that idempotent). A push that
+ * meets CF__CB_CLOSED runs its callback at once.
+ *
+ * Lifetime. refs counts internal references (user handles as one, the
+ * executor's task as one, waiters that registered); handles counts user
+ * retains so that a release too many returns CF_EINVAL while the object is
+ * still alive. Every completer holds a reference while it completes (the
+ * runner its task reference, a canceller or expirer a user handle).
+ *
+ * Allocation. Each thread keeps a free list of futures (capped, flushed to
+ * the allocator by a pthread key destructor at thread exit), so a steady
+ * state allocates nothing per task. Debug builds (CF_DEBUG) never reuse a
+ * freed future: it goes to a bounded FIFO quarantine with its magic set to
+ * CF__FUTURE_DEAD, so a double release is caught (CF_EINVAL) instead of
+ * hitting a recycled object.
+ */
+#include "future.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "sys.h"
+
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+
+_Thread_local cf__helper *cf__current_helper TLS_IE;
+
+static const bool debug_build =
+#ifdef CF_DEBUG
+    true;
+#else
+    false;
+#endif
+
+static inline bool is_local(const cf_future *f) {
+  return f->vt == &cf__local_future_vtbl;
+}
+static inline bool valid(const cf_future *f) {
+  return f && f->magic == CF__FUTURE_MAGIC;
+}
+
+/* ---- the per-thread future cache --------------------------------------- */
+
+#define CACHE_CAP 256
+
+typedef struct fcache {
+  cf_future *head;
+  unsigned n;
+  bool registered;
+} fcache;
+
+static _Thread_local fcache tl_cache TLS_IE;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_flush(void *p) {
+  fcache *c = p;
+  cf_future *f = c->head;
+  while (f) {
+    cf_future *next = atomic_load_explicit(&f->next, memory_order_relaxed);
+    cf__free(f, sizeof *f);
+    f = next;
+  }
+  c->head = NULL;
+  c->n = 0;
+}
+
+static void cache_key_create(void) {
+  (void)pthread_key_create(&cache_key, cache_flush);
+}
+
+/* Debug quarantine: the last QUARANTINE freed futures stay mapped with a
+ * dead magic; older ones go back to the allocator. */
+#define QUARANTINE 65536
+static cf_future *quarantine[QUARANTINE];
+static size_t quarantine_next;
+static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void future_free(cf_future *f) {
+  f->magic = CF__FUTURE_DEAD;
+  if (debug_build) {
+    pthread_mutex_lock(&quarantine_lock);
+    cf_future *old = quarantine[quarantine_next];
+    quarantine[quarantine_next] = f;
+    quarantine_next = (quarantine_next + 1) % QUARANTINE;
+    pthread_mutex_unlock(&quarantine_lock);
+    if (old) cf__free(old, sizeof *old);
+    return;
+  }
+  fcache *c = &tl_cache;
+  if (__builtin_expect(!c->registered, 0)) {
+    /* First free in this thread: arrange the flush at thread exit. */
+    pthread_once(&cache_once, cache_key_create);
+    if (pthread_setspecific(cache_key, c) != 0) {
+      cf__free(f, sizeof *f);
+      return;
+    }
+    c->registered = true;
+  }
+  if (c->n >= CACHE_CAP) {
+    cf__free(f, sizeof *f);
+    return;
+  }
+  atomic_store_explicit(&f->next, c->head, memory_order_relaxed); /* thread-private list */
+  c->head = f;
+  c->n++;
+}
+
+cf_future *cf__future_alloc(void) {
+  fcache *c = &tl_cache;
+  cf_future *f = c->head;
+  if (f) {
+    c->head = atomic_load_explicit(&f->next, memory_order_relaxed); /* thread-private list */
+    c->n--;
+  } else {
+    f = cf__alloc(sizeof *f);
+    if (!f) return NULL;
+  }
+  /* Publication of these plain and relaxed stores to other threads goes
+   * through whatever hands the future over (a queue's release/acquire). */
+  f->word = &f->state;
+  atomic_store_explicit(&f->state, cf__st_make(0, 0, CF_STATE_PENDING), memory_order_relaxed);
+  f->magic = CF__FUTURE_MAGIC;
+  atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
+  atomic_store_explicit(&f->handles, 1, memory_order_relaxed);
+  f->shared = 0;
+  f->vt = &cf__local_future_vtbl;
+  f->owner = NULL;
+  f->ext[0] = f->ext[1] = 0;
+  f->fn = NULL;
+  f->deadline = 0;
+  atomic_store_explicit(&f->next, NULL, memory_order_relaxed);
+  f->arg_len = 0;
+  f->res_len = 0;
+  f->arg_heap = NULL;
+  f->res_heap = NULL;
+  atomic_store_explicit(&f->err, 0, memory_order_relaxed);
+  f->task_code = 0;
+  f->msg = NULL;
+  atomic_store_explicit(&f->callbacks, NULL, memory_order_relaxed);
+  return f;
+}
+
+int cf__future_set_arg(cf_future *f, const void *arg, size_t len) {
+  if (len > UINT32_MAX) return CF_E2BIG;
+  if (len <= CF__INLINE_ARG) {
+    if (len) memcpy(f->arg_inline, arg, len);
+  } else {
+    void *p = cf__alloc(len);
+    if (!p) return CF_ENOMEM;
+    memcpy(p, arg, len);
+    f->arg_heap = p;
+  }
+  f->arg_len = (uint32_t)len;
+  return 0;
+}
+
+static void free_cb_list(cf__cb *cb) {
+  while (cb && cb != CF__CB_CLOSED) {
+    cf__cb *next = cb->next;
+    cf__free(cb, sizeof *cb);
+    cb = next;
+  }
+}
+
+static void future_destroy(cf_future *f) {
+  if (f->vt && f->vt->destroy) f->vt->destroy(f);
+  if (f->arg_len > CF__INLINE_ARG) cf__free(f->arg_heap, f->arg_len);
+  if (f->res_heap) cf__free(f->res_heap, f->res_len);
+  if (f->msg) cf__free(f->msg, strlen(f->msg) + 1);
+  free_cb_list(atomic_load_explicit(&f->callbacks, memory_order_relaxed));
+  future_free(f);
+}
+
+void cf__future_ref(cf_future *f) {
+  /* relaxed: the caller already holds a reference, nothing to order */
+  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void cf__future_unref(cf_future *f) {
+  /* acq_rel: our writes to f happen before the destroy of whoever drops the
+   * last reference, and that destroy sees everyone's writes */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) future_destroy(f);
+}
+
+/* ---- completion ------------------------------------------------------- */
+
+void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared) {
+  if (old & CF__ST_WAITERS) cf__futex_wake(word, INT32_MAX, shared);
+}
+
+void cf__future_run_callbacks(cf_future *f) {
+  cf__cb *list = atomic_exchange(&f->callbacks, CF__CB_CLOSED);
+  if (list == CF__CB_CLOSED || list == NULL) return;
+  cf__cb *ordered = NULL; /* LIFO -> registration order */
+  while (list) {
+    cf__cb *next = list->next;
+    list->next = ordered;
+    ordered = list;
+    list = next;
+  }
+  while (ordered) {
+    cf__cb *next = ordered->next;
+    ordered->fn(f, ordered->arg);
+    cf__free(ordered, sizeof *ordered);
+    ordered = next;
+  }
+}
+
+/* After this thread made the word done (old = the replaced word). */
+static void after_done(cf_future *f, uint32_t old) {
+  cf__future_wake(f->word, old, f->shared);
+  /* seq_cst load after the seq_cst done CAS: pairs with the push + word
+   * re-load in cf_future_add_done_callback (Dekker). */
+  if (!f->shared && atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
+}
+
+/* Claim the outcome of a thread future (see DESIGN). */
+static inline bool claim(cf_future *f, int32_t err) {
+  int32_t zero = 0;
+  return atomic_compare_exchange_strong(&f->err, &zero, err);
+}
+
+/* The claim winner: not-done -> `to` (flags: STOP kept, `extra` added).
+ * False if a cancel made the word done first. */
+static bool complete_claimed(cf_future *f, uint32_t to, uint32_t extra) {
+  _Atomic uint32_t *word = f->word;
+  uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+  for (;;) {
+    if (cf__st_done(w)) return false; /* a cancel got there first */
+    /* release: the outcome written before pairs with readers' acquire */
+    if (atomic_compare_exchange_weak_explicit(word, &w, cf__st_with(w, to) | extra,
+                                              memory_order_acq_rel, memory_order_relaxed))
+      break;
+  }
+  after_done(f, w);
+  return true;
+}
+
+bool cf__future_fail(cf_future *f, int err) {
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return false;
+  if (!claim(f, err)) return false;
+  return complete_claimed(f, CF_STATE_FAILED, err == CF_ETIMEDOUT ? CF__ST_STOP : 0);
+}
+
+bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
+  _Atomic uint32_t *word = f->word;
+  bool done_to = to >= CF_STATE_FINISHED;
+  if (is_local(f) && (to == CF_STATE_FINISHED || to == CF_STATE_FAILED)) {
+    uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+    if (cf__st_state(w) != from) return false;
+    if (!claim(f, to == CF_STATE_FAILED ? err : CF__ERR_OK)) return false;
+    return complete_claimed(f, to, 0);
+  }
+  /* CANCELLED records nothing: readers derive CF_ECANCELLED from the state */
+  uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+  for (;;) {
+    if (cf__st_state(w) != from) return false;
+    uint32_t nw = cf__st_with(w, to);
+    if (!done_to) nw |= w & (CF__ST_WAITERS | CF__ST_NOTIFY);
+    /* acq_rel: release publishes what the caller recorded; acquire orders
+     * what it reads next after earlier transitions */
+    if (atomic_compare_exchange_weak_explicit(word, &w, nw, memory_order_acq_rel,
+                                              memory_order_relaxed))
+      break;
+  }
+  if (done_to) {
+    cf__future_wake(word, w, f->shared);
+    if (!f->shared && atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
+  }
+  return true;
+}
+
+void cf__future_request_stop(cf_future *f) {
+  _Atomic uint32_t *word = f->word;
+  uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+  while (!cf__st_done(w) && !(w & CF__ST_STOP)) {
+    /* relaxed: STOP is a hint polled by the task; nothing is published */
+    if (atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_STOP, memory_order_relaxed,
+                                              memory_order_relaxed))
+      break;
+  }
+}
+
+/* ---- running a thread task ------------------------------------------- */
+
+static int local_ret(cf_call *c, const void *v, size_t len) {
+  cf_future *f = c->ctx;
+  if (c->outcome) return CF_EINVAL;
+  if (len && !v) return CF_EINVAL;
+  if (len > c->max_result || len > UINT32_MAX) {
+    c->outcome = 2;
+    c->err = CF_E2BIG;
+    return CF_E2BIG;
+  }
+  if (len <= CF__INLINE_RES) {
+    if (len) memcpy(f->res_inline, v, len);
+  } else {
+    void *p = cf__alloc(len);
+    if (!p) {
+      c->outcome = 2;
+      c->err = CF_ENOMEM;
+      return CF_ENOMEM;
+    }
+    memcpy(p, v, len);
+    f->res_heap = p;
+  }
+  f->res_len = (uint32_t)len;
+  c->outcome = 1;
+  return 0;
+}
+
+static int local_fail(cf_call *c, int code, const char *msg) {
+  cf_future *f = c->ctx;
+  if (c->outcome) return CF_EINVAL;
+  f->task_code = code;
+  if (msg) {
+    size_t n = strnlen(msg, CF_MESSAGE_MAX - 1);
+    char *m = cf__alloc(n + 1);
+    if (m) {
+      memcpy(m, msg, n);
+      m[n] = 0;
+      f->msg = m;
+    }
+  }
+  c->outcome = 2;
+  c->err = CF_ETASK;
+  return 0;
+}
+
+/* A thread pool sets f->owner to its cf_executor; stop_all is its kill
+ * switch (shutdown with CF_SHUTDOWN_KILL). */
+#include "executor.h"
+
+static bool local_stop(cf_call *c) {
+  cf_future *f = c->ctx;
+  if (atomic_load_explicit(f->word, memory_order_relaxed) & CF__ST_STOP) return true;
+  if (f->deadline && cf__now_ns() >= f->deadline) return true;
+  cf_executor *ex = f->owner;
+  /* relaxed: a polled hint */
+  return ex && atomic_load_explicit(&ex->stop_all, memory_order_relaxed);
+}
+
+static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop};
+
+int cf__future_run(cf_future *f, unsigned owner) {
+  _Atomic uint32_t *word = &f->state;
+  uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+  for (;;) {
+    if (cf__st_state(w) != CF_STATE_PENDING) {
+      cf__future_unref(f);
+      return 0;
+    }
+    if (f->deadline && cf__now_ns() >= f->deadline) {
+      cf__future_fail(f, CF_ETIMEDOUT);
+      cf__future_unref(f);
+      return -1;
+    }
+    uint32_t nw = (cf__st_with(w, CF_STATE_RUNNING) & ~CF__ST_OWNER_MASK) |
+                  ((uint32_t)owner << CF__ST_OWNER_SHIFT) | (w & (CF__ST_WAITERS | CF__ST_NOTIFY));
+    /* relaxed: the task's fields were published by the queue that handed f
+     * over; the CAS only decides who runs it */
+    if (atomic_compare_exchange_weak_explicit(word, &w, nw, memory_order_relaxed,
+                                              memory_order_relaxed))
+      break;
+  }
+  cf_call c = {
+      .ops = &local_call_ops,
+      .arg = cf__future_arg(f),
+      .arg_len = f->arg_len,
+      .ctx = f,
+      .max_result = UINT32_MAX,
+      .outcome = 0,
+      .err = 0,
+  };
+  f->fn(&c);
+  uint32_t to = CF_STATE_FINISHED;
+  int32_t err = CF__ERR_OK;
+  if (c.outcome == 2) {
+    to = CF_STATE_FAILED;
+    err = c.err;
+  }
+  if (f->deadline) {
+    if (cf__now_ns() >= f->deadline) {
+      to = CF_STATE_FAILED;
+      err = CF_ETIMEDOUT;
+    }
+    if (claim(f, err)) complete_claimed(f, to, 0);
+    /* else: a waiter failed it at its deadline; our outcome is dropped */
+  } else {
+    /* no deadline: nobody else completes a running task (see DESIGN) */
+    if (to == CF_STATE_FAILED) atomic_store_explicit(&f->err, err, memory_order_relaxed);
+    w = atomic_load_explicit(word, memory_order_relaxed);
+    /* release: the result and err written above pair with the acquire of
+     * readers that see the done word */
+    while (!atomic_compare_exchange_weak_explicit(word, &w, cf__st_with(w, to),
+                                                  memory_order_release, memory_order_relaxed)) {
+    }
+    after_done(f, w);
+  }
+  cf__future_unref(f);
+  return 1;
+}
+
+/* ---- waiting ---------------------------------------------------------- */
+
+#define SPIN_NS 2000
+
+/* The task deadline of a thread future has passed: fail it. Returns once
+ * the future is done or a concurrent claimer is about to make it so. */
+static void expire(cf_future *f) {
+  (void)cf__future_fail(f, CF_ETIMEDOUT);
+}
+
+int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
+  _Atomic uint32_t *word = f->word;
+  bool shared = f->shared;
+  int64_t task_dl = is_local(f) ? f->deadline : 0;
+  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+  if (cf__st_done(w)) return 0;
+  int64_t now = cf__now_ns();
+  int64_t limit = deadline_abs;
+  if (task_dl > 0 && (limit < 0 || task_dl < limit)) limit = task_dl;
+  if (limit < 0 || now < limit) {
+    int64_t spin_end = now + SPIN_NS;
+    for (;;) {
+      for (int i = 0; i < 32; i++) cf__cpu_relax();
+      /* acquire: pairs with the completer's release CAS (result bytes) */
+      if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
+      now = cf__now_ns();
+      if (now >= spin_end || (limit >= 0 && now >= limit)) break;
+    }
+  }
+  for (;;) {
+    w = atomic_load_explicit(word, memory_order_acquire);
+    if (cf__st_done(w)) return 0;
+    now = cf__now_ns();
+    if (task_dl > 0 && now >= task_dl) {
+      expire(f);
+      /* lost the claim to a completer: it is about to write the word */
+      for (;;) {
+        if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
+        cf__cpu_relax();
+      }
+    }
+    if (deadline_abs >= 0 && now >= deadline_abs) return CF_ETIMEDOUT;
+    if (!(w & CF__ST_WAITERS)) {
+      /* relaxed: the bit only tells the completer to wake us; the futex
+       * syscall re-checks the word */
+      if (!atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_WAITERS, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        continue;
+      w |= CF__ST_WAITERS;
+    }
+    cf__futex_wait(word, w, limit, shared);
+  }
+}
+
+int cf__future_wait_until(cf_future *f, int64_t deadline_abs) {
+  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
+  if (cf__st_done(w)) return 0;
+  cf__helper *h = cf__current_helper;
+  if (h) return h->wait(h, f, deadline_abs);
+  return cf__future_block_until(f, deadline_abs);
+}
+
+/* ---- public: futures --------------------------------------------------- */
+
+static int local_result(cf_future *f, void *out, size_t cap, size_t *len) {
+  size_t n = f->res_len;
+  if (len) *len = n;
+  if (n > cap) return CF_ERANGE;
+  if (n) memcpy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
+  return 0;
+}
+
+static int local_error(cf_future *f, int *err, int *code, char *msg, size_t cap) {
+  int e = atomic_load_explicit(&f->err, memory_order_relaxed);
+  if (err) *err = e;
+  if (code) *code = e == CF_ETASK ? f->task_code : e;
+  if (msg && cap) {
+    const char *m = e == CF_ETASK ? (f->msg ? f->msg : "") : cf_strerror(e);
+    size_t n = strnlen(m, cap - 1);
+    memcpy(msg, m, n);
+    msg[n] = 0;
+  }
+  return 0;
+}
+
+const cf__future_vtbl cf__local_future_vtbl = {
+    .result = local_result,
+    .error = local_error,
+};
+
+/* The error a done word reports (0 for FINISHED). */
+static int done_error(cf_future *f, uint32_t w) {
+  switch (cf__st_state(w)) {
+    case CF_STATE_FINISHED:
+      return 0;
+    case CF_STATE_CANCELLED:
+      return CF_ECANCELLED;
+    default: {
+      int e = CF_EPROTO;
+      if (f->vt && f->vt->error) {
+        if (f->vt->error(f, &e, NULL, NULL, 0) != 0) e = CF_EPROTO;
+      }
+      return e;
+    }
+  }
+}
+
+int cf_future_wait(cf_future *f, int64_t timeout_ns) {
+  if (!valid(f)) return CF_EINVAL;
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  return cf__future_wait_until(f, cf__deadline_after(timeout_ns));
+}
+
+int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {
+  if (!valid(f) || (!out && cap)) return CF_EINVAL;
+  /* acquire: pairs with the completer's release (result bytes) */
+  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
+  if (!cf__st_done(w)) {
+    int r = cf__future_wait_until(f, cf__deadline_after(timeout_ns));
+    if (r) return r;
+    w = atomic_load_explicit(f->word, memory_order_acquire);
+  }
+  if (cf__st_state(w) == CF_STATE_FINISHED) {
+    if (is_local(f)) return local_result(f, out, cap, len);
+    if (!f->vt || !f->vt->result) return CF_EPROTO;
+    return f->vt->result(f, out, cap, len);
+  }
+  return done_error(f, w);
+}
+
+int cf_future_cancel(cf_future *f) {
+  if (!valid(f)) return CF_EINVAL;
+  _Atomic uint32_t *word = f->word;
+  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+  for (;;) {
+    switch (cf__st_state(w)) {
+      case CF_STATE_PENDING:
+        if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
+          return 0;
+        }
+        w = atomic_load_explicit(word, memory_order_acquire);
+        continue;
+      case CF_STATE_RUNNING:
+        if (f->vt && f->vt->cancel_running) return f->vt->cancel_running(f);
+        cf__future_request_stop(f);
+        /* it may have finished meanwhile */
+        w = atomic_load_explicit(word, memory_order_acquire);
+        if (cf__st_state(w) == CF_STATE_RUNNING) return CF_EBUSY;
+        continue;
+      case CF_STATE_CANCELLED:
+        return 0;
+      default:
+        return CF_EDONE;
+    }
+  }
+}
+
+int cf_future_state(cf_future *f) {
+  if (!valid(f)) return CF_EINVAL;
+  return (int)cf__st_state(atomic_load_explicit(f->word, memory_order_acquire));
+}
+
+bool cf_future_done(cf_future *f) {
+  return valid(f) && cf__st_done(atomic_load_explicit(f->word, memory_order_acquire));
+}
+
+bool cf_future_running(cf_future *f) {
+  return valid(f) &&
+         cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_RUNNING;
+}
+
+bool cf_future_cancelled(cf_future *f) {
+  return valid(f) &&
+         cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_CANCELLED;
+}
+
+int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
+  if (!valid(f)) return CF_EINVAL;
+  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
+  uint32_t st = cf__st_state(w);
+  if (st == CF_STATE_CANCELLED) {
+    if (code) *code = CF_ECANCELLED;
+    if (message && cap) {
+      size_t n = strnlen(cf_strerror(CF_ECANCELLED), cap - 1);
+      memcpy(message, cf_strerror(CF_ECANCELLED), n);
+      message[n] = 0;
+    }
+    return 0;
+  }
+  if (st != CF_STATE_FAILED) return CF_EINVAL;
+  if (!f->vt || !f->vt->error) return CF_EINVAL;
+  return f->vt->error(f, NULL, code, message, cap);
+}
+
+int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
+  if (!valid(f) || !out) return CF_EINVAL;
+  if (!cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return CF_EINVAL;
+  if (!f->vt || !f->vt->crash_info) return CF_EINVAL;
+  return f->vt->crash_info(f, out);
+}
+
+int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
+  if (!valid(f) || !fn) return CF_EINVAL;
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+    fn(f, arg);
+    return 0;
+  }
+  cf__cb *cb = cf__alloc(sizeof *cb);
+  if (!cb) return CF_ENOMEM;
+  cb->fn = fn;
+  cb->arg = arg;
+  cf__cb *head = atomic_load(&f->callbacks);
+  for (;;) {
+    if (head == CF__CB_CLOSED) {
+      cf__free(cb, sizeof *cb);
+      fn(f, arg);
+      return 0;
+    }
+    cb->next = head;
+    if (atomic_compare_exchange_weak(&f->callbacks, &head, cb)) break;
+  }
+  if (f->vt && f->vt->watch) f->vt->watch(f);
+  /* seq_cst: pairs with the completer's done CAS + list load (DESIGN) */
+  if (cf__st_done(atomic_load(f->word))) cf__future_run_callbacks(f);
+  return 0;
+}
+
+int cf_future_retain(cf_future *f) {
+  if (!valid(f)) return CF_EINVAL;
+  uint32_t h = atomic_load_explicit(&f->handles, memory_order_relaxed);
+  do {
+    if (h == 0) return CF_EINVAL;
+    /* relaxed: the caller holds a handle; nothing to order */
+  } while (!atomic_compare_exchange_weak_explicit(&f->handles, &h, h + 1, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  return 0;
+}
+
+int cf_future_release(cf_future *f) {
+  if (!valid(f)) return CF_EINVAL;
+  uint32_t h = atomic_load_explicit(&f->handles, memory_order_relaxed);
+  do {
+    if (h == 0) return CF_EINVAL;
+    /* relaxed: the ordering that matters is the refs decrement below */
+  } while (!atomic_compare_exchange_weak_explicit(&f->handles, &h, h - 1, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  if (h == 1) cf__future_unref(f);
+  return 0;
+}
+
+/* ---- public: inside a task --------------------------------------------- */
+
+const void *cf_call_arg(cf_call *call, size_t *len) {
+  if (!call) {
+    if (len) *len = 0;
+    return NULL;
+  }
+  if (len) *len = call->arg_len;
+  return call->arg;
+}
+
+int cf_call_return(cf_call *call, const void *value, size_t len) {
+  if (!call || !call->ops) return CF_EINVAL;
+  return call->ops->ret(call, value, len);
+}
+
+int cf_call_fail(cf_call *call, int code, const char *message) {
+  if (!call || !call->ops) return CF_EINVAL;
+  return call->ops->fail(call, code, message);
+}
+
+bool cf_call_stop_requested(cf_call *call) {
+  if (!call || !call->ops || !call->ops->stop_requested) return false;
+  return call->ops->stop_requested(call);
+}

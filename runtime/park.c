@@ -1,0 +1,84 @@
+/*
+ * park.c — parking and waking idle workers (DESIGN in park.h).
+ */
+#include "park.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include "sys.h"
+
+int cf__park_init(cf__park *s, unsigned nworkers) {
+  atomic_init(&s->idle, 0);
+  pthread_mutex_init(&s->lock, NULL);
+  s->nworkers = nworkers;
+  s->nsleepers = 0;
+  s->sleepers = calloc(nworkers, sizeof *s->sleepers);
+  s->parkers = aligned_alloc(CF__CACHE_LINE, sizeof(cf__parker) * nworkers);
+  if (!s->sleepers || !s->parkers) {
+    free(s->sleepers);
+    free(s->parkers);
+    return CF_ENOMEM;
+  }
+  for (unsigned i = 0; i < nworkers; i++) atomic_init(&s->parkers[i].word, 0);
+  return 0;
+}
+
+void cf__park_destroy(cf__park *s) {
+  pthread_mutex_destroy(&s->lock);
+  free(s->sleepers);
+  free(s->parkers);
+}
+
+/* Under lock: take a sleeper and wake it, counted as searching. */
+static void wake_locked(cf__park *s, unsigned id) {
+  atomic_fetch_add(&s->idle, CF__IDLE_SEARCH - CF__IDLE_PARKED);
+  /* release: pairs with the acquire load in cf__park_wait() */
+  atomic_store_explicit(&s->parkers[id].word, 1, memory_order_release);
+  cf__futex_wake(&s->parkers[id].word, 1, false);
+}
+
+void cf__park_notify_one(cf__park *s) {
+  uint32_t v = atomic_load(&s->idle);
+  if (cf__idle_parked(v) == 0 || cf__idle_searching(v) > 0) return;
+  pthread_mutex_lock(&s->lock);
+  v = atomic_load(&s->idle);
+  if (s->nsleepers > 0 && cf__idle_searching(v) == 0) wake_locked(s, s->sleepers[--s->nsleepers]);
+  pthread_mutex_unlock(&s->lock);
+}
+
+void cf__park_notify_all(cf__park *s) {
+  pthread_mutex_lock(&s->lock);
+  while (s->nsleepers > 0) wake_locked(s, s->sleepers[--s->nsleepers]);
+  pthread_mutex_unlock(&s->lock);
+}
+
+void cf__park_prepare(cf__park *s, unsigned id, bool was_searching) {
+  pthread_mutex_lock(&s->lock);
+  /* relaxed: the word is only written under this lock or by a waker
+   * holding it; cf__park_wait re-reads with acquire */
+  atomic_store_explicit(&s->parkers[id].word, 0, memory_order_relaxed);
+  s->sleepers[s->nsleepers++] = id;
+  /* seq_cst RMW: the "announce" half of the Dekker pair (park.h) */
+  atomic_fetch_add(&s->idle, CF__IDLE_PARKED - (was_searching ? CF__IDLE_SEARCH : 0));
+  pthread_mutex_unlock(&s->lock);
+}
+
+void cf__park_cancel(cf__park *s, unsigned id) {
+  pthread_mutex_lock(&s->lock);
+  for (unsigned i = 0; i < s->nsleepers; i++) {
+    if (s->sleepers[i] == id) {
+      s->sleepers[i] = s->sleepers[--s->nsleepers];
+      atomic_fetch_add(&s->idle, CF__IDLE_SEARCH - CF__IDLE_PARKED);
+      break;
+    }
+  }
+  /* not found: a waker took us and already counted us as searching */
+  pthread_mutex_unlock(&s->lock);
+}
+
+void cf__park_wait(cf__park *s, unsigned id) {
+  _Atomic uint32_t *w = &s->parkers[id].word;
+  /* acquire: pairs with the release store in wake_locked() */
+  while (atomic_load_explicit(w, memory_order_acquire) == 0) cf__futex_wait(w, 0, -1, false);
+}

@@ -1,0 +1,686 @@
+/*
+ * thread_pool.c — the work-stealing thread pool.
+ *
+ * DESIGN
+ * Queues. Each worker owns a fixed-size Chase–Lev deque (deque.h) of
+ * futures. A task submitted by one of the pool's own workers goes to the
+ * bottom of that worker's deque (LIFO for the owner: fork-join runs depth
+ * first, and a join usually pops back the very task it waits for and runs it
+ * inline). A full deque overflows into the injection queue (injector.h), a
+ * lock-free MPSC queue that also takes every submission from outside the
+ * pool. A worker looks for work in this order: its own deque, the injector
+ * (it takes the consumer try-lock and moves a batch into its deque), then a
+ * round of steals from the other deques starting at a random victim.
+ *
+ * Joining inside a worker (cf__helper). A worker that waits on a future runs
+ * other tasks until it is done: its own deque first; if the future is
+ * RUNNING on worker k (owner bits of the state word) it steals only from k
+ * (leapfrogging: what k queued is most likely what the awaited task needs,
+ * and the stack stays bounded); if it is PENDING it steals anywhere. With
+ * nothing to run it spins a little, then blocks on the future for a short
+ * time and looks again, so a recursive fork-join never deadlocks.
+ *
+ * Idle workers. A worker that finds nothing becomes "searching" and keeps
+ * looking for a bounded *time* (SEARCH_NS, by the clock), then parks on a
+ * per-worker futex word (park.h has the wake-up protocol: a submit wakes one
+ * parked worker only when no worker is searching; no lost wake-ups; no
+ * timeouts, so an idle pool uses no CPU).
+ *
+ * Shutdown and submitters. `gate` holds the SHUT/BROKEN/CANCEL flags and a
+ * count of outside submitters between their check and their push. Outside
+ * submit: fetch_add the count, check the flags, push, fetch_sub. Shutdown
+ * sets the flags and, when it must drain, waits for the count to reach zero
+ * first, so no submit slips in behind the drain. A worker exits when the
+ * pool is shut down, no submitter is in flight and every queue is empty.
+ * A submit from inside a worker after shutdown is accepted (fork-join work
+ * of a task that is still running) unless futures are being cancelled.
+ *
+ * Bound (max_queued). `queued` counts tasks between submit and the moment a
+ * worker takes them out of a queue. Outside submitters wait for room on a
+ * Concurrency Kit event count (ck_ec32, with our futex ops), or get
+ * CF_EAGAIN with CF_SUBMIT_NOWAIT. A worker's own submit never waits (it
+ * would wait for itself): it gets CF_EAGAIN with NOWAIT, else goes over.
+ *
+ * Stats are per-worker counters written only by their worker (relaxed
+ * load + store, no RMW) and summed by cf_executor_stats.
+ *
+ * Memory per in-flight task: one cf_future (future.h; sizeof is reported by
+ * the tests), plus a heap copy of arguments over CF__INLINE_ARG bytes and of
+ * results over CF__INLINE_RES bytes. Futures come from a per-thread cache.
+ */
+#include "thread_pool.h"
+
+#include <ck_ec.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deque.h"
+#include "future.h"
+#include "injector.h"
+#include "park.h"
+#include "sys.h"
+
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+
+#define SEARCH_NS 50000      /* idle search before parking */
+#define HELP_SPIN_NS 20000   /* helper: look for work this long before blocking */
+#define HELP_BLOCK_NS 200000 /* helper: then block on the future this long */
+#define BATCH 32             /* injector -> own deque per take */
+#define STEAL_RETRIES 8
+
+#define GATE_SHUT 1u
+#define GATE_BROKEN 2u
+#define GATE_CANCEL 4u
+#define GATE_FLAGS 7u
+#define GATE_ONE 8u /* one outside submitter in flight */
+
+typedef struct pool pool;
+
+typedef struct wstats {
+  _Atomic uint64_t submitted, completed, cancelled, stolen, parks;
+} wstats;
+
+typedef struct worker {
+  cf__deque dq;
+  alignas(CF__CACHE_LINE) pool *pool;
+  unsigned index;
+  bool searching;
+  bool started;
+  uint64_t rng;
+  pthread_t thread;
+  cf__helper helper;
+  alignas(CF__CACHE_LINE) wstats st;
+} worker;
+
+struct pool {
+  struct cf_executor base;
+  unsigned n;
+  worker *w;
+  cf__injector inj;
+  cf__park park;
+  alignas(CF__CACHE_LINE) _Atomic uint64_t gate;
+  alignas(CF__CACHE_LINE) _Atomic uint64_t queued;
+  struct ck_ec32 ec; /* bumped when a queued task is taken (bounded pools) */
+  size_t max_queued;
+  alignas(CF__CACHE_LINE) _Atomic uint64_t drained_cancelled;
+  char name[11];
+  cf_init_fn init;
+  void *init_arg;
+  bool pin;
+  pthread_mutex_t join_lock;
+  bool joined;
+};
+
+static _Thread_local worker *tl_worker TLS_IE;
+
+/* ---- helpers --------------------------------------------------------- */
+
+static inline void stat_inc(_Atomic uint64_t *c) {
+  /* relaxed load + store: only this worker writes it; readers sum relaxed */
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static inline uint64_t xorshift(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
+/* ck_ec's platform hooks over our futex layer. */
+static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out) {
+  (void)ops;
+  return clock_gettime(CLOCK_MONOTONIC, out);
+}
+static void ec_wait32(const struct ck_ec_wait_state *st, const uint32_t *addr, uint32_t expected,
+                      const struct timespec *deadline) {
+  (void)st;
+  int64_t dl = deadline ? (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec : -1;
+  cf__futex_wait((_Atomic uint32_t *)addr, expected, dl, false);
+}
+static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr) {
+  (void)ops;
+  cf__futex_wake((_Atomic uint32_t *)addr, INT32_MAX, false);
+}
+static const struct ck_ec_ops ec_ops = {
+    .gettime = ec_gettime,
+    .wait32 = ec_wait32,
+    .wake32 = ec_wake32,
+};
+static const struct ck_ec_mode ec_mode = {.ops = &ec_ops, .single_producer = false};
+
+/* A task left the queues (taken to run or drained). */
+static inline void task_taken(pool *p) {
+  if (p->max_queued) {
+    atomic_fetch_sub(&p->queued, 1);
+    ck_ec32_inc(&p->ec, &ec_mode);
+  }
+}
+
+static bool all_queues_empty(pool *p) {
+  if (cf__injector_nonempty(&p->inj)) return false;
+  for (unsigned i = 0; i < p->n; i++)
+    if (cf__deque_nonempty(&p->w[i].dq)) return false;
+  return true;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static void run_task(worker *w, cf_future *f) {
+  pool *p = w->pool;
+  task_taken(p);
+  /* relaxed: the flags are hints here; drains synchronise through the gate */
+  uint64_t g = atomic_load_explicit(&p->gate, memory_order_relaxed);
+  if (__builtin_expect(g & (GATE_CANCEL | GATE_BROKEN), 0)) {
+    if (g & GATE_BROKEN) {
+      cf__future_fail(f, CF_EBROKEN);
+    } else if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
+      stat_inc(&w->st.cancelled);
+    }
+    cf__future_unref(f);
+    return;
+  }
+  int r = cf__future_run(f, w->index + 1);
+  stat_inc(r == 0 ? &w->st.cancelled : &w->st.completed);
+}
+
+/* Steal one task from worker v (retrying lost races a few times). */
+static cf_future *steal_from(worker *w, worker *v) {
+  for (int i = 0; i < STEAL_RETRIES; i++) {
+    cf_future *f = cf__deque_steal(&v->dq);
+    if (f == NULL) return NULL;
+    if (f != CF__DEQUE_ABORT) {
+      stat_inc(&w->st.stolen);
+      return f;
+    }
+    cf__cpu_relax();
+  }
+  return NULL;
+}
+
+/* Take a batch from the injector: return one, push the rest to our deque. */
+static cf_future *take_injected(worker *w) {
+  pool *p = w->pool;
+  if (!cf__injector_nonempty(&p->inj) || !cf__injector_trylock(&p->inj)) return NULL;
+  cf_future *first = cf__injector_pop(&p->inj);
+  int64_t room = CF__DEQUE_CAP - cf__deque_size(&w->dq) - 1;
+  int moved = 0;
+  if (first) {
+    for (int i = 1; i < BATCH && moved < room; i++) {
+      cf_future *f = cf__injector_pop(&p->inj);
+      if (!f) break;
+      if (!cf__deque_push(&w->dq, f)) {
+        /* cannot happen with room > moved; keep it safe anyway */
+        cf__injector_unlock(&p->inj);
+        cf__injector_push(&p->inj, f);
+        return first;
+      }
+      moved++;
+    }
+  }
+  cf__injector_unlock(&p->inj);
+  if (moved && cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+  return first;
+}
+
+static cf_future *steal_any(worker *w) {
+  pool *p = w->pool;
+  unsigned n = p->n;
+  if (n < 2) return NULL;
+  unsigned start = (unsigned)(xorshift(&w->rng) % n);
+  for (unsigned i = 0; i < n; i++) {
+    unsigned v = (start + i) % n;
+    if (v == w->index) continue;
+    cf_future *f = steal_from(w, &p->w[v]);
+    if (f) return f;
+  }
+  return NULL;
+}
+
+static cf_future *find_work(worker *w) {
+  cf_future *f = cf__deque_pop(&w->dq);
+  if (f) return f;
+  f = take_injected(w);
+  if (f) return f;
+  return steal_any(w);
+}
+
+/* ---- joining inside a worker ------------------------------------------- */
+
+static int helper_wait(cf__helper *h, cf_future *f, int64_t deadline) {
+  worker *w = (worker *)((char *)h - offsetof(worker, helper));
+  pool *p = w->pool;
+  _Atomic uint32_t *word = f->word;
+  bool mine = f->owner == (void *)p && !f->shared;
+  int64_t task_dl = f->vt == &cf__local_future_vtbl ? f->deadline : 0;
+  int64_t idle_since = 0;
+  for (;;) {
+    /* acquire: pairs with the completer's release (result bytes) */
+    uint32_t s = atomic_load_explicit(word, memory_order_acquire);
+    if (cf__st_done(s)) return 0;
+    cf_future *t = cf__deque_pop(&w->dq);
+    if (!t) {
+      unsigned k = cf__st_owner(s);
+      if (mine && cf__st_state(s) == CF_STATE_RUNNING && k >= 1 && k <= p->n) {
+        if (k - 1 != w->index) t = steal_from(w, &p->w[k - 1]);
+      } else {
+        t = take_injected(w);
+        if (!t) t = steal_any(w);
+      }
+    }
+    if (t) {
+      run_task(w, t);
+      idle_since = 0;
+      continue;
+    }
+    int64_t now = cf__now_ns();
+    if (deadline >= 0 && now >= deadline) return CF_ETIMEDOUT;
+    if (task_dl > 0 && now >= task_dl) {
+      (void)cf__future_block_until(f, now); /* fails it at its deadline */
+      continue;
+    }
+    if (idle_since == 0) idle_since = now;
+    if (now - idle_since < HELP_SPIN_NS) {
+      cf__cpu_relax();
+      continue;
+    }
+    int64_t until = now + HELP_BLOCK_NS;
+    if (deadline >= 0 && deadline < until) until = deadline;
+    (void)cf__future_block_until(f, until);
+    idle_since = 0;
+  }
+}
+
+/* ---- breaking and draining --------------------------------------------- */
+
+static void wait_no_inflight(pool *p) {
+  while (atomic_load(&p->gate) >= GATE_ONE) sched_yield();
+}
+
+/* Take every queued future out (any thread; the gate must be closed) and
+ * cancel it, or fail it with CF_EBROKEN. */
+static void drain(pool *p, bool broken) {
+  for (;;) {
+    bool any = false;
+    while (!cf__injector_trylock(&p->inj)) sched_yield();
+    cf_future *f;
+    while ((f = cf__injector_pop(&p->inj)) != NULL) {
+      any = true;
+      task_taken(p);
+      if (broken) {
+        cf__future_fail(f, CF_EBROKEN);
+      } else if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
+        atomic_fetch_add(&p->drained_cancelled, 1);
+      }
+      cf__future_unref(f);
+    }
+    cf__injector_unlock(&p->inj);
+    for (unsigned i = 0; i < p->n; i++) {
+      while ((f = cf__deque_steal(&p->w[i].dq)) != NULL) {
+        if (f == CF__DEQUE_ABORT) continue;
+        any = true;
+        task_taken(p);
+        if (broken) {
+          cf__future_fail(f, CF_EBROKEN);
+        } else if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
+          atomic_fetch_add(&p->drained_cancelled, 1);
+        }
+        cf__future_unref(f);
+      }
+    }
+    if (!any && !cf__injector_nonempty(&p->inj)) return;
+    if (!any) sched_yield(); /* a push is between its exchange and its link */
+  }
+}
+
+static void break_pool(pool *p) {
+  uint64_t old = atomic_fetch_or(&p->gate, GATE_BROKEN);
+  if (old & GATE_BROKEN) return;
+  wait_no_inflight(p);
+  drain(p, true);
+  if (p->max_queued) ck_ec32_inc(&p->ec, &ec_mode);
+  cf__park_notify_all(&p->park);
+}
+
+static bool should_exit(pool *p) {
+  uint64_t g = atomic_load(&p->gate);
+  if (!(g & (GATE_SHUT | GATE_BROKEN)) || g >= GATE_ONE) return false;
+  return all_queues_empty(p);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void pin_to_cpu(unsigned i) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return;
+  int count = CPU_COUNT(&set);
+  if (count <= 0) return;
+  int want = (int)(i % (unsigned)count), seen = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++) {
+    if (!CPU_ISSET(c, &set)) continue;
+    if (seen++ == want) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(c, &one);
+      (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      return;
+    }
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  pool *p = w->pool;
+  tl_worker = w;
+  cf__current_helper = &w->helper;
+  char nm[16];
+  snprintf(nm, sizeof nm, "%s-%u", p->name, w->index);
+  (void)pthread_setname_np(pthread_self(), nm);
+  if (p->pin) pin_to_cpu(w->index);
+  if (p->init && p->init(p->init_arg) != 0) {
+    break_pool(p);
+    goto out;
+  }
+  for (;;) {
+    cf_future *f = find_work(w);
+    if (f) {
+    found:
+      if (w->searching) {
+        w->searching = false;
+        /* the last searcher found work: if more is visible, wake another
+         * worker to look (seq_cst RMW, then seq_cst loads in the checks) */
+        if (cf__park_end_search(&p->park) &&
+            (cf__injector_nonempty(&p->inj) || cf__deque_nonempty(&w->dq)))
+          cf__park_notify_one(&p->park);
+      }
+      run_task(w, f);
+      continue;
+    }
+    if (should_exit(p)) break;
+    if (!w->searching) {
+      w->searching = true;
+      cf__park_start_search(&p->park);
+    }
+    int64_t end = cf__now_ns() + SEARCH_NS;
+    do {
+      for (int i = 0; i < 16; i++) cf__cpu_relax();
+      f = find_work(w);
+      if (f) goto found;
+    } while (cf__now_ns() < end);
+    if (should_exit(p)) break;
+    cf__park_prepare(&p->park, w->index, true);
+    w->searching = false;
+    /* re-check after the announce (Dekker half, park.h) */
+    uint64_t g = atomic_load(&p->gate);
+    if (!all_queues_empty(p) || (g & (GATE_SHUT | GATE_BROKEN))) {
+      cf__park_cancel(&p->park, w->index);
+    } else {
+      stat_inc(&w->st.parks);
+      cf__park_wait(&p->park, w->index);
+    }
+    w->searching = true; /* both paths leave us counted as searching */
+  }
+out:
+  if (w->searching) {
+    w->searching = false;
+    (void)cf__park_end_search(&p->park);
+  }
+  cf__current_helper = NULL;
+  tl_worker = NULL;
+  return NULL;
+}
+
+/* ---- the executor interface -------------------------------------------- */
+
+static int queue_room(pool *p, unsigned flags, bool inside) {
+  for (;;) {
+    uint64_t q = atomic_load(&p->queued);
+    if (q < p->max_queued) {
+      if (atomic_compare_exchange_weak(&p->queued, &q, q + 1)) return 0;
+      continue;
+    }
+    if (flags & CF_SUBMIT_NOWAIT) return CF_EAGAIN;
+    if (inside) {
+      atomic_fetch_add(&p->queued, 1); /* a worker cannot wait for itself */
+      return 0;
+    }
+    uint64_t g = atomic_load(&p->gate);
+    if (g & GATE_BROKEN) return CF_EBROKEN;
+    if (g & GATE_SHUT) return CF_ESHUTDOWN;
+    uint32_t v = ck_ec32_value(&p->ec);
+    if (atomic_load(&p->queued) < p->max_queued) continue;
+    g = atomic_load(&p->gate);
+    if (g & (GATE_SHUT | GATE_BROKEN)) continue;
+    ck_ec32_wait(&p->ec, &ec_mode, v, NULL);
+  }
+}
+
+static void queue_unroom(pool *p) {
+  if (p->max_queued) task_taken(p);
+}
+
+static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
+                     unsigned flags, cf_future **out) {
+  pool *p = (pool *)ex;
+  worker *w = tl_worker;
+  bool inside = w && w->pool == p;
+  int rc;
+  if (inside) {
+    /* relaxed: a flag check; the worker drains its own deque anyway */
+    uint64_t g = atomic_load_explicit(&p->gate, memory_order_relaxed);
+    if (__builtin_expect(g & (GATE_BROKEN | GATE_CANCEL), 0))
+      return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
+  }
+  if (p->max_queued && (rc = queue_room(p, flags, inside)) != 0) return rc;
+  cf_future *f = cf__future_alloc();
+  if (!f) {
+    queue_unroom(p);
+    return CF_ENOMEM;
+  }
+  if (len <= CF__INLINE_ARG) {
+    if (len) memcpy(f->arg_inline, arg, len);
+    f->arg_len = (uint32_t)len;
+  } else if ((rc = cf__future_set_arg(f, arg, len)) != 0) {
+    cf__future_unref(f);
+    cf__future_unref(f);
+    queue_unroom(p);
+    return rc;
+  }
+  f->fn = fn;
+  f->deadline = deadline;
+  f->owner = p;
+  if (inside) {
+    if (!cf__deque_push(&w->dq, f)) cf__injector_push(&p->inj, f);
+    stat_inc(&w->st.submitted);
+    /* no Dekker fence here: this worker runs its own deque before it can
+     * park, so a missed wake-up costs parallelism, never progress */
+    if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+    *out = f;
+    return 0;
+  }
+  uint64_t g = atomic_fetch_add(&p->gate, GATE_ONE);
+  if (g & (GATE_SHUT | GATE_BROKEN)) {
+    atomic_fetch_sub(&p->gate, GATE_ONE);
+    cf__future_unref(f);
+    cf__future_unref(f);
+    queue_unroom(p);
+    return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
+  }
+  cf__injector_push(&p->inj, f); /* seq_cst exchange: the Dekker "push" */
+  atomic_fetch_sub(&p->gate, GATE_ONE);
+  cf__park_notify_one(&p->park); /* seq_cst load of idle inside */
+  *out = f;
+  return 0;
+}
+
+static void join_workers(pool *p) {
+  pthread_mutex_lock(&p->join_lock);
+  if (!p->joined) {
+    for (unsigned i = 0; i < p->n; i++)
+      if (p->w[i].started) pthread_join(p->w[i].thread, NULL);
+    p->joined = true;
+  }
+  pthread_mutex_unlock(&p->join_lock);
+}
+
+static int tp_shutdown(cf_executor *ex, unsigned flags) {
+  pool *p = (pool *)ex;
+  worker *w = tl_worker;
+  bool inside = w && w->pool == p;
+  if (inside) flags &= ~CF_SHUTDOWN_WAIT;
+  if (flags & CF_SHUTDOWN_KILL) {
+    atomic_store(&p->base.stop_all, true);
+    flags |= CF_SHUTDOWN_CANCEL_FUTURES;
+  }
+  uint64_t add = GATE_SHUT | ((flags & CF_SHUTDOWN_CANCEL_FUTURES) ? GATE_CANCEL : 0);
+  atomic_fetch_or(&p->gate, add);
+  if (flags & CF_SHUTDOWN_CANCEL_FUTURES) {
+    wait_no_inflight(p);
+    drain(p, false);
+  }
+  if (p->max_queued) ck_ec32_inc(&p->ec, &ec_mode);
+  cf__park_notify_all(&p->park);
+  if (flags & CF_SHUTDOWN_WAIT) join_workers(p);
+  return 0;
+}
+
+static int tp_destroy(cf_executor *ex) {
+  pool *p = (pool *)ex;
+  tp_shutdown(ex, CF_SHUTDOWN_WAIT);
+  drain(p, false); /* nothing should be left; stragglers are cancelled */
+  for (unsigned i = 0; i < p->n; i++) cf__deque_free(&p->w[i].dq);
+  cf__park_destroy(&p->park);
+  pthread_mutex_destroy(&p->join_lock);
+  p->base.magic = 0;
+  free(p->w);
+  free(p);
+  return 0;
+}
+
+static int tp_stats(cf_executor *ex, cf_stats *out) {
+  pool *p = (pool *)ex;
+  uint64_t queued = cf__injector_len(&p->inj);
+  /* relaxed: counters summed now, not a snapshot */
+  out->submitted = atomic_load_explicit(&p->inj.pushed, memory_order_relaxed);
+  out->cancelled = atomic_load_explicit(&p->drained_cancelled, memory_order_relaxed);
+  for (unsigned i = 0; i < p->n; i++) {
+    wstats *s = &p->w[i].st;
+    out->submitted += atomic_load_explicit(&s->submitted, memory_order_relaxed);
+    out->completed += atomic_load_explicit(&s->completed, memory_order_relaxed);
+    out->cancelled += atomic_load_explicit(&s->cancelled, memory_order_relaxed);
+    out->stolen += atomic_load_explicit(&s->stolen, memory_order_relaxed);
+    out->parks += atomic_load_explicit(&s->parks, memory_order_relaxed);
+    queued += (uint64_t)cf__deque_size(&p->w[i].dq);
+  }
+  out->queued = queued;
+  out->workers = p->n;
+  return 0;
+}
+
+static bool tp_is_worker(cf_executor *ex) {
+  worker *w = tl_worker;
+  return w && w->pool == (pool *)ex;
+}
+
+static unsigned tp_workers(cf_executor *ex) {
+  return ((pool *)ex)->n;
+}
+static size_t tp_max_result(cf_executor *ex) {
+  return UINT32_MAX;
+}
+
+static const cf__executor_vtbl tp_vtbl = {
+    .submit = tp_submit,
+    .shutdown = tp_shutdown,
+    .destroy = tp_destroy,
+    .stats = tp_stats,
+    .is_worker = tp_is_worker,
+    .workers = tp_workers,
+    .max_result = tp_max_result,
+};
+
+int cf__thread_pool_worker_index(const cf_executor *ex) {
+  worker *w = tl_worker;
+  if (!w || (ex && (const cf_executor *)w->pool != ex)) return -1;
+  return (int)w->index;
+}
+
+int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
+  if (!out) return CF_EINVAL;
+  *out = NULL;
+  cf_options opt;
+  cf_options_init(&opt);
+  if (o) {
+    if (o->size < offsetof(cf_options, max_queued) + sizeof o->max_queued) return CF_EINVAL;
+    memcpy(&opt, o, o->size < sizeof opt ? o->size : sizeof opt);
+  }
+  unsigned n = opt.workers ? opt.workers : cf__online_cpus();
+  if (n > CF__MAX_WORKERS) return CF_EINVAL;
+  pool *p = aligned_alloc(CF__CACHE_LINE, (sizeof *p + CF__CACHE_LINE - 1) & ~(size_t)63);
+  if (!p) return CF_ENOMEM;
+  memset(p, 0, sizeof *p);
+  p->base.vt = &tp_vtbl;
+  p->base.magic = CF__EXECUTOR_MAGIC;
+  atomic_init(&p->base.stop_all, false);
+  p->n = n;
+  snprintf(p->name, sizeof p->name, "%s", opt.name && opt.name[0] ? opt.name : "cfpool");
+  p->init = opt.initializer;
+  p->init_arg = opt.initializer_arg;
+  p->pin = opt.pin_cpus;
+  p->max_queued = opt.max_queued;
+  atomic_init(&p->gate, 0);
+  atomic_init(&p->queued, 0);
+  atomic_init(&p->drained_cancelled, 0);
+  ck_ec32_init(&p->ec, 0);
+  pthread_mutex_init(&p->join_lock, NULL);
+  cf__injector_init(&p->inj);
+  p->w = aligned_alloc(CF__CACHE_LINE, sizeof(worker) * n);
+  if (!p->w || cf__park_init(&p->park, n) != 0) {
+    free(p->w);
+    free(p);
+    return CF_ENOMEM;
+  }
+  memset(p->w, 0, sizeof(worker) * n);
+  int rc = 0;
+  unsigned ready = 0;
+  for (unsigned i = 0; i < n; i++, ready++) {
+    worker *w = &p->w[i];
+    w->pool = p;
+    w->index = i;
+    w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+    w->helper.wait = helper_wait;
+    if (cf__deque_init(&w->dq, CF__DEQUE_CAP) != 0) {
+      rc = CF_ENOMEM;
+      break;
+    }
+  }
+  for (unsigned i = 0; rc == 0 && i < n; i++) {
+    worker *w = &p->w[i];
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      rc = CF_ESYS;
+      break;
+    }
+    w->started = true;
+  }
+  if (rc != 0) {
+    atomic_fetch_or(&p->gate, GATE_SHUT);
+    cf__park_notify_all(&p->park);
+    for (unsigned i = 0; i < n; i++)
+      if (p->w[i].started) pthread_join(p->w[i].thread, NULL);
+    for (unsigned i = 0; i < ready; i++) cf__deque_free(&p->w[i].dq);
+    cf__park_destroy(&p->park);
+    pthread_mutex_destroy(&p->join_lock);
+    free(p->w);
+    free(p);
+    return rc;
+  }
+  *out = &p->base;
+  return 0;
+}
