@@ -307,7 +307,9 @@ bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
   }
   if (done_to) {
     cf__future_wake(word, w, f->shared);
-    if (!f->shared && atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
+    /* Shared (process) futures too: this transition is always made in the
+     * parent (a cancel of a PENDING task), which no worker will report. */
+    if (atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
   }
   return true;
 }
