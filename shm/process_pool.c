@@ -250,7 +250,8 @@ static int pp_cancel_running(cf_future *f) {
                                  NULL, false, &st);
   pthread_mutex_unlock(&p->mu);
   if (done) {
-    atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed); /* statistic */
+    if (cf__st_state(st.old) == CF_STATE_RUNNING) /* statistic (queued ones: worker.c) */
+      atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed);
     /* run f's callbacks here too, though watched was not set (idempotent) */
     cf__pp_settle_finish(p, &st);
     cf__future_run_callbacks(f);
@@ -461,7 +462,9 @@ static void cancel_all(cf__pool *p, bool running) {
                                                 CF_ECANCELLED, NULL, false, &st);
       pthread_mutex_unlock(&p->mu);
       if (done) {
-        atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed); /* statistic */
+        /* statistic; a cancelled queued task is counted by the worker that
+         * drops its hint */
+        if (pass == 1) atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed);
         cf__pp_settle_finish(p, &st);
       }
     }
@@ -549,6 +552,8 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   for (unsigned i = 0; i < p->nworkers; i++) {
     out->completed += atomic_load_explicit(&p->seg.workers[i].completed, memory_order_relaxed);
     out->parks += atomic_load_explicit(&p->seg.workers[i].parks, memory_order_relaxed);
+    out->cancelled +=
+        atomic_load_explicit(&p->seg.workers[i].dropped_cancelled, memory_order_relaxed);
   }
   out->queued = cf__ring_count(&p->seg.ctl->sq);
   out->workers = p->nworkers;

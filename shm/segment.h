@@ -100,7 +100,8 @@ typedef struct cf__worker_rec {
   _Atomic uint32_t init_failed;
   _Atomic uint64_t completed;
   _Atomic uint64_t parks;
-  char pad_[24];
+  _Atomic uint64_t dropped_cancelled; /* hints of tasks cancelled while queued */
+  char pad_[16];
 } cf__worker_rec;
 _Static_assert(sizeof(cf__worker_rec) == 64, "worker record: one cache line");
 

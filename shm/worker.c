@@ -218,6 +218,9 @@ static uint32_t claim(cf__pool *p, cf__worker_rec *rec, unsigned idx, uint32_t h
                                               memory_order_acquire))
       return nw;
   }
+  if (cf__st_state(w) == CF_STATE_CANCELLED && cf__st_owner(w) == 0 &&
+      cf__hint_genbits(cf__st_gen(w)) == cf__hint_gen(h))
+    atomic_fetch_add_explicit(&rec->dropped_cancelled, 1, memory_order_relaxed); /* statistic */
   return 0;
 }
 
