@@ -82,21 +82,10 @@ bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s) {
   return true;
 }
 
-static bool try_ref(cf_future *f) {
-  uint32_t r = atomic_load_explicit(&f->refs, memory_order_relaxed);
-  while (r) {
-    /* relaxed: mu orders us against the destroy that clears ps->f */
-    if (atomic_compare_exchange_weak_explicit(&f->refs, &r, r + 1, memory_order_relaxed,
-                                              memory_order_relaxed))
-      return true;
-  }
-  return false;
-}
-
 void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st) {
   cf__pslot *ps = &p->ps[s];
-  if (ps->watched && ps->f && try_ref(ps->f)) {
-    st->f = ps->f;
+  if (ps->watched && ps->f) {
+    st->f = ps->f; /* the pool's reference moves to st */
     ps->watched = 0;
   }
   if (ps->orphan) st->freed = cf__pp_maybe_free_locked(p, s);
@@ -261,21 +250,40 @@ static int pp_cancel_running(cf_future *f) {
   return cf__st_state(w) == CF_STATE_CANCELLED ? 0 : CF_EDONE;
 }
 
+/* A callback was added to f, not done yet. The pool takes a reference on f
+ * (ps->watched) so that the callbacks run even if every handle is released
+ * first, and sets NOTIFY so that the completer tells the supervisor. The
+ * reference is given back by whoever settles the slot under mu: the
+ * supervisor (notice, death, overflow rescan), a parent-side failure, the
+ * destroy sweep, or this function if the word was done before NOTIFY could
+ * be set (then no notice comes; the generic code runs the callbacks). */
 static void pp_watch(cf_future *f) {
   cf__pool *p = fpool(f);
   uint32_t s = fslot(f);
   pthread_mutex_lock(&p->mu);
-  if (p->ps[s].f == f) p->ps[s].watched = 1;
+  if (p->ps[s].f == f && !p->ps[s].watched) {
+    p->ps[s].watched = 1;
+    cf__future_ref(f);
+  }
   pthread_mutex_unlock(&p->mu);
   _Atomic uint32_t *word = f->word;
   uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
   while (!cf__st_done(w) && !(w & CF__ST_NOTIFY)) {
-    /* relaxed: NOTIFY only asks the completer for a notice; the caller
-     * re-checks the word (seq_cst) after this returns */
+    /* relaxed: NOTIFY only asks the completer for a notice; the done check
+     * below and the caller's re-check are seq_cst */
     if (atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_NOTIFY, memory_order_relaxed,
                                               memory_order_relaxed))
       break;
   }
+  if (!cf__st_done(atomic_load(word))) return;
+  bool drop = false;
+  pthread_mutex_lock(&p->mu);
+  if (p->ps[s].watched) {
+    p->ps[s].watched = 0;
+    drop = true;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (drop) cf__future_unref(f); /* the caller holds a handle: not the last */
 }
 
 static void pp_future_destroy(cf_future *f) {
@@ -283,8 +291,7 @@ static void pp_future_destroy(cf_future *f) {
   uint32_t s = fslot(f);
   pthread_mutex_lock(&p->mu);
   cf__pslot *ps = &p->ps[s];
-  ps->f = NULL;
-  ps->watched = 0;
+  ps->f = NULL; /* not watched: a watch holds a reference */
   _Atomic uint32_t *word = f->word;
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
   while (!cf__st_done(w)) {
@@ -524,19 +531,23 @@ static int pp_destroy(cf_executor *ex) {
   cf__sv_kick(p);
   pthread_join(p->sv, NULL);
   /* Every worker is reaped: nothing can write into a slot any more. */
-  unsigned freed = 0;
+  for (uint32_t s = 0; s < p->nslots; s++) {
+    cf__settle st;
+    memset(&st, 0, sizeof st);
+    pthread_mutex_lock(&p->mu);
+    p->ps[s].quarantine = 0;
+    /* every task is done: watches whose notice never came (a task
+     * cancelled while queued whose hint no worker popped) settle here */
+    if (p->ps[s].in_use) {
+      cf__pp_settle_locked(p, s, &st);
+      if (!st.freed) st.freed = cf__pp_maybe_free_locked(p, s);
+    }
+    pthread_mutex_unlock(&p->mu);
+    cf__pp_settle_finish(p, &st);
+  }
   pthread_mutex_lock(&p->mu);
   p->destroyed = true;
-  for (uint32_t s = 0; s < p->nslots; s++) {
-    p->ps[s].quarantine = 0;
-    if (p->ps[s].in_use) {
-      cf__settle st;
-      memset(&st, 0, sizeof st);
-      freed += cf__pp_maybe_free_locked(p, s);
-    }
-  }
   pthread_mutex_unlock(&p->mu);
-  while (freed--) cf__pp_unref(p);
   p->base.magic = 0;
   cf__pp_unref(p);
   return 0;

@@ -200,6 +200,19 @@ static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
   }
 }
 
+static void notify(cf__pool *p, uint32_t s, uint32_t gen) {
+  cf__seg_ctl *ctl = p->seg.ctl;
+  if (cf__ring_push(&ctl->cq, p->seg.cq, p->seg.p.cq_log2,
+                    cf__hint_make(s, cf__hint_genbits(gen))) != 0)
+    atomic_store(&ctl->cq_overflow, 1);
+  /* seq_cst: Dekker with the supervisor's sv_sleeping store + cq pop */
+  if (atomic_exchange(&ctl->sv_sleeping, 0)) {
+    uint64_t one = 1;
+    ssize_t r = write(p->evfd, &one, sizeof one);
+    (void)r;
+  }
+}
+
 /* Claim slot s for worker idx from hint h: the RUNNING word, or 0. */
 static uint32_t claim(cf__pool *p, cf__worker_rec *rec, unsigned idx, uint32_t h) {
   uint32_t s = cf__hint_slot(h);
@@ -219,22 +232,13 @@ static uint32_t claim(cf__pool *p, cf__worker_rec *rec, unsigned idx, uint32_t h
       return nw;
   }
   if (cf__st_state(w) == CF_STATE_CANCELLED && cf__st_owner(w) == 0 &&
-      cf__hint_genbits(cf__st_gen(w)) == cf__hint_gen(h))
+      cf__hint_genbits(cf__st_gen(w)) == cf__hint_gen(h)) {
+    /* Cancelled while queued, by the generic cancel, which cannot tell the
+     * supervisor: a notice lets it give back a watch's reference. */
     atomic_fetch_add_explicit(&rec->dropped_cancelled, 1, memory_order_relaxed); /* statistic */
-  return 0;
-}
-
-static void notify(cf__pool *p, uint32_t s, uint32_t gen) {
-  cf__seg_ctl *ctl = p->seg.ctl;
-  if (cf__ring_push(&ctl->cq, p->seg.cq, p->seg.p.cq_log2,
-                    cf__hint_make(s, cf__hint_genbits(gen))) != 0)
-    atomic_store(&ctl->cq_overflow, 1);
-  /* seq_cst: Dekker with the supervisor's sv_sleeping store + cq pop */
-  if (atomic_exchange(&ctl->sv_sleeping, 0)) {
-    uint64_t one = 1;
-    ssize_t r = write(p->evfd, &one, sizeof one);
-    (void)r;
+    notify(p, s, cf__st_gen(w));
   }
+  return 0;
 }
 
 static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
