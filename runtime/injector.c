@@ -27,8 +27,9 @@ static inline void push_node(cf__injector *q, cf_future *f) {
 }
 
 void cf__injector_push(cf__injector *q, cf_future *f) {
-  /* relaxed: a statistic */
-  atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
+  /* seq_cst: cf__injector_nonempty() reads it for the park/submit Dekker
+   * pair; counted before the node is reachable so the count never lags */
+  atomic_fetch_add(&q->pushed, 1);
   push_node(q, f);
 }
 
@@ -49,8 +50,9 @@ cf_future *cf__injector_pop(cf__injector *q) {
     if (!next) return NULL; /* another push got in between: retry later */
   }
   q->tail = next;
-  /* relaxed: a statistic, written by the lock holder only */
+  /* release: written by the lock holder only; a stale (smaller) value
+   * read elsewhere only makes the queue look non-empty */
   atomic_store_explicit(&q->popped, atomic_load_explicit(&q->popped, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
+                        memory_order_release);
   return tail;
 }

@@ -12,9 +12,8 @@
  *
  * Between a producer's exchange and its link the queue is "busy": the
  * consumer cannot reach the new node yet and pop() returns NULL, while
- * cf__injector_nonempty() is already true, so no worker parks on it.
- * Empty <=> head == &stub: the consumer re-pushes the stub whenever it takes
- * the last node.
+ * cf__injector_nonempty() is already true (`pushed` is counted before the
+ * exchange), so no worker parks on it.
  *
  * Roles: cf__injector_push: any thread. cf__injector_pop: the lock holder
  * only (cf__injector_trylock/unlock). cf__injector_nonempty/len: any.
@@ -61,9 +60,14 @@ static inline void cf__injector_unlock(cf__injector *q) {
 cf_future *cf__injector_pop(cf__injector *q);
 
 /* Any thread: something was pushed and not yet popped (or a push is in
- * progress). seq_cst: the parking re-check half of the Dekker pair. */
+ * progress). Counted, not read off the links: head == &stub is not a safe
+ * emptiness test (a push can land between the consumer's last-node check
+ * and its re-push of the stub, leaving head == &stub with nodes behind it).
+ * popped is loaded first, so popped <= pushed. seq_cst: the parking
+ * re-check half of the Dekker pair (thread_pool.c). */
 static inline bool cf__injector_nonempty(cf__injector *q) {
-  return atomic_load(&q->head) != &q->stub;
+  uint64_t po = atomic_load(&q->popped);
+  return atomic_load(&q->pushed) > po;
 }
 
 /* Any thread: approximate number of queued futures. */

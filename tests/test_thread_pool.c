@@ -97,7 +97,9 @@ static void test_fib(void) {
     expect_true(st.submitted >= 2);
     expect_eq(st.submitted, st.completed);
     if (st.submitted != st.completed)
-      fprintf(stderr, "sub %lu comp %lu canc %lu stolen %lu q %lu\n", (unsigned long)st.submitted, (unsigned long)st.completed, (unsigned long)st.cancelled, (unsigned long)st.stolen, (unsigned long)st.queued);
+      fprintf(stderr, "sub %lu comp %lu canc %lu stolen %lu q %lu\n", (unsigned long)st.submitted,
+              (unsigned long)st.completed, (unsigned long)st.cancelled, (unsigned long)st.stolen,
+              (unsigned long)st.queued);
     expect_eq(st.queued, 0);
     expect_eq(st.workers, workers);
     expect_rc(cf_executor_destroy(g_ex), 0);
