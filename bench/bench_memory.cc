@@ -320,8 +320,26 @@ double steady_allocs(S &s, size_t n, std::vector<int64_t> &out) {
   return -1;
 }
 
+/* Is jemalloc the program's malloc, with exact counts? (Not under ASan or
+ * TSan, which bring their own malloc: then every counter would read 0.) */
+bool counts_are_exact() {
+  static const bool exact = [] {
+    uint64_t n0 = heap_nmalloc();
+    std::vector<void *> ps(1000);
+    for (auto &p : ps) p = malloc(24);
+    uint64_t n1 = heap_nmalloc();
+    for (auto p : ps) free(p);
+    return n1 - n0 >= 1000;
+  }();
+  return exact;
+}
+
 template <class S>
 void BM_memory(benchmark::State &st) {
+  if (!counts_are_exact()) {
+    bench_fail(st, "jemalloc is not counting every malloc (sanitizer build?): no valid figures");
+    return;
+  }
   const size_t n = bench_tasks();
   std::vector<int64_t> out(n);
   for (auto _ : st) {
