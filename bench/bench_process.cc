@@ -77,36 +77,54 @@ ForkPool &fork_pool(bool batched) {
 
 /* ---- round trip ---- */
 
-int64_t cf_roundtrip(int64_t x) {
+/* The round-trip task also returns when it started (CLOCK_MONOTONIC is one
+ * clock for all processes): latency = dispatch + notify. */
+void rt_task(cf_call *c) {
+  int64_t r[2] = {0, bench_now_ns()};
+  size_t len = 0;
+  const int64_t *x = (const int64_t *)cf_call_arg(c, &len);
+  r[0] = *x + 1;
+  cf_call_return(c, r, sizeof r);
+}
+
+int64_t cf_roundtrip(int64_t x, int64_t *started) {
   cf_future *f = nullptr;
-  if (cf_submit(cf_proc(), inc_task, &x, sizeof x, &f) != 0) return INT64_MIN;
-  int64_t r = INT64_MIN;
-  if (cf_future_result(f, &r, sizeof r, nullptr, -1) != 0) r = INT64_MIN;
+  if (cf_submit(cf_proc(), rt_task, &x, sizeof x, &f) != 0) return INT64_MIN;
+  int64_t r[2] = {INT64_MIN, 0};
+  if (cf_future_result(f, r, sizeof r, nullptr, -1) != 0) r[0] = INT64_MIN;
   cf_future_release(f);
-  return r;
+  *started = r[1];
+  return r[0];
 }
 
-int64_t fork_roundtrip(int64_t x) {
-  return fork_pool(false).call(x);
+int64_t fork_roundtrip(int64_t x, int64_t *started) {
+  return fork_pool(false).call(x, started);
 }
 
-template <int64_t (*Rt)(int64_t)>
+template <int64_t (*Rt)(int64_t, int64_t *)>
 void BM_proc_roundtrip(benchmark::State &st, bool idle) {
+  int64_t started = 0;
   for (int64_t i = 0; i < 200; i++)
-    if (Rt(i) != i + 1) {
+    if (Rt(i, &started) != i + 1) {
       bench_fail(st, "warm-up round trip");
       return;
     }
-  std::vector<int64_t> lat;
-  lat.reserve(idle ? (size_t)bench_idle_iters() : 1 << 20);
+  std::vector<int64_t> lat, dispatch, notify;
+  size_t cap = idle ? (size_t)bench_idle_iters() : 1 << 20;
+  lat.reserve(cap);
+  dispatch.reserve(cap);
+  notify.reserve(cap);
   int64_t x = 0;
   for (auto _ : st) {
     if (idle) bench_sleep_ns(kIdleSleepNs);
     int64_t t0 = bench_now_ns();
-    int64_t r = Rt(x);
-    int64_t d = bench_now_ns() - t0;
+    int64_t r = Rt(x, &started);
+    int64_t t1 = bench_now_ns();
+    int64_t d = t1 - t0;
     st.SetIterationTime((double)d * 1e-9);
     lat.push_back(d);
+    dispatch.push_back(started - t0);
+    notify.push_back(t1 - started);
     if (r != x + 1) {
       bench_fail(st, "process round trip result", r, x + 1);
       break;
@@ -114,6 +132,7 @@ void BM_proc_roundtrip(benchmark::State &st, bool idle) {
     x++;
   }
   bench_report_latency(st, lat);
+  bench_report_split(st, dispatch, notify);
 }
 
 /* ---- throughput and map ---- */

@@ -2,7 +2,9 @@
  * bench_thread.cc — thread pools fed from outside threads (systems.h):
  *
  *   roundtrip_hot/<sys>    one tiny task submitted and waited for, back to
- *                          back: per-iteration latency, p50/p99/p99.9
+ *                          back: per-iteration latency, p50/p99/p99.9, and
+ *                          its two halves: dispatch (submit -> the task
+ *                          starts) and notify (-> the caller has the result)
  *   roundtrip_idle/<sys>   the same after 2 ms of sleep each time, so the
  *                          workers have parked: the wake-up path
  *   throughput/<sys>/submitters:T   N tiny tasks from T outside threads,
@@ -86,16 +88,23 @@ void BM_roundtrip(benchmark::State &st, bool idle) {
       bench_fail(st, "warm-up round trip", 0, 0);
       return;
     }
-  std::vector<int64_t> lat;
-  lat.reserve(idle ? (size_t)bench_idle_iters() : 1 << 20);
+  std::vector<int64_t> lat, dispatch, notify;
+  size_t cap = idle ? (size_t)bench_idle_iters() : 1 << 20;
+  lat.reserve(cap);
+  dispatch.reserve(cap);
+  notify.reserve(cap);
   int64_t x = 0;
   for (auto _ : st) {
     if (idle) bench_sleep_ns(kIdleSleepNs);
     int64_t t0 = bench_now_ns();
     int64_t r = sys.roundtrip(x);
-    int64_t d = bench_now_ns() - t0;
+    int64_t t1 = bench_now_ns();
+    int64_t d = t1 - t0;
     st.SetIterationTime((double)d * 1e-9);
     lat.push_back(d);
+    int64_t started = g_rt_started.load(std::memory_order_relaxed);
+    dispatch.push_back(started - t0);
+    notify.push_back(t1 - started);
     if (r != x + 1) {
       bench_fail(st, "round trip result", r, x + 1);
       break;
@@ -103,6 +112,7 @@ void BM_roundtrip(benchmark::State &st, bool idle) {
     x++;
   }
   bench_report_latency(st, lat);
+  bench_report_split(st, dispatch, notify);
 }
 
 template <class Sys>

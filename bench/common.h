@@ -77,6 +77,11 @@ static inline double bench_pct(const std::vector<int64_t> &sorted, double q) {
 /* Report p50/p99/p99.9/max (ns) of `lat` as counters (sorts it). */
 void bench_report_latency(benchmark::State &st, std::vector<int64_t> &lat);
 
+/* Report p50/p99 of the two halves of a round trip: dispatch (submit ->
+ * the task starts) and notify (task start -> the caller has the result). */
+void bench_report_split(benchmark::State &st, std::vector<int64_t> &dispatch,
+                        std::vector<int64_t> &notify);
+
 /* ---- a futex completion (one waiter) ------------------------------------ */
 
 /* The fastest simple "done" signal we know for peers that have no future of

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <climits>
 #include <cstring>
 
@@ -92,15 +94,27 @@ bool read_all(int fd, void *p, size_t len) {
 
 /* The textbook worker: one read per header, one per body, one write per
  * result. */
+int64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 [[noreturn]] void worker_textbook(int in, int out) {
-  static int64_t items[1024 + 2];
+  static int64_t items[1024 + 3];
   for (;;) {
     Hdr h;
     if (!read_all(in, &h, sizeof h)) _exit(0);
     if (h.n > 1024 || !read_all(in, items + 2, 8 * (size_t)h.n)) _exit(1);
+    int64_t started = now_ns();
     for (uint32_t i = 0; i < h.n; i++) items[2 + i] += 1; /* the task */
     memcpy(items, &h, sizeof h);
-    if (!write_all(out, items, sizeof h + 8 * (size_t)h.n)) _exit(1);
+    size_t len = sizeof h + 8 * (size_t)h.n;
+    if (h.op == 2) { /* round trip: also say when the task started */
+      memcpy((char *)items + len, &started, 8);
+      len += 8;
+    }
+    if (!write_all(out, items, len)) _exit(1);
   }
 }
 
@@ -151,15 +165,21 @@ ForkPool::~ForkPool() {
   }
 }
 
-int64_t ForkPool::call(int64_t x) {
+int64_t ForkPool::call(int64_t x, int64_t *started) {
   Worker &wk = w_[next_];
   next_ = (next_ + 1) % (unsigned)w_.size();
   struct {
     Hdr h;
     int64_t x;
-  } m = {{0, 1, 1}, x}, r;
+  } m = {{0, 1, 2}, x};
+  struct {
+    Hdr h;
+    int64_t x, started;
+  } r;
+  if (batched_) return INT64_MIN; /* round trips use the textbook form */
   if (!write_all(wk.task_wr, &m, sizeof m)) return INT64_MIN;
   if (!read_all(wk.res_rd, &r, sizeof r)) return INT64_MIN;
+  if (started) *started = r.started;
   return r.x;
 }
 

@@ -38,9 +38,10 @@ class ForkPool {
 
   bool ok() const { return ok_; }
 
-  /* One task, one result: the round trip. Returns x + 1 as the worker
-   * computed it (or INT64_MIN on an I/O error). */
-  int64_t call(int64_t x);
+  /* One task, one result: the round trip (textbook form only). Returns
+   * x + 1 as the worker computed it (or INT64_MIN on an I/O error); the
+   * worker also reports when it started the task (CLOCK_MONOTONIC ns). */
+  int64_t call(int64_t x, int64_t *started);
 
   /* out[i] = in[i] + 1 for i < n, computed by the workers: `per_msg` items
    * per task message (1: one task per item; C: chunked map), tasks dealt

@@ -56,6 +56,16 @@ void bench_report_latency(benchmark::State &st, std::vector<int64_t> &lat) {
   st.counters["samples"] = (double)lat.size();
 }
 
+void bench_report_split(benchmark::State &st, std::vector<int64_t> &dispatch,
+                        std::vector<int64_t> &notify) {
+  std::sort(dispatch.begin(), dispatch.end());
+  std::sort(notify.begin(), notify.end());
+  st.counters["dispatch_p50_ns"] = bench_pct(dispatch, 0.50);
+  st.counters["dispatch_p99_ns"] = bench_pct(dispatch, 0.99);
+  st.counters["notify_p50_ns"] = bench_pct(notify, 0.50);
+  st.counters["notify_p99_ns"] = bench_pct(notify, 0.99);
+}
+
 static std::vector<std::function<void()>> &exit_fns() {
   static std::vector<std::function<void()>> v;
   return v;

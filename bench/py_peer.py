@@ -3,8 +3,9 @@
 
 Runs the same tiny task as cf_bench's proc_* cases (x -> x + 1) on
 concurrent.futures.ProcessPoolExecutor with the same number of workers,
-measured the same way (time.perf_counter_ns around each round trip; whole
-bursts for throughput), checks every result, and prints one JSON object:
+measured the same way (time.monotonic_ns, CLOCK_MONOTONIC like cf_bench,
+around each round trip, and the task's own start time to split it into
+dispatch and notify; time.perf_counter_ns around whole bursts), checks every result, and prints one JSON object:
 
   {"context": {...},
    "results": {"proc_roundtrip_hot/python": {"p50_ns": ..., ...},
@@ -29,6 +30,12 @@ def inc(x):
     return x + 1
 
 
+def inc_stamped(x):
+    """The round-trip task: also says when it started (CLOCK_MONOTONIC, one
+    clock for every process, as in cf_bench)."""
+    return x + 1, time.monotonic_ns()
+
+
 def pct(sorted_ns, q):
     """Nearest-rank percentile, as in bench/common.h."""
     if not sorted_ns:
@@ -38,19 +45,26 @@ def pct(sorted_ns, q):
 
 
 def latency(ex, iters, sleep_s):
-    lat = []
+    lat, dispatch, notify = [], [], []
     for i in range(iters):
         if sleep_s:
             time.sleep(sleep_s)
-        t0 = time.perf_counter_ns()
-        r = ex.submit(inc, i).result()
-        lat.append(time.perf_counter_ns() - t0)
+        t0 = time.monotonic_ns()
+        r, started = ex.submit(inc_stamped, i).result()
+        t1 = time.monotonic_ns()
+        lat.append(t1 - t0)
+        dispatch.append(started - t0)
+        notify.append(t1 - started)
         if r != i + 1:
             raise SystemExit(f"py_peer: round trip result {r} != {i + 1}")
     lat.sort()
+    dispatch.sort()
+    notify.sort()
     return {"p50_ns": pct(lat, 0.50), "p99_ns": pct(lat, 0.99),
             "p999_ns": pct(lat, 0.999), "max_ns": lat[-1],
-            "samples": len(lat), "mean_ns": statistics.fmean(lat)}
+            "samples": len(lat), "mean_ns": statistics.fmean(lat),
+            "dispatch_p50_ns": pct(dispatch, 0.50), "dispatch_p99_ns": pct(dispatch, 0.99),
+            "notify_p50_ns": pct(notify, 0.50), "notify_p99_ns": pct(notify, 0.99)}
 
 
 def rate(times_ns, n):
@@ -77,6 +91,7 @@ def main():
     with ProcessPoolExecutor(max_workers=a.workers) as ex:
         for i in range(200):  # warm: start the workers, fill the caches
             ex.submit(inc, i).result()
+            ex.submit(inc_stamped, i).result()
         res["proc_roundtrip_hot/python"] = latency(ex, a.hot_iters, 0)
         res["proc_roundtrip_idle/python"] = latency(
             ex, a.idle_iters, a.idle_sleep_ms / 1000.0)

@@ -3,7 +3,22 @@
 
 #include <climits>
 
+std::atomic<int64_t> g_rt_started{0};
+
+/* relaxed: the caller reads it after the task's completion, which orders it */
+static inline void rt_mark() {
+  g_rt_started.store(bench_now_ns(), std::memory_order_relaxed);
+}
+
 /* ---- cfutures ------------------------------------------------------------ */
+
+static void rt_task(cf_call *c) {
+  rt_mark();
+  size_t len = 0;
+  const int64_t *x = (const int64_t *)cf_call_arg(c, &len);
+  int64_t r = *x + 1;
+  cf_call_return(c, &r, sizeof r);
+}
 
 static void inc_task(cf_call *c) {
   size_t len = 0;
@@ -30,7 +45,7 @@ SysCf::~SysCf() {
 
 int64_t SysCf::roundtrip(int64_t x) {
   cf_future *f = nullptr;
-  if (cf_submit(ex_, inc_task, &x, sizeof x, &f) != 0) return INT64_MIN;
+  if (cf_submit(ex_, rt_task, &x, sizeof x, &f) != 0) return INT64_MIN;
   int64_t r = INT64_MIN;
   if (cf_future_result(f, &r, sizeof r, nullptr, -1) != 0) r = INT64_MIN;
   cf_future_release(f);
@@ -78,6 +93,7 @@ int64_t SysTbb::roundtrip(int64_t x) {
   int64_t *rp = &r;
   d->reset();
   arena_->enqueue([x, rp, d] {
+    rt_mark();
     *rp = x + 1;
     d->signal();
   });
@@ -142,6 +158,11 @@ void gtask_run(GJob *j) {
   t->done->arrive();
 }
 
+void gtask_rt(GJob *j) {
+  rt_mark();
+  gtask_run(j);
+}
+
 }  // namespace
 
 SysGlib::SysGlib(unsigned workers, bool own) : own_(own) {
@@ -160,7 +181,7 @@ int64_t SysGlib::roundtrip(int64_t x) {
   static thread_local GDone done;
   static thread_local int64_t r;
   static thread_local GTask t;
-  t.base.run = gtask_run;
+  t.base.run = gtask_rt;
   t.x = x;
   t.dst = &r;
   t.done = &done;
@@ -221,6 +242,7 @@ int64_t SysMc::roundtrip(int64_t x) {
   c->reset(1, nullptr);
   /* two words captured: std::function keeps them inline (no allocation) */
   pool_->submit([c, x] {
+    rt_mark();
     c->r = x + 1;
     c->arrive();
   });
@@ -259,6 +281,10 @@ void uv_work(uv_work_t *r) {
   UvReq *q = (UvReq *)r;
   *q->dst = q->x + 1;
 }
+void uv_work_rt(uv_work_t *r) {
+  rt_mark();
+  uv_work(r);
+}
 void uv_after(uv_work_t *, int status) {
   if (status != 0) uv_err.store(status);
 }
@@ -276,7 +302,7 @@ int64_t SysUv::roundtrip(int64_t x) {
   static thread_local int64_t r;
   q.x = x;
   q.dst = &r;
-  if (uv_queue_work(my_loop(), &q.req, uv_work, uv_after) != 0) return INT64_MIN;
+  if (uv_queue_work(my_loop(), &q.req, uv_work_rt, uv_after) != 0) return INT64_MIN;
   uv_run(my_loop(), UV_RUN_DEFAULT);
   return uv_err.load() ? INT64_MIN : r;
 }

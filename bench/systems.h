@@ -10,6 +10,11 @@
  *
  * Each system is written in its fastest idiomatic form; the comment on
  * each class says what that form is and why.
+ *
+ * A round-trip task also stores the time it started running into
+ * g_rt_started (one clock read, the same in every system), so that the
+ * latency splits into dispatch (submit -> task starts) and notification
+ * (task starts -> the caller has the result).
  */
 #ifndef CF_BENCH_SYSTEMS_H
 #define CF_BENCH_SYSTEMS_H
@@ -23,6 +28,8 @@
 #include "common.h"
 #include "mcpool.h"
 #include "pools.h"
+
+extern std::atomic<int64_t> g_rt_started;
 
 /* cfutures: cf_submit + cf_future_result per task; a burst keeps its
  * futures in an array, then reads every result (results come back by
