@@ -133,6 +133,8 @@ static void *first_completed_thread(void *arg) {
   return NULL;
 }
 
+static _Atomic long total_cancelled; /* reported: the race was exercised */
+
 typedef struct canceller {
   round *r;
   uint64_t seed;
@@ -149,6 +151,7 @@ static void *canceller_thread(void *arg) {
     int rc = cf_future_cancel(r->fs[i]);
     if (rc == 0) {
       atomic_store(&r->cancelled_ok[i], 1);
+      atomic_fetch_add(&total_cancelled, 1);
     } else if (rc != CF_EDONE && rc != CF_EBUSY) {
       atomic_fetch_add(&r->errors, 1);
     }
@@ -211,8 +214,10 @@ static void run_round(cf_executor *ex, uint64_t seed) {
 
 static void test_rounds(void) {
   cf_executor *ex = make_ex(2);
-  uint64_t rounds = cf_test_scale(process_kind ? 150 : 400);
+  uint64_t rounds = cf_test_scale(process_kind ? 1500 : 3000);
   for (uint64_t i = 0; i < rounds; i++) run_round(ex, 0x9e3779b97f4a7c15ull * (i + 1));
+  printf("rounds: %llu x %d futures, %ld cancelled\n", (unsigned long long)rounds, K,
+         atomic_load(&total_cancelled));
   cf_executor_destroy(ex);
 }
 
@@ -220,7 +225,7 @@ static void test_rounds(void) {
 
 static void test_abandoned(void) {
   cf_executor *ex = make_ex(2);
-  uint64_t rounds = cf_test_scale(process_kind ? 200 : 1000);
+  uint64_t rounds = cf_test_scale(process_kind ? 2000 : 5000);
   uint64_t s = 12345;
   for (uint64_t i = 0; i < rounds; i++) {
     cf_future *fs[4];
@@ -270,7 +275,7 @@ static int src_next(void *arg, const void **item, size_t *len) {
 
 static void test_map_oracle(void) {
   cf_executor *ex = make_ex(2);
-  uint64_t rounds = cf_test_scale(process_kind ? 60 : 200);
+  uint64_t rounds = cf_test_scale(process_kind ? 400 : 1000);
   uint64_t rng = 777;
   for (uint64_t i = 0; i < rounds; i++) {
     size_t window = 1 + rng_next(&rng) % 6;
@@ -334,7 +339,7 @@ static void test_nested(void) {
   int64_t want = 0;
   for (int i = 1; i <= 16; i++)
     if (i % 7) want += oracle(i);
-  uint64_t rounds = cf_test_scale(50);
+  uint64_t rounds = cf_test_scale(300);
   for (uint64_t r = 0; r < rounds; r++) {
     cf_future *fs[4];
     for (int i = 0; i < 4; i++)
@@ -384,7 +389,7 @@ static void nested_wait_task(cf_call *c) {
 static void test_nested_wait(void) {
   if (process_kind) return;
   cf_executor *ex = make_ex(2);
-  uint64_t rounds = cf_test_scale(100);
+  uint64_t rounds = cf_test_scale(500);
   for (uint64_t r = 0; r < rounds; r++) {
     cf_future *fs[4];
     for (int i = 0; i < 4; i++) {
