@@ -5,7 +5,7 @@
  * DESIGN (this file)
  * Submit: take a free slot (parent-local LIFO free list under `mu`; when
  * none is free, wait on `cv`, or CF_EAGAIN with CF_SUBMIT_NOWAIT), write fn
- * and the argument (inline up to CF__SLOT_ARG_INLINE bytes, else into the
+ * and the argument (inside the slot up to CF__SLOT_ARG_INLINE bytes, else into the
  * slot's arena region), publish the word (gen + 1, PENDING) with a release
  * store, push the slot's hint, and wake one sleeping worker if any sleeps.
  * When the ring is full, submit retries with a short sleep (or CF_EAGAIN).
@@ -166,7 +166,7 @@ static int pp_result(cf_future *f, void *out, size_t cap, size_t *len) {
   if (n > p->max_result) return CF_EPROTO;
   if (len) *len = n;
   if (n > cap) return CF_ERANGE;
-  if (n) memcpy(out, n <= CF__SLOT_RES_INLINE ? sl->res_inline : cf__seg_res_area(&p->seg, s), n);
+  if (n) memcpy(out, cf__slot_res(&p->seg, sl, s, n), n);
   return 0;
 }
 
@@ -390,8 +390,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   cf__slot *sl = cf__pp_slot(p, s);
   sl->fn = (uint64_t)(uintptr_t)fn;
   sl->arg_len = (uint32_t)len;
-  if (len)
-    memcpy(len <= CF__SLOT_ARG_INLINE ? sl->arg_inline : cf__seg_arg_area(&p->seg, s), arg, len);
+  if (len) memcpy(cf__slot_arg(&p->seg, sl, s, len), arg, len);
   f->word = &sl->word;
   f->shared = 1;
   f->vt = &pp_future_vtbl;

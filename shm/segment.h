@@ -105,28 +105,35 @@ typedef struct cf__worker_rec {
 } cf__worker_rec;
 _Static_assert(sizeof(cf__worker_rec) == 64, "worker record: one cache line");
 
-#define CF__SLOT_ARG_INLINE 96
+#define CF__SLOT_ARG_SMALL 16  /* in the slot's first cache line */
+#define CF__SLOT_RES_SMALL 24  /* in the slot's first cache line */
+#define CF__SLOT_ARG_INLINE 96 /* in the slot, past its first line */
 #define CF__SLOT_RES_INLINE 96
 
 /* A task slot. The parent writes fn/arg_len/arg before publishing the slot
  * word PENDING (release) and pushing its hint; the worker that claimed it
- * writes res_len/err/code/msg and the result bytes before its completing CAS
- * (release). Worker-written fields are untrusted input for the parent. */
+ * writes res_len/err (and code/msg for CF_ETASK) and the result bytes before
+ * its completing CAS (release). Worker-written fields are untrusted input
+ * for the parent. A small task (argument <= 16 bytes, result <= 24) touches
+ * only the first cache line: one line moves between the processes, twice. */
 typedef struct cf__slot {
   _Atomic uint32_t word; /* the future's state word (future.h layout) */
   uint32_t arg_len;
   uint64_t fn;
   _Atomic uint32_t res_len;
-  _Atomic int32_t err;  /* 0, CF_ETASK, CF_E2BIG or CF_EINVAL */
+  _Atomic int32_t err; /* 0, CF_ETASK, CF_E2BIG, CF_EINVAL or CF_EPROTO */
+  unsigned char res_small[CF__SLOT_RES_SMALL];
+  unsigned char arg_small[CF__SLOT_ARG_SMALL];
+  /* second line: a task's failure */
   _Atomic int32_t code; /* CF_ETASK: the task's code */
   _Atomic uint32_t msg_len;
-  char pad_[32];
+  char pad_[56];
   unsigned char arg_inline[CF__SLOT_ARG_INLINE];
   unsigned char res_inline[CF__SLOT_RES_INLINE];
   char msg[128];
 } cf__slot;
-_Static_assert(sizeof(cf__slot) == 384, "slot size is part of the format");
-_Static_assert(offsetof(cf__slot, arg_inline) == 64, "slot header: one cache line");
+_Static_assert(sizeof(cf__slot) == 448, "slot size is part of the format");
+_Static_assert(offsetof(cf__slot, code) == 64, "slot header: one cache line");
 
 /* Parameters of a segment, from the pool options (already validated). */
 typedef struct cf__seg_params {
@@ -158,6 +165,21 @@ static inline unsigned char *cf__seg_arg_area(const cf__seg *s, uint32_t slot) {
 }
 static inline unsigned char *cf__seg_res_area(const cf__seg *s, uint32_t slot) {
   return s->arena + (uint64_t)slot * s->region_size + ((s->p.max_arg + 63) & ~(uint64_t)63);
+}
+
+/* Where a slot's argument / result of `len` bytes lives (len within the
+ * pool's limits: the caller checked it). */
+static inline unsigned char *cf__slot_arg(const cf__seg *s, cf__slot *sl, uint32_t slot,
+                                          size_t len) {
+  return len <= CF__SLOT_ARG_SMALL    ? sl->arg_small
+         : len <= CF__SLOT_ARG_INLINE ? sl->arg_inline
+                                      : cf__seg_arg_area(s, slot);
+}
+static inline unsigned char *cf__slot_res(const cf__seg *s, cf__slot *sl, uint32_t slot,
+                                          size_t len) {
+  return len <= CF__SLOT_RES_SMALL    ? sl->res_small
+         : len <= CF__SLOT_RES_INLINE ? sl->res_inline
+                                      : cf__seg_res_area(s, slot);
 }
 
 #endif /* CF_SHM_SEGMENT_H */

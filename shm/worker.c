@@ -90,13 +90,12 @@ static void hook(int point, uint32_t s) {
   if (h) h(point, s);
 }
 
-/* The outcome fields other than the result bytes. Written during the call,
- * so that nothing the task wrote into its slot afterwards is overwritten
- * (which is how the tests play a rogue worker). relaxed: published by the
- * release of the completing CAS. */
-static void set_outcome(cf__slot *sl, int err, int code) {
-  atomic_store_explicit(&sl->msg_len, 0, memory_order_relaxed);
-  atomic_store_explicit(&sl->code, code, memory_order_relaxed);
+/* The outcome code. Written during the call, so that nothing the task wrote
+ * into its slot afterwards is overwritten (which is how the tests play a
+ * rogue worker). relaxed: published by the release of the completing CAS.
+ * code/msg are written only for CF_ETASK (w_fail), the only error whose
+ * code the parent reads. */
+static void set_outcome(cf__slot *sl, int err) {
   atomic_store_explicit(&sl->err, err, memory_order_relaxed);
 }
 
@@ -107,11 +106,10 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   if (len > wc->p->max_result) {
     c->outcome = 2;
     c->err = CF_E2BIG;
-    set_outcome(wc->sl, CF_E2BIG, CF_E2BIG);
+    set_outcome(wc->sl, CF_E2BIG);
     return CF_E2BIG;
   }
-  unsigned char *dst =
-      len <= CF__SLOT_RES_INLINE ? wc->sl->res_inline : cf__seg_res_area(&wc->p->seg, wc->s);
+  unsigned char *dst = cf__slot_res(&wc->p->seg, wc->sl, wc->s, len);
   if (len) {
     memcpy(dst, v, len / 2);
     hook(CF__PP_MID_RESULT, wc->s);
@@ -121,7 +119,7 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   }
   /* relaxed: published by the release of the completing CAS */
   atomic_store_explicit(&wc->sl->res_len, (uint32_t)len, memory_order_relaxed);
-  set_outcome(wc->sl, 0, 0);
+  set_outcome(wc->sl, 0);
   c->outcome = 1;
   return 0;
 }
@@ -257,16 +255,16 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
   } else if (!cf__pp_fn_ok(p, fn)) {
     err = CF_EINVAL;
   } else {
-    wc.c.arg = alen <= CF__SLOT_ARG_INLINE ? sl->arg_inline : cf__seg_arg_area(&p->seg, s);
+    wc.c.arg = cf__slot_arg(&p->seg, sl, s, alen);
     wc.c.arg_len = alen;
     ((cf_fn)fn)(&wc.c);
     if (wc.c.outcome == 2) err = wc.c.err;
     if (wc.c.outcome == 0) {
       atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed); /* see set_outcome */
-      set_outcome(sl, 0, 0);
+      set_outcome(sl, 0);
     }
   }
-  if (wc.c.outcome == 0 && err) set_outcome(sl, err, err);
+  if (wc.c.outcome == 0 && err) set_outcome(sl, err);
   uint32_t to = err ? CF_STATE_FAILED : CF_STATE_FINISHED;
   uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
   for (;;) {
