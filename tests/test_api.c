@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -218,6 +219,24 @@ static void test_size_limits(void) {
   if (f) {
     expect_rc(cf_future_result(f, big, sizeof big, NULL, -1), 0);
     cf_future_release(f);
+  }
+  /* map: an item whose result is too big fails alone, chunked or not */
+  size_t sizes[3] = {8, 600, 8};
+  for (size_t chunk = 1; chunk <= 3; chunk += 2) {
+    cf_map_opts mo = {.window = 2, .chunk = chunk, .timeout_ns = -1};
+    cf_map *m = NULL;
+    assert_rc(cf_map_array(ex, gen_task, sizes, 3, sizeof sizes[0], &mo, &m), 0);
+    size_t len = 0;
+    expect_rc(cf_map_next(m, big, sizeof big, &len), 0);
+    expect_eq(len, 8);
+    expect_rc(cf_map_next(m, big, sizeof big, &len), CF_E2BIG);
+    int code = 0;
+    expect_rc(cf_map_error(m, &code, NULL, 0), 0);
+    expect_eq(code, CF_E2BIG);
+    expect_rc(cf_map_next(m, big, sizeof big, &len), 0);
+    expect_eq(len, 8);
+    expect_rc(cf_map_next(m, big, sizeof big, &len), CF_EDONE);
+    cf_map_free(m);
   }
   cf_executor_destroy(ex);
 }
@@ -936,6 +955,70 @@ static void test_stats(void) {
   cf_executor_destroy(ex);
 }
 
+static void suicide_task(cf_call *c) { kill(getpid(), SIGKILL); }
+
+static void test_crash(void) {
+  if (!process_kind) return; /* a thread task cannot crash alone */
+  cf_executor *ex = make_ex(1);
+  cf_future *f = NULL;
+  assert_rc(cf_submit(ex, suicide_task, NULL, 0, &f), 0);
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ECRASHED);
+  expect_eq(cf_future_state(f), CF_STATE_FAILED);
+  cf_crash_info ci = {0, 0, 0};
+  expect_rc(cf_future_crash_info(f, &ci), 0);
+  expect_true(ci.pid > 0);
+  expect_eq(ci.signal, SIGKILL);
+  int code = 0;
+  expect_rc(cf_future_error(f, &code, NULL, 0), 0);
+  expect_eq(code, CF_ECRASHED);
+  cf_future_release(f);
+  /* only that task failed: the pool goes on with a new worker */
+  int64_t x = 5, r = 0;
+  assert_rc(cf_submit(ex, square_task, &x, sizeof x, &f), 0);
+  expect_rc(cf_future_result(f, &r, sizeof r, NULL, -1), 0);
+  expect_eq(r, 25);
+  cf_future_release(f);
+  cf_stats st;
+  expect_rc(cf_executor_stats(ex, &st), 0);
+  expect_eq(st.crashed, 1);
+  cf_executor_destroy(ex);
+}
+
+static void test_queue_bound(void) {
+  reset_shared();
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 1;
+  o.max_queued = 2;
+  cf_executor *ex = NULL;
+  assert_rc(process_kind ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex), 0);
+  cf_future *fs[12] = {0};
+  assert_rc(cf_submit(ex, gate_task, NULL, 0, &fs[0]), 0);
+  wait_started(1);
+  cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_NOWAIT};
+  int accepted = 1, again = 0;
+  for (int i = 1; i < 12; i++) {
+    int rc = cf_submit_ex(ex, empty_task, NULL, 0, &so, &fs[accepted]);
+    if (rc == 0) {
+      accepted++;
+    } else {
+      expect_rc(rc, CF_EAGAIN);
+      again++;
+    }
+  }
+  expect_true(again > 0);
+  expect_true(accepted <= 1 + 2);
+  atomic_store(&sh->gate, 1);
+  expect_rc(cf_wait(fs, (size_t)accepted, CF_ALL_COMPLETED, -1, NULL), 0);
+  /* room again: a waiting submit goes through */
+  cf_future *g = NULL;
+  expect_rc(cf_submit(ex, empty_task, NULL, 0, &g), 0);
+  expect_rc(cf_future_result(g, NULL, 0, NULL, -1), 0);
+  cf_future_release(g);
+  for (int i = 0; i < accepted; i++) cf_future_release(fs[i]);
+  cf_executor_destroy(ex);
+}
+
 static void test_strerror(void) {
   for (int c = CF_ESYS; c <= 0; c++) {
     const char *s = cf_strerror(c);
@@ -967,5 +1050,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_scope);
   CF_RUN(test_initializer);
   CF_RUN(test_stats);
+  CF_RUN(test_crash);
+  CF_RUN(test_queue_bound);
   return cf_test_done(process_kind ? "test_api_process" : "test_api_thread");
 }
