@@ -67,6 +67,7 @@ typedef struct cf__pslot {
   uint8_t quarantine; /* worker index + 1 that may still write here */
   int32_t err;        /* outcome of a parent-completed word (owner 0) */
   cf_crash_info crash;
+  uint64_t use; /* uses of this slot so far: never wraps, unlike gen */
 } cf__pslot;
 
 typedef struct cf__pworker {
@@ -77,6 +78,7 @@ typedef struct cf__pworker {
 
 typedef struct cf__deadline {
   int64_t when;
+  uint64_t use; /* the slot's use it was set for (gen wraps) */
   uint32_t slot, gen;
 } cf__deadline;
 

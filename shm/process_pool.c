@@ -384,6 +384,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   ps->err = 0;
   ps->crash = (cf_crash_info){0, 0, -1};
   ps->f = f;
+  uint64_t use = ++ps->use;
   atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed); /* we hold one already */
   pthread_mutex_unlock(&p->mu);
 
@@ -428,7 +429,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   wake_one(p);
   if (deadline_abs > 0) {
     pthread_mutex_lock(&p->mu);
-    heap_push(p, (cf__deadline){deadline_abs, s, gen});
+    heap_push(p, (cf__deadline){.when = deadline_abs, .use = use, .slot = s, .gen = gen});
     bool first = p->heap[0].slot == s && p->heap[0].gen == gen;
     pthread_mutex_unlock(&p->mu);
     if (first) cf__sv_kick(p);
@@ -488,7 +489,7 @@ static void drain(cf__pool *p) {
   }
 }
 
-static void stop_workers(cf__pool *p, bool kill_them) {
+static void stop_workers(cf__pool *p, bool kill_them, bool wait) {
   cf__seg_ctl *ctl = p->seg.ctl;
   atomic_store(&ctl->phase, CF__PHASE_EXIT);
   atomic_fetch_add(&ctl->wake_seq, 1);
@@ -498,7 +499,7 @@ static void stop_workers(cf__pool *p, bool kill_them) {
     for (unsigned i = 0; i < p->nworkers; i++)
       if (p->w[i].alive || p->w[i].spawning) cf__zsend(p->sock, CF__Z_KILL, (int)i, 0, SIGKILL);
   }
-  while (p->nalive || p->nspawning) pthread_cond_wait(&p->cv, &p->mu);
+  while (wait && (p->nalive || p->nspawning)) pthread_cond_wait(&p->cv, &p->mu);
   pthread_mutex_unlock(&p->mu);
 }
 
@@ -511,11 +512,16 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
   pthread_mutex_unlock(&p->mu);
   bool kill_them = flags & CF_SHUTDOWN_KILL;
   if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) cancel_all(p, kill_them);
+  if (pthread_equal(pthread_self(), p->sv)) {
+    /* From a done callback: the supervisor cannot wait for itself. */
+    if (kill_them) stop_workers(p, true, false);
+    return 0;
+  }
   if (kill_them) {
-    stop_workers(p, true);
+    stop_workers(p, true, true);
   } else if (flags & CF_SHUTDOWN_WAIT) {
     drain(p);
-    stop_workers(p, false);
+    stop_workers(p, false, true);
   }
   return 0;
 }
@@ -570,8 +576,11 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   return 0;
 }
 
+/* In a worker (a copy of the pool), or on the supervisor thread (a done
+ * callback): destroy or a waiting shutdown there could never finish. */
 static bool pp_is_worker(cf_executor *ex) {
-  return cf__pp_in_child;
+  cf__pool *p = pool_of(ex);
+  return cf__pp_in_child || pthread_equal(pthread_self(), p->sv);
 }
 static unsigned pp_workers(cf_executor *ex) {
   return pool_of(ex)->nworkers;

@@ -73,7 +73,9 @@ static void expire_deadlines(cf__pool *p) {
     cf__deadline d = p->heap[0];
     heap_pop(p);
     cf__settle st;
+    /* use, not gen: gen wraps, and a hot slot is reused very often */
     bool done =
+        p->ps[d.slot].use == d.use &&
         cf__pp_fail_locked(p, d.slot, d.gen, true, CF_STATE_FAILED, CF_ETIMEDOUT, NULL, false, &st);
     pthread_mutex_unlock(&p->mu);
     if (done) cf__pp_settle_finish(p, &st);
