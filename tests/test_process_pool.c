@@ -686,6 +686,33 @@ static void test_worker_name(void) {
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
+/* ---- the zygote killed: the pool is broken, nothing hangs ---- */
+
+static void test_zygote_killed(void) {
+  reset_flags();
+  cf_executor *ex = mkpool(2, NULL);
+  cf__pool *p = (cf__pool *)ex;
+  cf_future *run[2], *pend[3];
+  for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
+  wait_started(2);
+  for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, t_square, i, &pend[i]), 0);
+  pthread_mutex_lock(&p->mu);
+  pid_t z = p->zygote_pid;
+  pthread_mutex_unlock(&p->mu);
+  assert_true(z > 0);
+  kill(z, SIGKILL); /* the workers die with it (PDEATHSIG) */
+  for (int i = 0; i < 2; i++) expect_rc(cf_future_result(run[i], NULL, 0, NULL, -1), CF_ECRASHED);
+  for (int i = 0; i < 3; i++) expect_rc(cf_future_result(pend[i], NULL, 0, NULL, -1), CF_EBROKEN);
+  cf_future *f = NULL;
+  int v = 1;
+  expect_rc(cf_submit(ex, t_square, &v, sizeof v, &f), CF_EBROKEN);
+  for (int i = 0; i < 2; i++) cf_future_release(run[i]);
+  for (int i = 0; i < 3; i++) cf_future_release(pend[i]);
+  expect_rc(cf_executor_destroy(ex), 0);
+  atomic_store(&sh->release, 1);
+  expect_no_leak();
+}
+
 /* ---- the parent killed with SIGKILL ---- */
 
 static int child_pool(void) {
@@ -772,6 +799,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_future_outlives_pool);
   CF_RUN(test_initializer_failure_breaks);
   CF_RUN(test_worker_name);
+  CF_RUN(test_zygote_killed);
   CF_RUN(test_parent_killed);
   return cf_test_done("test_process_pool");
 }
