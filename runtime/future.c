@@ -41,10 +41,10 @@
  * runs the list itself (the exchange makes that idempotent). A push that
  * meets CF__CB_CLOSED runs its callback at once.
  *
- * Lifetime. refs counts internal references (user handles as one, the
- * executor's task as one, waiters that registered); handles counts user
- * retains so that a release too many returns CF_EINVAL while the object is
- * still alive. Every completer holds a reference while it completes (the
+ * Lifetime. f->rc packs user handles (low half) and internal references
+ * (the executor's task, registered waiters: high half): a release is one
+ * CAS, and a release too many returns CF_EINVAL while the object is still
+ * alive. Every completer holds a reference while it completes (the
  * runner its task reference, a canceller or expirer a user handle).
  *
  * Allocation. Each thread keeps a free list of futures (capped, flushed to
@@ -118,6 +118,7 @@ static size_t quarantine_next;
 static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void future_free(cf_future *f) {
+  /* (debug_build is a compile-time constant: both branches always compile) */
   f->magic = CF__FUTURE_DEAD;
   if (debug_build) {
     pthread_mutex_lock(&quarantine_lock);
@@ -147,6 +148,12 @@ static void future_free(cf_future *f) {
   c->n++;
 }
 
+static const cf_future future_template = {
+    .magic = CF__FUTURE_MAGIC,
+    .rc = CF__RC_HANDLE + CF__RC_REF,
+    .vt = &cf__local_future_vtbl,
+};
+
 cf_future *cf__future_alloc(void) {
   fcache *c = &tl_cache;
   cf_future *f = c->head;
@@ -157,35 +164,18 @@ cf_future *cf__future_alloc(void) {
     f = cf__alloc(sizeof *f);
     if (!f) return NULL;
   }
-  /* Publication of these plain and relaxed stores to other threads goes
-   * through whatever hands the future over (a queue's release/acquire). */
+  /* Publication to other threads goes through whatever hands the future
+   * over (a queue's release/acquire). The template covers every field up
+   * to ext; the inline buffers are left as they are. */
+  memcpy(f, &future_template, offsetof(cf_future, arg_inline));
   f->word = &f->state;
-  atomic_store_explicit(&f->state, cf__st_make(0, 0, CF_STATE_PENDING), memory_order_relaxed);
-  f->magic = CF__FUTURE_MAGIC;
-  atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
-  atomic_store_explicit(&f->handles, 1, memory_order_relaxed);
-  f->shared = 0;
-  f->vt = &cf__local_future_vtbl;
-  f->owner = NULL;
-  f->ext[0] = f->ext[1] = 0;
-  f->fn = NULL;
-  f->deadline = 0;
-  atomic_store_explicit(&f->next, NULL, memory_order_relaxed);
-  f->arg_len = 0;
-  f->res_len = 0;
-  f->arg_heap = NULL;
-  f->res_heap = NULL;
-  atomic_store_explicit(&f->err, 0, memory_order_relaxed);
-  f->task_code = 0;
-  f->msg = NULL;
-  atomic_store_explicit(&f->callbacks, NULL, memory_order_relaxed);
   return f;
 }
 
 int cf__future_set_arg(cf_future *f, const void *arg, size_t len) {
   if (len > UINT32_MAX) return CF_E2BIG;
   if (len <= CF__INLINE_ARG) {
-    if (len) memcpy(f->arg_inline, arg, len);
+    cf__copy(f->arg_inline, arg, len);
   } else {
     void *p = cf__alloc(len);
     if (!p) return CF_ENOMEM;
@@ -204,24 +194,13 @@ static void free_cb_list(cf__cb *cb) {
   }
 }
 
-static void future_destroy(cf_future *f) {
+void cf__future_destroy(cf_future *f) {
   if (f->vt && f->vt->destroy) f->vt->destroy(f);
   if (f->arg_len > CF__INLINE_ARG) cf__free(f->arg_heap, f->arg_len);
   if (f->res_heap) cf__free(f->res_heap, f->res_len);
   if (f->msg) cf__free(f->msg, strlen(f->msg) + 1);
   free_cb_list(atomic_load_explicit(&f->callbacks, memory_order_relaxed));
   future_free(f);
-}
-
-void cf__future_ref(cf_future *f) {
-  /* relaxed: the caller already holds a reference, nothing to order */
-  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-}
-
-void cf__future_unref(cf_future *f) {
-  /* acq_rel: our writes to f happen before the destroy of whoever drops the
-   * last reference, and that destroy sees everyone's writes */
-  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) future_destroy(f);
 }
 
 /* ---- completion ------------------------------------------------------- */
@@ -337,7 +316,7 @@ static int local_ret(cf_call *c, const void *v, size_t len) {
     return CF_E2BIG;
   }
   if (len <= CF__INLINE_RES) {
-    if (len) memcpy(f->res_inline, v, len);
+    cf__copy(f->res_inline, v, len);
   } else {
     void *p = cf__alloc(len);
     if (!p) {
@@ -513,7 +492,7 @@ static int local_result(cf_future *f, void *out, size_t cap, size_t *len) {
   size_t n = f->res_len;
   if (len) *len = n;
   if (n > cap) return CF_ERANGE;
-  if (n) memcpy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
+  cf__copy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
   return 0;
 }
 
@@ -674,24 +653,24 @@ int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
 
 int cf_future_retain(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
-  uint32_t h = atomic_load_explicit(&f->handles, memory_order_relaxed);
+  uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed);
   do {
-    if (h == 0) return CF_EINVAL;
+    if ((uint32_t)v == 0 || (uint32_t)v == UINT32_MAX) return CF_EINVAL;
     /* relaxed: the caller holds a handle; nothing to order */
-  } while (!atomic_compare_exchange_weak_explicit(&f->handles, &h, h + 1, memory_order_relaxed,
-                                                  memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&f->rc, &v, v + CF__RC_HANDLE,
+                                                  memory_order_relaxed, memory_order_relaxed));
   return 0;
 }
 
 int cf_future_release(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
-  uint32_t h = atomic_load_explicit(&f->handles, memory_order_relaxed);
+  uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed);
   do {
-    if (h == 0) return CF_EINVAL;
-    /* relaxed: the ordering that matters is the refs decrement below */
-  } while (!atomic_compare_exchange_weak_explicit(&f->handles, &h, h - 1, memory_order_relaxed,
-                                                  memory_order_relaxed));
-  if (h == 1) cf__future_unref(f);
+    if ((uint32_t)v == 0) return CF_EINVAL; /* no handle left: a release too many */
+    /* acq_rel: as cf__future_unref */
+  } while (!atomic_compare_exchange_weak_explicit(&f->rc, &v, v - CF__RC_HANDLE,
+                                                  memory_order_acq_rel, memory_order_relaxed));
+  if (v == CF__RC_HANDLE) cf__future_destroy(f);
   return 0;
 }
 

@@ -26,10 +26,10 @@
  * them. FUTEX_WAKE is called only when the WAITERS bit was set in the word
  * the completing CAS replaced.
  *
- * Lifetime: `refs` counts internal references (the user's handles count as
- * one, the executor's task as one, each registered waiter as one); `handles`
- * counts the user's cf_future_retain/release so that a release too many is
- * seen (CF_EINVAL) instead of freeing a future a worker still runs.
+ * Lifetime: `rc` packs the user's handles (cf_future_retain/release, low
+ * half) and internal references (the executor's task, each registered
+ * waiter: high half), so a release too many is seen (CF_EINVAL: no handle
+ * left) instead of freeing a future a worker still runs.
  */
 #ifndef CF_RUNTIME_FUTURE_H
 #define CF_RUNTIME_FUTURE_H
@@ -100,15 +100,17 @@ typedef struct cf__future_vtbl {
 } cf__future_vtbl;
 
 struct cf_future {
+  /* Fields up to `ext` are set from a template at allocation. */
   _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
   _Atomic uint32_t state; /* thread futures' state word */
   uint32_t magic;         /* CF__FUTURE_MAGIC while live */
-  _Atomic uint32_t refs;
-  _Atomic uint32_t handles;
-  uint8_t shared; /* futex flavour of *word: 0 private, 1 shared */
+  /* References, packed so that a release is one atomic: the low 32 bits
+   * count the user's handles (cf_future_retain/release), the high 32 bits
+   * internal references (the executor's task, registered waiters). The
+   * object is freed when the whole word reaches 0. */
+  _Atomic uint64_t rc;
   const cf__future_vtbl *vt;
-  void *owner;     /* executor-private */
-  uint64_t ext[2]; /* executor-private (process pool: slot, gen) */
+  void *owner; /* executor-private (thread pool: its cf_executor) */
 
   /* the task */
   cf_fn fn;
@@ -117,13 +119,12 @@ struct cf_future {
    * injection queue links through it from several producers) */
   _Atomic(struct cf_future *) next;
 
-  /* bytes in: inline up to CF__INLINE_ARG, else arg_heap */
+  /* bytes in: inline up to CF__INLINE_ARG, else arg_heap; bytes out:
+   * inline up to CF__INLINE_RES, else res_heap */
   uint32_t arg_len;
   uint32_t res_len;
   void *arg_heap;
   void *res_heap;
-  unsigned char arg_inline[CF__INLINE_ARG];
-  unsigned char res_inline[CF__INLINE_RES];
 
   /* failure: err is the CF_E* the future reports; code/msg from cf_call_fail.
    * Thread futures: err doubles as the completion claim (see future.c): 0
@@ -134,7 +135,15 @@ struct cf_future {
 
   /* done callbacks: a LIFO of cf__cb, CF__CB_CLOSED once they have run */
   _Atomic(cf__cb *) callbacks;
+  uint8_t shared;  /* futex flavour of *word: 0 private, 1 shared */
+  uint64_t ext[2]; /* executor-private (process pool: slot, gen) */
+
+  unsigned char arg_inline[CF__INLINE_ARG];
+  unsigned char res_inline[CF__INLINE_RES];
 };
+
+#define CF__RC_HANDLE 1ull
+#define CF__RC_REF (1ull << 32)
 
 #define CF__CB_CLOSED ((cf__cb *)(uintptr_t)1)
 #define CF__ERR_OK 1 /* err claim value of a thread future that finished */
@@ -166,9 +175,9 @@ struct cf_call {
 
 /* ---- allocation (any thread) ---- */
 
-/* A zeroed-as-needed future from the calling thread's cache; refs = 2
- * (user handle + executor), handles = 1, word = &state = PENDING, vt =
- * &cf__local_future_vtbl. NULL on ENOMEM. */
+/* A zeroed-as-needed future from the calling thread's cache; one user
+ * handle and one internal reference (the executor's), word = &state =
+ * PENDING, vt = &cf__local_future_vtbl. NULL on ENOMEM. */
 cf_future *cf__future_alloc(void);
 
 /* Copy the argument in: CF_ENOMEM. */
@@ -177,10 +186,52 @@ static inline const void *cf__future_arg(const cf_future *f) {
   return f->arg_len <= CF__INLINE_ARG ? (const void *)f->arg_inline : f->arg_heap;
 }
 
-/* Drop one internal reference; the last one destroys (vt->destroy) and
- * frees. Any thread. */
-void cf__future_unref(cf_future *f);
-void cf__future_ref(cf_future *f);
+/* Take / drop one internal reference; the last reference (internal or
+ * handle) destroys (vt->destroy) and frees. Any thread. */
+void cf__future_destroy(cf_future *f);
+static inline void cf__future_ref(cf_future *f) {
+  /* relaxed: the caller already holds a reference, nothing to order */
+  atomic_fetch_add_explicit(&f->rc, CF__RC_REF, memory_order_relaxed);
+}
+static inline void cf__future_unref(cf_future *f) {
+  /* Drops an internal reference, or, when none is left, a handle: after
+   * cf__future_alloc() two unrefs free the future (the old contract, where
+   * the user's handles held one internal reference). acq_rel: our writes to
+   * f happen before the destroy of whoever drops the last reference, and
+   * that destroy sees everyone's writes. */
+  uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed), n;
+  do {
+    n = v - ((v >> 32) ? CF__RC_REF : CF__RC_HANDLE);
+  } while (!atomic_compare_exchange_weak_explicit(&f->rc, &v, n, memory_order_acq_rel,
+                                                  memory_order_relaxed));
+  if (n == 0) cf__future_destroy(f);
+}
+
+/* memcpy for the small sizes of task arguments and results, inline. */
+static inline void cf__copy(void *dst, const void *src, size_t n) {
+  unsigned char *d = (unsigned char *)dst;
+  const unsigned char *s = (const unsigned char *)src;
+  if (n > 16) {
+    __builtin_memcpy(d, s, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    __builtin_memcpy(&a, s, 8);
+    __builtin_memcpy(&b, s + n - 8, 8);
+    __builtin_memcpy(d, &a, 8);
+    __builtin_memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    __builtin_memcpy(&a, s, 4);
+    __builtin_memcpy(&b, s + n - 4, 4);
+    __builtin_memcpy(d, &a, 4);
+    __builtin_memcpy(d + n - 4, &b, 4);
+  } else if (n > 0) {
+    unsigned char a = s[0], b = s[n / 2], c = s[n - 1];
+    d[0] = a;
+    d[n / 2] = b;
+    d[n - 1] = c;
+  }
+}
 
 /* ---- running and completing (the executor's side) ---- */
 

@@ -485,7 +485,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
     return CF_ENOMEM;
   }
   if (len <= CF__INLINE_ARG) {
-    if (len) memcpy(f->arg_inline, arg, len);
+    cf__copy(f->arg_inline, arg, len);
     f->arg_len = (uint32_t)len;
   } else if ((rc = cf__future_set_arg(f, arg, len)) != 0) {
     cf__future_unref(f);
