@@ -107,7 +107,10 @@ typedef struct cf_options {
   size_t max_arg_size;      /* default 64 KiB; larger gives CF_E2BIG at submit */
   size_t max_result_size;   /* default 64 KiB */
   size_t ring_capacity;     /* queued tasks in the ring (power of two), default 1024 */
-  size_t max_futures;       /* live process futures (slots), default 16384 */
+  size_t max_futures;       /* live process futures (slots), default 16384: a
+                               future holds its slot until it is done AND
+                               released; with none free, submit waits
+                               (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
 } cf_options;
 
 /* Fill `o` with the defaults. Always call it before setting fields, so that a
