@@ -44,7 +44,8 @@
 #include "pool.h"
 #include "sys.h"
 
-#define SPIN_NS 50000 /* idle spin before sleeping: covers a round trip */
+#define SPIN_NS 50000       /* idle spin before sleeping: covers a round trip */
+#define YIELD_AFTER_NS 3000 /* pure spin first, then spin with sched_yield() */
 
 void (*cf__pp_fault_hook)(int point, uint32_t slot);
 bool cf__pp_in_child;
@@ -170,13 +171,20 @@ static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
   cf__seg_ctl *ctl = p->seg.ctl;
   unsigned log2 = p->seg.p.sq_log2;
   uint32_t h;
-  int64_t spin_end = 0;
+  int64_t spin_end = 0, yield_after = 0;
   for (;;) {
     if (cf__ring_pop(&ctl->sq, p->seg.sq, log2, &h, &rec->taking) == 0) return h;
     if (atomic_load(&ctl->phase) == CF__PHASE_EXIT) _exit(0);
     int64_t now = cf__now_ns();
-    if (!spin_end) spin_end = now + SPIN_NS;
+    if (!spin_end) {
+      spin_end = now + SPIN_NS;
+      yield_after = now + YIELD_AFTER_NS;
+    }
     if (now < spin_end) {
+      /* Past the first microseconds, yield while spinning: if the process
+       * this worker waits for shares its CPU, it runs now instead of at
+       * the end of our time slice. */
+      if (now >= yield_after) sched_yield();
       for (int i = 0; i < 16; i++) cf__cpu_relax();
       continue;
     }
