@@ -955,7 +955,9 @@ static void test_stats(void) {
   cf_executor_destroy(ex);
 }
 
-static void suicide_task(cf_call *c) { kill(getpid(), SIGKILL); }
+static void suicide_task(cf_call *c) {
+  kill(getpid(), SIGKILL);
+}
 
 static void test_crash(void) {
   if (!process_kind) return; /* a thread task cannot crash alone */
