@@ -159,6 +159,16 @@ extern void (*cf__pp_fault_hook)(int point, uint32_t slot);
 /* True in a worker process (and in the zygote). */
 extern bool cf__pp_in_child;
 
+/* ---- the pools of this process (process_pool.c) ----
+ * A zygote is forked from its pool's supervisor thread and so inherits
+ * every other pool's segment mapping and fds; it drops them (so that no
+ * segment outlives its pool through another pool's processes). Entries are
+ * atomic pointers, read in the child without a lock. */
+#define CF__MAX_POOLS 64
+extern _Atomic(cf__pool *) cf__pools[CF__MAX_POOLS];
+/* In a freshly forked zygote: unmap and close what belongs to other pools. */
+void cf__pp_forget_others(cf__pool *self);
+
 /* ---- worker.c ---- */
 /* The worker process body: never returns. zygote: the pid of its parent. */
 __attribute__((noreturn)) void cf__worker_main(cf__pool *p, unsigned idx, pid_t zygote);

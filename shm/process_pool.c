@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,7 +47,40 @@ static inline cf__pool *pool_of(cf_executor *ex) {
 
 /* ---- pool lifetime ---- */
 
+_Atomic(cf__pool *) cf__pools[CF__MAX_POOLS];
+
+static void registry_add(cf__pool *p) {
+  for (int i = 0; i < CF__MAX_POOLS; i++) {
+    cf__pool *none = NULL;
+    if (atomic_compare_exchange_strong(&cf__pools[i], &none, p)) return;
+  }
+  /* full: this pool's segment may stay mapped in later pools' processes
+   * until they end; nothing else is lost */
+}
+
+static void registry_remove(cf__pool *p) {
+  for (int i = 0; i < CF__MAX_POOLS; i++) {
+    cf__pool *q = p;
+    if (atomic_compare_exchange_strong(&cf__pools[i], &q, NULL)) return;
+  }
+}
+
+void cf__pp_forget_others(cf__pool *self) {
+  for (int i = 0; i < CF__MAX_POOLS; i++) {
+    cf__pool *q = atomic_load(&cf__pools[i]);
+    if (!q || q == self) continue;
+    /* q's fields were set before it was registered (seq_cst store), and
+     * this process is a copy: nothing changes them under us */
+    if (q->seg.base) munmap(q->seg.base, q->seg.size);
+    if (q->sock >= 0) close(q->sock);
+    if (q->evfd >= 0) close(q->evfd);
+    /* set to -1 before it is closed: a value >= 0 here was open at fork */
+    if (q->zsock >= 0) close(q->zsock);
+  }
+}
+
 static void pool_free(cf__pool *p) {
+  registry_remove(p);
   cf__seg_unmap(&p->seg);
   if (p->evfd >= 0) close(p->evfd);
   if (p->sock >= 0) close(p->sock);
@@ -673,6 +707,7 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   p->sock = sv[0];
   p->zsock = sv[1];
   p->parent_pid = getpid();
+  registry_add(p);
 
   /* The supervisor (and the zygote it forks) run with every signal blocked:
    * signals meant for the program go to its own threads. */

@@ -322,8 +322,9 @@ void *cf__supervisor_main(void *arg) {
   pid_t z = fork();
   if (z == 0) cf__zygote_main(p, me);
   pthread_mutex_lock(&p->mu);
-  close(p->zsock);
-  p->zsock = -1;
+  int zfd = p->zsock;
+  p->zsock = -1; /* before the close: see cf__pp_forget_others() */
+  close(zfd);
   if (z < 0) {
     p->sv_error = CF_ESYS;
     p->sv_started = true;

@@ -74,6 +74,7 @@ void cf__zygote_main(cf__pool *p, pid_t parent) {
   prctl(PR_SET_NAME, "cf-zygote", 0, 0, 0);
   int sock = p->zsock;
   close(p->sock);
+  cf__pp_forget_others(p);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGCHLD, SIG_DFL);
   sigset_t chld;

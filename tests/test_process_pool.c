@@ -686,6 +686,31 @@ static void test_worker_name(void) {
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
+/* ---- two pools: neither's processes map the other's segment ---- */
+
+static int segment_mappings(void);
+static void t_count_segments(cf_call *c) {
+  int n = segment_mappings();
+  cf_call_return(c, &n, sizeof n);
+}
+
+static void test_two_pools(void) {
+  cf_executor *a = mkpool(1, NULL), *b = mkpool(1, NULL);
+  cf_executor *both[2] = {a, b};
+  for (int k = 0; k < 2; k++) {
+    cf_future *f;
+    int n = -1;
+    assert_rc(cf_submit(both[k], t_count_segments, NULL, 0, &f), 0);
+    expect_rc(result_int(f, &n), 0);
+    expect_eq(n, 1); /* its own segment only */
+    cf_future_release(f);
+  }
+  expect_eq(segment_mappings(), 2);
+  expect_rc(cf_executor_destroy(a), 0);
+  expect_rc(cf_executor_destroy(b), 0);
+  expect_no_leak();
+}
+
 /* ---- the zygote killed: the pool is broken, nothing hangs ---- */
 
 static void test_zygote_killed(void) {
@@ -799,6 +824,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_future_outlives_pool);
   CF_RUN(test_initializer_failure_breaks);
   CF_RUN(test_worker_name);
+  CF_RUN(test_two_pools);
   CF_RUN(test_zygote_killed);
   CF_RUN(test_parent_killed);
   return cf_test_done("test_process_pool");
