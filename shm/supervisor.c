@@ -25,6 +25,13 @@
  *   - deadlines: a PENDING task past its deadline fails CF_ETIMEDOUT, a
  *     RUNNING one too and its worker is killed and replaced;
  *   - a completion ring overflow: rescan every watched or orphaned slot.
+ * A hint to put back that does not fit in the ring (it is full) waits in a
+ * parent-side list and is retried every millisecond, so the ring needs no
+ * spare room for duplicates.
+ *
+ * Done callbacks of process futures run on this thread: they must not block
+ * on the pool itself (a waiting shutdown or destroy there is refused; a
+ * submit that waits for a free slot could wait for this very thread).
  */
 #include <errno.h>
 #include <poll.h>
