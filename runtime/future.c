@@ -84,13 +84,10 @@ static inline bool valid(const cf_future *f) {
 
 #define CACHE_CAP 256
 
-typedef struct fcache {
-  cf_future *head;
-  unsigned n;
-  bool registered;
-} fcache;
+typedef cf__fcache fcache;
 
-static _Thread_local fcache tl_cache TLS_IE;
+_Thread_local fcache cf__tl_fcache TLS_IE;
+#define tl_cache cf__tl_fcache
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
@@ -148,7 +145,7 @@ static void future_free(cf_future *f) {
   c->n++;
 }
 
-static const cf_future future_template = {
+const cf_future cf__future_template = {
     .magic = CF__FUTURE_MAGIC,
     .rc = CF__RC_HANDLE + CF__RC_REF,
     .vt = &cf__local_future_vtbl,
@@ -167,7 +164,7 @@ cf_future *cf__future_alloc(void) {
   /* Publication to other threads goes through whatever hands the future
    * over (a queue's release/acquire). The template covers every field up
    * to ext; the inline buffers are left as they are. */
-  memcpy(f, &future_template, offsetof(cf_future, arg_inline));
+  memcpy(f, &cf__future_template, offsetof(cf_future, arg_inline));
   f->word = &f->state;
   return f;
 }
@@ -195,6 +192,13 @@ static void free_cb_list(cf__cb *cb) {
 }
 
 void cf__future_destroy(cf_future *f) {
+  /* the common case: a thread future with everything inline */
+  cf__cb *cbs = atomic_load_explicit(&f->callbacks, memory_order_relaxed);
+  if (f->vt == &cf__local_future_vtbl && !f->arg_heap && !f->res_heap && !f->msg &&
+      (cbs == NULL || cbs == CF__CB_CLOSED)) {
+    future_free(f);
+    return;
+  }
   if (f->vt && f->vt->destroy) f->vt->destroy(f);
   if (f->arg_len > CF__INLINE_ARG) cf__free(f->arg_heap, f->arg_len);
   if (f->res_heap) cf__free(f->res_heap, f->res_len);
@@ -686,6 +690,7 @@ const void *cf_call_arg(cf_call *call, size_t *len) {
 }
 
 int cf_call_return(cf_call *call, const void *value, size_t len) {
+  if (call && call->ops == &local_call_ops) return local_ret(call, value, len);
   if (!call || !call->ops) return CF_EINVAL;
   return call->ops->ret(call, value, len);
 }

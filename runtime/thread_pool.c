@@ -173,7 +173,7 @@ static bool all_queues_empty(pool *p) {
 
 /* ---- running ----------------------------------------------------------- */
 
-static void run_task(worker *w, cf_future *f) {
+static inline void run_task(worker *w, cf_future *f) {
   pool *p = w->pool;
   task_taken(p);
   /* relaxed: the flags are hints here; drains synchronise through the gate */
@@ -254,8 +254,7 @@ static cf_future *find_work(worker *w) {
 
 /* ---- joining inside a worker ------------------------------------------- */
 
-static int helper_wait(cf__helper *h, cf_future *f, int64_t deadline) {
-  worker *w = (worker *)((char *)h - offsetof(worker, helper));
+static int helper_wait_slow(worker *w, cf_future *f, int64_t deadline) {
   pool *p = w->pool;
   _Atomic uint32_t *word = f->word;
   bool mine = f->owner == (void *)p && !f->shared;
@@ -296,6 +295,19 @@ static int helper_wait(cf__helper *h, cf_future *f, int64_t deadline) {
     (void)cf__future_block_until(f, until);
     idle_since = 0;
   }
+}
+
+/* The join fast path: the awaited task is usually the one at the bottom of
+ * our own deque (we pushed it last): pop it and run it inline. */
+static int helper_wait(cf__helper *h, cf_future *f, int64_t deadline) {
+  worker *w = (worker *)((char *)h - offsetof(worker, helper));
+  cf_future *t = cf__deque_pop(&w->dq);
+  if (t) {
+    run_task(w, t); /* f stays alive: our caller holds a handle */
+    /* acquire: pairs with the completer's release (result bytes) */
+    if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  }
+  return helper_wait_slow(w, f, deadline);
 }
 
 /* ---- breaking and draining --------------------------------------------- */
@@ -466,10 +478,8 @@ static void queue_unroom(pool *p) {
   if (p->max_queued) task_taken(p);
 }
 
-static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
-                     unsigned flags, cf_future **out) {
-  pool *p = (pool *)ex;
-  worker *w = tl_worker;
+static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg, size_t len, int64_t deadline,
+                       unsigned flags, cf_future **out) {
   bool inside = w && w->pool == p;
   int rc;
   if (inside) {
@@ -479,7 +489,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
       return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
   }
   if (p->max_queued && (rc = queue_room(p, flags, inside)) != 0) return rc;
-  cf_future *f = cf__future_alloc();
+  cf_future *f = cf__future_alloc_fast();
   if (!f) {
     queue_unroom(p);
     return CF_ENOMEM;
@@ -518,6 +528,35 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   cf__park_notify_one(&p->park); /* seq_cst load of idle inside */
   *out = f;
   return 0;
+}
+
+/* The fork-join fast path: a worker of this pool, a small argument, no
+ * bound: a future from the thread's cache onto the bottom of our deque. */
+static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
+                     unsigned flags, cf_future **out) {
+  pool *p = (pool *)ex;
+  worker *w = tl_worker;
+  if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued, 1)) {
+    /* relaxed: a flag check; the worker drains its own deque anyway */
+    uint64_t g = atomic_load_explicit(&p->gate, memory_order_relaxed);
+    if (__builtin_expect(!(g & (GATE_BROKEN | GATE_CANCEL)), 1)) {
+      cf_future *f = cf__future_alloc_fast();
+      if (f) {
+        cf__copy(f->arg_inline, arg, len);
+        f->arg_len = (uint32_t)len;
+        f->fn = fn;
+        f->deadline = deadline;
+        f->owner = p;
+        if (__builtin_expect(!cf__deque_push(&w->dq, f), 0)) cf__injector_push(&p->inj, f);
+        stat_inc(&w->st.submitted);
+        /* no Dekker fence: see submit_slow() */
+        if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+        *out = f;
+        return 0;
+      }
+    }
+  }
+  return submit_slow(p, w, fn, arg, len, deadline, flags, out);
 }
 
 static void join_workers(pool *p) {
