@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # bench/compare.sh — benchmark two git revisions and compare them.
 #
-#   bench/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."]
+#   bench/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."] [--own-bench]
 #   (also: bench/run.sh --compare REV_A REV_B ...)
 #
 # Checks each revision out with `git worktree add --detach` into a temporary
 # directory (REV "." copies the working tree as it is, uncommitted changes
-# included), builds its Release tree with the benchmarks (a revision without
-# bench/ gets the current bench/ sources copied in), runs the selected
+# included), puts the current bench/ sources into both (so only the library
+# differs; --own-bench keeps each revision's own bench/ where it has one),
+# builds each Release tree with the benchmarks, runs the selected
 # groups of both — A and B alternating group by group, so that drift in the
 # machine's load hits both alike — and prints, per benchmark and metric,
 # median A, median B, B/A, and whether the change is beyond the noise
@@ -25,8 +26,10 @@ REV_A=$1 REV_B=$2
 shift 2
 MODE_ARG=--quick
 GROUPS_SEL="forkjoin loop roundtrip throughput process"
+OWN_BENCH=0
 while [ $# -gt 0 ]; do
   case $1 in
+  --own-bench) OWN_BENCH=1 ;;
   --quick | --full | --smoke) MODE_ARG=$1 ;;
   --groups) GROUPS_SEL=$2; shift ;;
   *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
@@ -62,11 +65,11 @@ for s in A B; do
   else
     git -C "$ROOT" worktree add --detach "$TMP/$s" "$sha" >/dev/null 2>&1
   fi
-  if [ ! -f "$TMP/$s/bench/CMakeLists.txt" ]; then
-    echo "   (no bench/ at this revision: using the current bench/ sources)"
+  if [ $OWN_BENCH = 0 ] || [ ! -f "$TMP/$s/bench/CMakeLists.txt" ]; then
+    # the same benchmark code for both: only the library differs
     rm -rf "$TMP/$s/bench"
-    cp -r "$HERE" "$TMP/$s/bench"
-    rm -rf "$TMP/$s/bench/results"
+    mkdir -p "$TMP/$s/bench"
+    (cd "$HERE" && git ls-files -z --cached --others --exclude-standard . | xargs -0 cp --parents -t "$TMP/$s/bench" 2>/dev/null) || true
   fi
   cmake -S "$TMP/$s" -B "$TMP/$s/build-bench" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON \
     -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF >"$RES/$s/configure.log" 2>&1 ||
@@ -78,7 +81,7 @@ done
 for g in $GROUPS_SEL; do
   for s in A B; do
     echo "== $g: $s"
-    # the revision's own run.sh if it has one that takes --out, else ours
+    # the revision's run.sh (ours unless --own-bench) if it takes --no-latest
     runner=$TMP/$s/bench/run.sh
     grep -q -- '--no-latest' "$runner" 2>/dev/null || runner=$HERE/run.sh
     CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \

@@ -412,6 +412,12 @@ def main():
           "`value (Nx)`: cfutures is N times better there (peer cost / cfutures cost, or "
           "cfutures rate / peer rate); N < 1 means the peer is better. "
           "Lower is better for ns, us, ms, %, bytes and allocations; higher for rates.", ""]
+    loads = [c.get("load_avg", [0])[0] for c in res.contexts if c.get("load_avg")]
+    if loads and max(loads) > 0.5 * (os.cpu_count() or 1):
+        md += [f"**Note: the machine was busy during this run** (1-minute load average up to "
+               f"{max(loads):.2f} on {os.cpu_count()} CPUs when a group started): other work "
+               "competed for the CPUs, so expect more noise than the cv column shows "
+               "between groups.", ""]
     if res.errors:
         md += ["**ERRORS — results below are not valid:**", ""]
         md += [f"- `{n}`: {m}" for n, m in res.errors] + [""]
