@@ -9,9 +9,13 @@
  *    the completion notice).
  * 2. Random kills: the test SIGKILLs random workers at random moments while
  *    thousands of tasks run.
+ * 3. Chaos: random kills, random cancels (queued and running tasks), short
+ *    deadlines (firing while queued or running) and worker recycling, all
+ *    at once.
  * Oracle, every time: a task either completes once with the right result
  * (it ran exactly once: a per-task counter in shared memory), or fails with
- * CF_ECRASHED and ran at most once — and fails only if it was killed (never
+ * CF_ECRASHED (chaos: or CF_ECANCELLED / CF_ETIMEDOUT) and ran at most
+ * once — and fails only if it was killed (never
  * for the points before the claim or after the completion); every done
  * callback runs exactly once; nothing hangs (result() without timeout; the
  * ctest timeout is the only bound); the pool stays usable; no segment is
@@ -250,6 +254,104 @@ static void test_random_kills(void) {
           crashed);
 }
 
+/* Everything at once: random kills, cancels of queued and running tasks,
+ * deadlines that fire while queued or running, worker recycling. Every
+ * future ends in exactly one legal way and every callback runs once. */
+static cf_future *chaos_fs[MAXN];
+static _Atomic uint32_t chaos_n;
+static _Atomic bool chaos_stop;
+
+static void *canceller(void *arg) {
+  unsigned seed = (unsigned)time(NULL) ^ 0x5bd1e995u;
+  while (!atomic_load(&chaos_stop)) {
+    uint32_t n = atomic_load(&chaos_n);
+    if (n) {
+      cf_future *f = chaos_fs[rand_r(&seed) % n];
+      int r = cf_future_cancel(f);
+      expect_true(r == 0 || r == CF_EDONE);
+    }
+    struct timespec ts = {0, (long)(rand_r(&seed) % 300) * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+static void recycle_often(cf_options *o) {
+  o->max_tasks_per_worker = 50;
+}
+
+static void test_chaos(void) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 3;
+  o.max_futures = MAXN + 256;
+  o.ring_capacity = 256;
+  recycle_often(&o);
+  cf_executor *ex = NULL;
+  assert_rc(cf_process_pool_new(&o, &ex), 0);
+  atomic_store(&sh->point, 0);
+  random_kills = 0;
+  uint32_t n = (uint32_t)cf_test_scale(6000);
+  if (n < 200) n = 200;
+  for (uint32_t i = 0; i < n; i++) {
+    atomic_store(&sh->execs[i], 0);
+    atomic_store(&cb_runs[i], 0);
+  }
+  atomic_store(&chaos_n, 0);
+  atomic_store(&chaos_stop, false);
+  atomic_store(&killer_stop, false);
+  pthread_t kt, ct;
+  pthread_create(&kt, NULL, killer, ex);
+  pthread_create(&ct, NULL, canceller, NULL);
+  unsigned seed = 12345;
+  for (uint32_t i = 0; i < n; i++) {
+    work w = {i, (uint32_t)(rand_r(&seed) % 30000)};
+    cf_submit_opts so = {.timeout_ns = 0, .flags = 0};
+    if (i % 5 == 0) so.timeout_ns = (int64_t)(rand_r(&seed) % 3000000) + 1; /* up to 3 ms */
+    assert_rc(cf_submit_ex(ex, t_work, &w, sizeof w, &so, &chaos_fs[i]), 0);
+    expect_rc(cf_future_add_done_callback(chaos_fs[i], on_done, (void *)(uintptr_t)i), 0);
+    atomic_store(&chaos_n, i + 1);
+  }
+  unsigned outcome[5] = {0}; /* ok, crashed, cancelled, timed out, other */
+  unsigned char want[PAYLOAD], got[PAYLOAD];
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len = 0;
+    int r = cf_future_result(chaos_fs[i], got, sizeof got, &len, -1);
+    uint32_t ran = atomic_load(&sh->execs[i]);
+    fill(want, i);
+    if (r == 0) {
+      outcome[0]++;
+      expect_true(len == PAYLOAD && memcmp(got, want, PAYLOAD) == 0);
+      expect_eq(ran, 1);
+    } else {
+      outcome[r == CF_ECRASHED ? 1 : r == CF_ECANCELLED ? 2 : r == CF_ETIMEDOUT ? 3 : 4]++;
+      expect_true(r == CF_ECRASHED || r == CF_ECANCELLED || r == CF_ETIMEDOUT);
+      expect_true(ran <= 1);
+      if (r == CF_ETIMEDOUT) expect_true(i % 5 == 0);
+    }
+  }
+  atomic_store(&chaos_stop, true);
+  atomic_store(&killer_stop, true);
+  pthread_join(ct, NULL);
+  pthread_join(kt, NULL);
+  for (uint32_t i = 0; i < n; i++) {
+    while (atomic_load(&cb_runs[i]) == 0) sched_yield();
+    expect_eq(atomic_load(&cb_runs[i]), 1);
+    cf_future_release(chaos_fs[i]);
+  }
+  cf_stats st;
+  cf_executor_stats(ex, &st);
+  expect_eq(st.crashed, outcome[1]);
+  expect_eq(run_batch(ex, 100, false, 0, NULL), 0);
+  expect_rc(cf_executor_destroy(ex), 0);
+  expect_eq(segment_mappings(), 0);
+  fprintf(stderr,
+          "  chaos: %u tasks: %u ok, %u crashed, %u cancelled, %u timed out; %u workers "
+          "killed, %llu respawned\n",
+          n, outcome[0], outcome[1], outcome[2], outcome[3], random_kills,
+          (unsigned long long)st.respawned);
+}
+
 int main(void) {
   sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   assert_true(sh != MAP_FAILED);
@@ -257,5 +359,6 @@ int main(void) {
   cf__pp_fault_hook = fault_hook;
   CF_RUN(test_named_points);
   CF_RUN(test_random_kills);
+  CF_RUN(test_chaos);
   return cf_test_done("test_process_faults");
 }
