@@ -86,6 +86,9 @@ static inline bool cf__deque_push(cf__deque *d, cf_future *f) {
 /* Owner: pop from the bottom (LIFO). NULL when empty. */
 static inline cf_future *cf__deque_pop(cf__deque *d) {
   int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1; /* owner's own */
+  /* Empty for sure (top only grows): skip the fence. relaxed: a stale top
+   * is smaller, so this never reports empty wrongly. */
+  if (b < atomic_load_explicit(&d->top, memory_order_relaxed)) return NULL;
   /* relaxed store + seq_cst fence: the paper's take(); the fence orders the
    * store of bottom before the load of top against a thief's fence */
   atomic_store_explicit(&d->bottom, b, memory_order_relaxed);

@@ -100,6 +100,9 @@ typedef struct worker {
 
 struct pool {
   struct cf_executor base;
+  /* A read-mostly copy of the gate's flags, for the workers' hot paths:
+   * they never touch the submitters' gate line. */
+  _Atomic uint32_t flags;
   unsigned n;
   worker *w;
   cf__injector inj;
@@ -177,7 +180,7 @@ static inline void run_task(worker *w, cf_future *f) {
   pool *p = w->pool;
   task_taken(p);
   /* relaxed: the flags are hints here; drains synchronise through the gate */
-  uint64_t g = atomic_load_explicit(&p->gate, memory_order_relaxed);
+  uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
   if (__builtin_expect(g & (GATE_CANCEL | GATE_BROKEN), 0)) {
     if (g & GATE_BROKEN) {
       cf__future_fail(f, CF_EBROKEN);
@@ -353,6 +356,7 @@ static void drain(pool *p, bool broken) {
 }
 
 static void break_pool(pool *p) {
+  atomic_fetch_or(&p->flags, GATE_BROKEN);
   uint64_t old = atomic_fetch_or(&p->gate, GATE_BROKEN);
   if (old & GATE_BROKEN) return;
   wait_no_inflight(p);
@@ -362,6 +366,8 @@ static void break_pool(pool *p) {
 }
 
 static bool should_exit(pool *p) {
+  /* the flags copy first: the gate line belongs to the submitters */
+  if (!(atomic_load(&p->flags) & (GATE_SHUT | GATE_BROKEN))) return false;
   uint64_t g = atomic_load(&p->gate);
   if (!(g & (GATE_SHUT | GATE_BROKEN)) || g >= GATE_ONE) return false;
   return all_queues_empty(p);
@@ -422,7 +428,7 @@ static void *worker_main(void *arg) {
     }
     int64_t end = cf__now_ns() + SEARCH_NS;
     do {
-      for (int i = 0; i < 16; i++) cf__cpu_relax();
+      cf__cpu_relax();
       f = find_work(w);
       if (f) goto found;
     } while (cf__now_ns() < end);
@@ -484,7 +490,7 @@ static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg, size_t len
   int rc;
   if (inside) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
-    uint64_t g = atomic_load_explicit(&p->gate, memory_order_relaxed);
+    uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
     if (__builtin_expect(g & (GATE_BROKEN | GATE_CANCEL), 0))
       return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
   }
@@ -538,7 +544,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   worker *w = tl_worker;
   if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued, 1)) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
-    uint64_t g = atomic_load_explicit(&p->gate, memory_order_relaxed);
+    uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
     if (__builtin_expect(!(g & (GATE_BROKEN | GATE_CANCEL)), 1)) {
       cf_future *f = cf__future_alloc_fast();
       if (f) {
@@ -579,6 +585,7 @@ static int tp_shutdown(cf_executor *ex, unsigned flags) {
     flags |= CF_SHUTDOWN_CANCEL_FUTURES;
   }
   uint64_t add = GATE_SHUT | ((flags & CF_SHUTDOWN_CANCEL_FUTURES) ? GATE_CANCEL : 0);
+  atomic_fetch_or(&p->flags, (uint32_t)add);
   atomic_fetch_or(&p->gate, add);
   if (flags & CF_SHUTDOWN_CANCEL_FUTURES) {
     wait_no_inflight(p);
@@ -675,6 +682,7 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
   p->pin = opt.pin_cpus;
   p->max_queued = opt.max_queued;
   atomic_init(&p->gate, 0);
+  atomic_init(&p->flags, 0);
   atomic_init(&p->queued, 0);
   atomic_init(&p->drained_cancelled, 0);
   ck_ec32_init(&p->ec, 0);
