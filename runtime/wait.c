@@ -14,7 +14,11 @@
  * (one allocation) and sleeps on the waiter's private event word (wait.h).
  * The waiter holds one reference for cf_wait and one per registered
  * callback, so callbacks that fire after cf_wait returned only drop their
- * reference. A callback fires the event when the condition may now hold:
+ * reference. Callbacks cannot be unregistered, so a loop of timed-out
+ * cf_wait calls would pile up callbacks on long tasks; instead a timed-out
+ * call leaves its waiter in a per-thread cache, and the next call on the
+ * same futures reuses it while none of its callbacks has run (see
+ * waiter_reusable). A callback fires the event when the condition may now hold:
  * FIRST_COMPLETED at once; FIRST_EXCEPTION when its future failed or was
  * cancelled, or when the last of the n callbacks ran (all done).
  *
@@ -35,6 +39,7 @@
 #include "wait.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "future.h"
@@ -126,19 +131,24 @@ static bool valid_future(const cf_future *f) {
 /* ---- cf_wait ------------------------------------------------------------ */
 
 typedef struct waiter {
-  _Atomic uint32_t refs;    /* cf_wait + one per registered callback */
+  _Atomic uint32_t refs;    /* the owner (a cf_wait call or the thread's
+                               cache) + one per registered callback */
   _Atomic uint32_t ev;      /* the event (wait.h) */
   _Atomic size_t remaining; /* FIRST_EXCEPTION: callbacks not yet run */
+  _Atomic size_t fired;     /* callbacks that ran */
   int mode;
+  size_t n, bytes;
+  cf_future **fs;         /* what it is registered on, for reuse */
   struct cf_future dummy; /* lets a worker help while it waits */
 } waiter;
 
 static void waiter_unref(waiter *w) {
-  if (atomic_fetch_sub(&w->refs, 1) == 1) cf__free(w, sizeof *w);
+  if (atomic_fetch_sub(&w->refs, 1) == 1) cf__free(w, w->bytes);
 }
 
 static void waiter_cb(cf_future *f, void *arg) {
   waiter *w = arg;
+  atomic_fetch_add(&w->fired, 1); /* before the signal: see waiter_reusable */
   bool fire = true;
   if (w->mode == CF_FIRST_EXCEPTION) {
     int st = cf_future_state(f);
@@ -147,6 +157,67 @@ static void waiter_cb(cf_future *f, void *arg) {
   }
   if (fire) cf__event_signal(&w->ev);
   waiter_unref(w);
+}
+
+/* The thread's last waiter, kept while none of its callbacks has run, so
+ * that a loop of timed cf_wait calls on the same futures registers its
+ * callbacks once instead of once per call (callbacks cannot be removed from
+ * a future). Released at thread exit by the key's destructor. */
+static _Thread_local waiter *tl_waiter;
+static pthread_key_t waiter_key;
+static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
+
+static void waiter_key_dtor(void *p) {
+  if (p == tl_waiter) tl_waiter = NULL;
+  waiter_unref(p);
+}
+static void waiter_key_create(void) {
+  (void)pthread_key_create(&waiter_key, waiter_key_dtor);
+}
+
+static void cache_drop(void) {
+  waiter *w = tl_waiter;
+  if (!w) return;
+  tl_waiter = NULL;
+  (void)pthread_setspecific(waiter_key, NULL);
+  waiter_unref(w);
+}
+
+static void cache_keep(waiter *w) {
+  pthread_once(&waiter_once, waiter_key_create);
+  if (pthread_setspecific(waiter_key, w) != 0) {
+    waiter_unref(w);
+    return;
+  }
+  tl_waiter = w;
+}
+
+/* A cached waiter serves a new call on the same futures only while none of
+ * its callbacks has run: then every fs[i] still holds its registration, so
+ * it is still the same object (a future is freed only after its callbacks
+ * ran: an equal pointer cannot be a recycled future), and the event was
+ * never signalled. */
+static bool waiter_reusable(const waiter *w, cf_future *const *fs, size_t n, int mode) {
+  return w && w->mode == mode && w->n == n && atomic_load(&w->fired) == 0 &&
+         memcmp(w->fs, fs, n * sizeof *fs) == 0;
+}
+
+static waiter *waiter_new(cf_future *const *fs, size_t n, int mode) {
+  if (n > (SIZE_MAX - sizeof(waiter)) / sizeof(cf_future *)) return NULL;
+  size_t bytes = sizeof(waiter) + n * sizeof(cf_future *);
+  waiter *w = cf__alloc(bytes);
+  if (!w) return NULL;
+  atomic_init(&w->refs, 1);
+  atomic_init(&w->ev, CF_STATE_PENDING);
+  atomic_init(&w->remaining, n);
+  atomic_init(&w->fired, 0);
+  w->mode = mode;
+  w->n = n;
+  w->bytes = bytes;
+  w->fs = (cf_future **)(w + 1);
+  memcpy(w->fs, fs, n * sizeof *fs);
+  cf__event_dummy_init(&w->dummy, &w->ev);
+  return w;
 }
 
 /* Does return_when hold? Fills done[] when given. */
@@ -196,42 +267,48 @@ int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns,
     return condition(fs, n, return_when, done) ? 0 : CF_ETIMEDOUT;
   }
 
-  waiter *w = cf__alloc(sizeof *w);
-  if (!w) return CF_ENOMEM;
-  atomic_init(&w->refs, 1);
-  atomic_init(&w->ev, CF_STATE_PENDING);
-  atomic_init(&w->remaining, n);
-  w->mode = return_when;
-  cf__event_dummy_init(&w->dummy, &w->ev);
-
+  waiter *w = tl_waiter;
+  if (waiter_reusable(w, fs, n, return_when)) {
+    tl_waiter = NULL; /* this call owns it now (and a nested call in a
+                         helping worker cannot take it too) */
+    (void)pthread_setspecific(waiter_key, NULL);
+  } else {
+    cache_drop();
+    w = waiter_new(fs, n, return_when);
+    if (!w) return CF_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+      atomic_fetch_add(&w->refs, 1);
+      int r = cf_future_add_done_callback(fs[i], waiter_cb, w);
+      if (r != 0) {
+        atomic_fetch_sub(&w->refs, 1); /* never registered: cannot be the last ref */
+        w->n = 0;                      /* partly registered: never reuse */
+        waiter_unref(w);
+        return r;
+      }
+      /* A callback that ran already may have fired the event: stop early
+       * (such a waiter is never reused: fired > 0). */
+      if (cf__st_done(atomic_load(&w->ev))) break;
+    }
+  }
   int rc = 0;
-  for (size_t i = 0; i < n; i++) {
-    atomic_fetch_add(&w->refs, 1);
-    int r = cf_future_add_done_callback(fs[i], waiter_cb, w);
-    if (r != 0) {
-      atomic_fetch_sub(&w->refs, 1); /* never registered: cannot be the last ref */
-      rc = r;
+  for (;;) {
+    if (cf__st_done(atomic_load(&w->ev)) && condition(fs, n, return_when, NULL)) break;
+    int64_t task_dl = cf__min_task_deadline(fs, n, NULL);
+    int64_t until = cf__deadline_min(deadline, task_dl);
+    int r = cf__event_wait(&w->ev, &w->dummy, until);
+    if (r == 0) continue; /* re-check the condition */
+    if (deadline >= 0 && cf__now_ns() >= deadline) {
+      rc = CF_ETIMEDOUT;
       break;
     }
-    /* A callback that ran already may have fired the event: stop early. */
-    if (cf__st_done(atomic_load(&w->ev))) break;
+    expire_due(fs, n, NULL);
   }
-  if (rc == 0) {
-    for (;;) {
-      if (cf__st_done(atomic_load(&w->ev)) && condition(fs, n, return_when, NULL)) break;
-      int64_t task_dl = cf__min_task_deadline(fs, n, NULL);
-      int64_t until = cf__deadline_min(deadline, task_dl);
-      int r = cf__event_wait(&w->ev, &w->dummy, until);
-      if (r == 0) continue; /* re-check the condition */
-      if (deadline >= 0 && cf__now_ns() >= deadline) {
-        rc = CF_ETIMEDOUT;
-        break;
-      }
-      expire_due(fs, n, NULL);
-    }
-    if (condition(fs, n, return_when, done)) rc = 0;
+  if (condition(fs, n, return_when, done)) rc = 0;
+  if (rc == CF_ETIMEDOUT && atomic_load(&w->fired) == 0 && !tl_waiter) {
+    cache_keep(w); /* the cache takes this call's reference */
+  } else {
+    waiter_unref(w);
   }
-  waiter_unref(w);
   return rc;
 }
 

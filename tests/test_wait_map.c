@@ -254,6 +254,61 @@ static void test_abandoned(void) {
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
+/* ---- timed cf_wait in a loop: the per-thread waiter cache ------------------ */
+
+static void reuse_loop(cf_executor *ex, uint64_t rounds, uint64_t seed) {
+  uint64_t s = seed;
+  for (uint64_t r = 0; r < rounds; r++) {
+    cf_future *fs[3];
+    for (int i = 0; i < 3; i++) {
+      work_arg a = {(int64_t)(r * 3 + i) * 7 + 2, (uint32_t)(rng_next(&s) % 400000)};
+      assert_rc(cf_submit(ex, work_task, &a, sizeof a, &fs[i]), 0);
+    }
+    int mode = (r % 2) ? CF_FIRST_COMPLETED : CF_FIRST_EXCEPTION;
+    int rc;
+    /* the same futures again and again: one waiter, reused while nothing
+     * completed; a new one once something did */
+    for (int k = 0; k < 8; k++) {
+      rc = cf_wait(fs, 3, mode, 2000, NULL);
+      expect_true(rc == 0 || rc == CF_ETIMEDOUT);
+    }
+    /* a subset, then the whole set again: not reusable, still correct */
+    rc = cf_wait(fs, 2, mode, 1000, NULL);
+    expect_true(rc == 0 || rc == CF_ETIMEDOUT);
+    bool done[3];
+    /* a wake-up lost to a wrongly reused waiter would hang here */
+    expect_rc(cf_wait(fs, 3, CF_FIRST_COMPLETED, -1, done), 0);
+    expect_true(done[0] || done[1] || done[2]);
+    expect_rc(cf_wait(fs, 3, CF_FIRST_EXCEPTION, -1, NULL), 0);
+    expect_rc(cf_wait(fs, 3, CF_ALL_COMPLETED, -1, NULL), 0);
+    /* released futures are recycled (release builds): the next round's
+     * may have the same addresses as a cached waiter's */
+    for (int i = 0; i < 3; i++) cf_future_release(fs[i]);
+  }
+}
+
+typedef struct reuse_arg {
+  cf_executor *ex;
+  uint64_t rounds, seed;
+} reuse_arg;
+
+static void *reuse_thread(void *p) {
+  reuse_arg *a = p;
+  reuse_loop(a->ex, a->rounds, a->seed);
+  return NULL; /* exits with a cached waiter: the key destructor frees it */
+}
+
+static void test_wait_reuse(void) {
+  cf_executor *ex = make_ex(2);
+  uint64_t rounds = cf_test_scale(process_kind ? 300 : 600);
+  reuse_loop(ex, rounds, 99);
+  pthread_t t[2];
+  reuse_arg a[2] = {{ex, rounds / 2 + 1, 5}, {ex, rounds / 2 + 1, 6}};
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, reuse_thread, &a[i]);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
 /* ---- map against the oracle -------------------------------------------------- */
 
 typedef struct src_state {
@@ -410,6 +465,7 @@ int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
   CF_RUN(test_rounds);
   CF_RUN(test_abandoned);
+  CF_RUN(test_wait_reuse);
   CF_RUN(test_map_oracle);
   CF_RUN(test_nested);
   CF_RUN(test_nested_wait);
