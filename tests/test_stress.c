@@ -33,13 +33,14 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
 static bool processes; /* variant */
-static uint64_t n_tiny = 7000000, n_sub_each = 500000, n_cancel = 200000, n_rounds = 2000;
-static unsigned n_subs = 4, fib_n = 27;
+static uint64_t n_tiny = 7000000, n_sub_each = 500000, n_cancel = 200000, n_rounds = 4000;
+static unsigned n_subs = 4, fib_n = 28;
 
 static _Atomic uint32_t *cells; /* shared with worker processes */
 static size_t n_cells;
@@ -269,18 +270,37 @@ static void cancel_task(cf_call *call) {
   cf_call_return(call, &r, sizeof r);
 }
 
+typedef struct {
+  int cancel_rc; /* 1: cancel not called */
+  int state;     /* recorded when the future left the window */
+  int result_rc;
+  uint64_t result;
+} cancel_rec;
+
+static void cancel_retire(cf_future *f, cancel_rec *rec) {
+  expect_rc(cf_future_wait(f, -1), 0);
+  rec->state = cf_future_state(f);
+  rec->result_rc = cf_future_result(f, &rec->result, sizeof rec->result, NULL, 0);
+  cf_future_release(f);
+}
+
 static void test_cancel(void) {
-  uint64_t n = cf_test_scale(processes ? n_cancel / 20 : n_cancel);
-  enum { WINDOW = 256 };
+  uint64_t n = cf_test_scale(processes ? n_cancel / 4 : n_cancel);
+  /* Futures live in a ring of LIVE (a process pool bounds live futures);
+   * each one's outcome is recorded as it leaves, the cells are read after
+   * the join. */
+  enum { LIVE = 4096, SHORT = 256 };
   cells_clear(n);
-  cf_future **fs = calloc(n, sizeof *fs);
-  int *crc = malloc(n * sizeof *crc);
-  assert_true(fs && crc);
-  for (uint64_t i = 0; i < n; i++) crc[i] = 1; /* 1: cancel not called */
+  cf_future **fs = calloc(LIVE, sizeof *fs);
+  cancel_rec *rec = calloc(n, sizeof *rec);
+  assert_true(fs && rec);
+  for (uint64_t i = 0; i < n; i++) rec[i].cancel_rc = 1;
   cf_executor *ex = pool_new(0);
-  for (uint64_t i = 0; i < n; i++) {
+  for (uint64_t i = 0; i < n + LIVE; i++) {
+    if (i >= LIVE) cancel_retire(fs[i % LIVE], &rec[i - LIVE]);
+    if (i >= n) continue;
     cancel_arg a = {i, cells, (unsigned)(i % 7) * 200};
-    assert_rc(cf_submit(ex, cancel_task, &a, sizeof a, &fs[i]), 0);
+    assert_rc(cf_submit(ex, cancel_task, &a, sizeof a, &fs[i % LIVE]), 0);
     /* Cancel this one at once, or one submitted a little earlier (which may
      * be starting right now), or leave it alone. */
     uint64_t victim = i;
@@ -290,40 +310,41 @@ static void test_cancel(void) {
       case 2: victim = i >= 17 ? i - 17 : i; break;
       case 3: victim = UINT64_MAX; break;
     }
-    if (victim != UINT64_MAX && crc[victim] == 1) crc[victim] = cf_future_cancel(fs[victim]);
+    if (victim != UINT64_MAX && rec[victim].cancel_rc == 1)
+      rec[victim].cancel_rc = cf_future_cancel(fs[victim % LIVE]);
     /* Keep the queue short so that cancels meet tasks about to start. */
-    if (i >= WINDOW) cf_future_wait(fs[i - WINDOW], -1);
+    if (i >= SHORT) cf_future_wait(fs[(i - SHORT) % LIVE], -1);
   }
-  for (uint64_t i = 0; i < n; i++) expect_rc(cf_future_wait(fs[i], -1), 0);
   assert_rc(cf_executor_destroy(ex), 0); /* joins: every cell is final */
 
   uint64_t counts[4] = {0}; /* cancelled, busy, done, untouched */
   for (uint64_t i = 0; i < n; i++) {
     uint32_t ran = atomic_load_explicit(&cells[i], memory_order_relaxed);
-    int st = cf_future_state(fs[i]);
-    uint64_t r = 0;
-    int rrc = cf_future_result(fs[i], &r, sizeof r, NULL, 0);
+    const cancel_rec *c = &rec[i];
     bool ok = ran <= 1;
-    if (crc[i] == 0) {
+    if (c->cancel_rc == 0) {
       counts[0]++;
-      ok = ok && st == CF_STATE_CANCELLED && rrc == CF_ECANCELLED;
+      ok = ok && c->state == CF_STATE_CANCELLED && c->result_rc == CF_ECANCELLED;
       if (!processes) ok = ok && ran == 0; /* exact for threads */
     } else {
-      counts[crc[i] == CF_EBUSY ? 1 : crc[i] == CF_EDONE ? 2 : 3]++;
-      ok = ok && (crc[i] == 1 || crc[i] == CF_EBUSY || crc[i] == CF_EDONE);
-      ok = ok && st == CF_STATE_FINISHED && ran == 1 && rrc == 0 && r == mix(i);
+      counts[c->cancel_rc == CF_EBUSY ? 1 : c->cancel_rc == CF_EDONE ? 2 : 3]++;
+      ok = ok && (c->cancel_rc == 1 || c->cancel_rc == CF_EBUSY || c->cancel_rc == CF_EDONE);
+      ok = ok && c->state == CF_STATE_FINISHED && ran == 1 && c->result_rc == 0 &&
+           c->result == mix(i);
     }
-    /* Both ways round: the task ran <=> its future finished. */
-    if (!processes) ok = ok && ((ran == 1) == (st == CF_STATE_FINISHED));
-    else if (ran == 0) ok = ok && st == CF_STATE_CANCELLED;
-    if (!ok)
+    /* Both ways round: the task ran <=> its future finished. A process task
+     * killed by cancel may have started: there only "never ran => cancelled". */
+    if (!processes) ok = ok && ((ran == 1) == (c->state == CF_STATE_FINISHED));
+    else if (ran == 0) ok = ok && c->state == CF_STATE_CANCELLED;
+    if (!ok && cf_test_failures < 20)
       cf_test_fail(__FILE__, __LINE__, "cancel oracle",
                    "task %llu: cancel %d, state %d, result %d, ran %u", (unsigned long long)i,
-                   crc[i], st, rrc, ran);
-    cf_future_release(fs[i]);
+                   c->cancel_rc, c->state, c->result_rc, ran);
+    else if (!ok)
+      cf_test_failures++;
   }
   free(fs);
-  free(crc);
+  free(rec);
   printf("cancel: %llu tasks: %llu cancelled, %llu busy, %llu already done, %llu left alone\n",
          (unsigned long long)n, (unsigned long long)counts[0], (unsigned long long)counts[1],
          (unsigned long long)counts[2], (unsigned long long)counts[3]);
@@ -332,6 +353,18 @@ static void test_cancel(void) {
 /* ---- callbacks, cf_wait, cf_as_completed under races ------------------------- */
 
 enum { BATCH = 64 };
+
+/* A lost completion would hang the round: waits on a batch give up after a
+ * while (the batch is microseconds of work) and fail the test instead. This
+ * is a liveness bound, not a timing threshold. After a round with a
+ * failure the case stops (one lost completion says enough). */
+#define LOST_NS (20 * 1000000000ll)
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 typedef struct {
   cf_future *fs[BATCH];
@@ -380,7 +413,7 @@ static void *cb_helper(void *p) {
 }
 
 static void test_callbacks(void) {
-  uint64_t rounds = cf_test_scale(processes ? n_rounds / 10 : n_rounds);
+  uint64_t rounds = cf_test_scale(processes ? n_rounds / 2 : n_rounds);
   static cb_round r; /* static: big, and its cells must outlive every callback */
   memset(&r, 0, sizeof r);
   pthread_barrier_init(&r.go, NULL, 2);
@@ -391,6 +424,7 @@ static void test_callbacks(void) {
   uint64_t cancelled = 0;
 
   for (uint64_t round = 0; round < rounds; round++) {
+    int failures_before = cf_test_failures;
     for (unsigned i = 0; i < BATCH; i++) {
       atomic_store(&r.cb_a[i], 0);
       atomic_store(&r.cb_b[i], 0);
@@ -407,7 +441,7 @@ static void test_callbacks(void) {
     }
     /* FIRST_COMPLETED while the helper still adds and cancels. */
     bool done[BATCH];
-    expect_rc(cf_wait(r.fs, BATCH, CF_FIRST_COMPLETED, -1, done), 0);
+    expect_rc(cf_wait(r.fs, BATCH, CF_FIRST_COMPLETED, LOST_NS, done), 0);
     unsigned ndone = 0;
     for (unsigned i = 0; i < BATCH; i++) {
       if (done[i]) {
@@ -418,7 +452,7 @@ static void test_callbacks(void) {
     expect_true(ndone >= 1);
 
     cf_as_completed *it;
-    expect_rc(cf_as_completed_new(r.fs, BATCH, -1, &it), 0);
+    expect_rc(cf_as_completed_new(r.fs, BATCH, LOST_NS, &it), 0);
     unsigned seen[BATCH] = {0}, yielded = 0;
     cf_future *f;
     size_t index;
@@ -433,11 +467,17 @@ static void test_callbacks(void) {
       expect_true(cf_future_done(f));
     }
     expect_rc(rc, CF_EDONE);
+    if (rc != CF_EDONE) {
+      for (unsigned i = 0; i < BATCH; i++)
+        if (!seen[i])
+          fprintf(stderr, "  not yielded: future %u, state %d, callbacks %u+%u\n", i,
+                  cf_future_state(r.fs[i]), atomic_load(&r.cb_a[i]), atomic_load(&r.cb_b[i]));
+    }
     cf_as_completed_free(it);
     expect_eq(yielded, BATCH);
     for (unsigned i = 0; i < BATCH; i++) expect_eq(seen[i], 1);
 
-    expect_rc(cf_wait(r.fs, BATCH, CF_ALL_COMPLETED, -1, done), 0);
+    expect_rc(cf_wait(r.fs, BATCH, CF_ALL_COMPLETED, LOST_NS, done), 0);
     pthread_barrier_wait(&r.added); /* the helper has added all its callbacks */
 
     for (unsigned i = 0; i < BATCH; i++) {
@@ -469,15 +509,23 @@ static void test_callbacks(void) {
       ex = NULL;
     } else {
       /* Wait until both callbacks ran: they are due (the future is done). */
+      int64_t give_up = now_ns() + LOST_NS;
       for (unsigned i = 0; i < BATCH; i++)
-        while (atomic_load(&r.cb_a[i]) + atomic_load(&r.cb_b[i]) < 2) sched_yield();
+        while (atomic_load(&r.cb_a[i]) + atomic_load(&r.cb_b[i]) < 2 && now_ns() < give_up)
+          sched_yield();
     }
     for (unsigned i = 0; i < BATCH; i++) {
       expect_eq(atomic_load(&r.cb_a[i]), 1);
       expect_eq(atomic_load(&r.cb_b[i]), 1);
       cf_future_release(r.fs[i]);
     }
-    if (cf_test_failures > 20) break;
+    if (cf_test_failures != failures_before) {
+      fprintf(stderr, "callbacks: round %llu failed; stopping\n", (unsigned long long)round);
+      if (ex) {
+        cf_executor_shutdown(ex, CF_SHUTDOWN_CANCEL_FUTURES);
+      }
+      break;
+    }
   }
   atomic_store(&r.stop, true);
   pthread_barrier_wait(&r.go);
@@ -497,10 +545,11 @@ int main(int argc, char **argv) {
             argv[0]);
     return 2;
   }
+  setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines survive a timeout kill */
   processes = strcmp(argv[1], "process") == 0;
   if (processes) { /* a process task costs a round trip through the ring */
-    n_tiny = 1000000;
-    n_sub_each = 100000;
+    n_tiny = 3000000;
+    n_sub_each = 250000;
   }
   int opt;
   optind = 2;
