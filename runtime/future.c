@@ -262,6 +262,7 @@ static bool complete_claimed(cf_future *f, uint32_t to, uint32_t extra) {
 }
 
 bool cf__future_fail(cf_future *f, int err) {
+  if (f->shared) return false; /* process futures record failures in their slot */
   if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return false;
   if (!claim(f, err)) return false;
   return complete_claimed(f, CF_STATE_FAILED, err == CF_ETIMEDOUT ? CF__ST_STOP : 0);

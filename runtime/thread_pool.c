@@ -18,7 +18,12 @@
  * (leapfrogging: what k queued is most likely what the awaited task needs,
  * and the stack stays bounded); if it is PENDING it steals anywhere. With
  * nothing to run it spins a little, then blocks on the future for a short
- * time and looks again, so a recursive fork-join never deadlocks.
+ * time and looks again, so a recursive fork-join never deadlocks. (What
+ * help-first scheduling cannot fix: a task that waits on a future which is
+ * RUNNING lower on the same worker's own stack, e.g. one passed to it by a
+ * task it helped; that wait ends only at its deadline, as in any pool.)
+ * The fast path: the awaited task is usually the last one we pushed, so the
+ * join pops it back from the bottom of our deque and runs it inline.
  *
  * Idle workers. A worker that finds nothing becomes "searching" and keeps
  * looking for a bounded *time* (SEARCH_NS, by the clock), then parks on a
