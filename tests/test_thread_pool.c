@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -437,6 +438,67 @@ static void test_outside_submitters(void) {
   cf_executor_destroy(ex);
 }
 
+/* ---- a worker waiting on a queued outside future helps run it ---- */
+
+static cf_future *_Atomic handed;
+
+static void waits_for_handed(cf_call *c) {
+  cf_future *f;
+  while ((f = atomic_load(&handed)) == NULL) usleep(100);
+  /* with one worker, only this wait can run f: it must take it from the
+   * injection queue instead of blocking */
+  int64_t v = -1;
+  int rc = cf_future_result(f, &v, sizeof v, NULL, -1);
+  int64_t r = rc == 0 ? v + 1 : rc;
+  cf_call_return(c, &r, sizeof r);
+}
+
+static void returns_41(cf_call *c) {
+  int64_t v = 41;
+  cf_call_return(c, &v, sizeof v);
+}
+
+static void test_help_takes_injected(void) {
+  cf_executor *ex = new_pool(1);
+  atomic_store(&handed, NULL);
+  cf_future *a, *b;
+  assert_rc(cf_submit(ex, waits_for_handed, NULL, 0, &a), 0);
+  while (!cf_future_running(a)) usleep(100);
+  assert_rc(cf_submit(ex, returns_41, NULL, 0, &b), 0);
+  atomic_store(&handed, b);
+  expect_eq(get_i64(a), 42);
+  cf_future_release(a);
+  cf_future_release(b);
+  cf_executor_destroy(ex);
+}
+
+/* ---- pin_cpus ---- */
+
+static void affinity_count(cf_call *c) {
+  cpu_set_t set;
+  int n = -1;
+  if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  cf_call_return(c, &n, sizeof n);
+}
+
+static void test_pin_cpus(void) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 2;
+  o.pin_cpus = true;
+  cf_executor *ex;
+  assert_rc(cf_thread_pool_new(&o, &ex), 0);
+  for (int i = 0; i < 8; i++) {
+    cf_future *f;
+    assert_rc(cf_submit(ex, affinity_count, NULL, 0, &f), 0);
+    int n = 0;
+    expect_rc(cf_future_result(f, &n, sizeof n, NULL, -1), 0);
+    expect_eq(n, 1); /* each worker runs on exactly one CPU */
+    cf_future_release(f);
+  }
+  cf_executor_destroy(ex);
+}
+
 static void test_sizes(void) {
   /* memory per in-flight task: one future (+ heap arg/result when large) */
   printf("sizeof(cf_future) = %zu bytes\n", sizeof(struct cf_future));
@@ -453,5 +515,7 @@ int main(void) {
   CF_RUN(test_idle_parks);
   CF_RUN(test_shutdown);
   CF_RUN(test_outside_submitters);
+  CF_RUN(test_pin_cpus);
+  CF_RUN(test_help_takes_injected);
   return cf_test_done("test_thread_pool");
 }
