@@ -548,7 +548,7 @@ static int done_error(cf_future *f, uint32_t w) {
 int cf_future_wait(cf_future *f, int64_t timeout_ns) {
   if (!valid(f)) return CF_EINVAL;
   if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
-  return cf__future_wait_until(f, cf__deadline_after(timeout_ns));
+  return wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
 }
 
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {

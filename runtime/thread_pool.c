@@ -262,7 +262,7 @@ static cf_future *find_work(worker *w) {
 
 /* ---- joining inside a worker ------------------------------------------- */
 
-static int helper_wait_slow(worker *w, cf_future *f, int64_t deadline) {
+__attribute__((noinline)) static int helper_wait_slow(worker *w, cf_future *f, int64_t deadline) {
   pool *p = w->pool;
   _Atomic uint32_t *word = f->word;
   bool mine = f->owner == (void *)p && !f->shared;
@@ -489,8 +489,9 @@ static void queue_unroom(pool *p) {
   if (p->max_queued) task_taken(p);
 }
 
-static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg, size_t len, int64_t deadline,
-                       unsigned flags, cf_future **out) {
+__attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg,
+                                                 size_t len, int64_t deadline, unsigned flags,
+                                                 cf_future **out) {
   bool inside = w && w->pool == p;
   int rc;
   if (inside) {
