@@ -272,6 +272,17 @@ __attribute__((noinline)) static int helper_wait_slow(worker *w, cf_future *f, i
     /* acquire: pairs with the completer's release (result bytes) */
     uint32_t s = atomic_load_explicit(word, memory_order_acquire);
     if (cf__st_done(s)) return 0;
+    if (deadline >= 0 || task_dl > 0) {
+      /* before running anything: a poll runs nothing, a timed wait does not
+       * overrun while there is always work, and a task deadline is failed
+       * first (cf_wait expires futures with a wait whose deadline is 0) */
+      int64_t now = cf__now_ns();
+      if (task_dl > 0 && now >= task_dl) {
+        (void)cf__future_block_until(f, now); /* fails it at its deadline */
+        continue;
+      }
+      if (deadline >= 0 && now >= deadline) return CF_ETIMEDOUT;
+    }
     cf_future *t = cf__deque_pop(&w->dq);
     if (!t) {
       unsigned k = cf__st_owner(s);
@@ -288,11 +299,6 @@ __attribute__((noinline)) static int helper_wait_slow(worker *w, cf_future *f, i
       continue;
     }
     int64_t now = cf__now_ns();
-    if (deadline >= 0 && now >= deadline) return CF_ETIMEDOUT;
-    if (task_dl > 0 && now >= task_dl) {
-      (void)cf__future_block_until(f, now); /* fails it at its deadline */
-      continue;
-    }
     if (idle_since == 0) idle_since = now;
     if (now - idle_since < HELP_SPIN_NS) {
       cf__cpu_relax();
@@ -309,7 +315,7 @@ __attribute__((noinline)) static int helper_wait_slow(worker *w, cf_future *f, i
  * our own deque (we pushed it last): pop it and run it inline. */
 static int helper_wait(cf__helper *h, cf_future *f, int64_t deadline) {
   worker *w = (worker *)((char *)h - offsetof(worker, helper));
-  cf_future *t = cf__deque_pop(&w->dq);
+  cf_future *t = deadline < 0 ? cf__deque_pop(&w->dq) : NULL;
   if (t) {
     run_task(w, t); /* f stays alive: our caller holds a handle */
     /* acquire: pairs with the completer's release (result bytes) */

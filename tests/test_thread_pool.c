@@ -472,6 +472,34 @@ static void test_help_takes_injected(void) {
   cf_executor_destroy(ex);
 }
 
+/* ---- a poll inside a worker runs nothing ---- */
+
+static void polls_child(cf_call *c) {
+  cf_future *f;
+  int64_t r = -100;
+  if (cf_submit(g_ex, returns_41, NULL, 0, &f) != 0) {
+    cf_call_fail(c, 1, "submit");
+    return;
+  }
+  int rc = cf_future_result(f, NULL, 0, NULL, 0);
+  int st = cf_future_state(f);
+  int64_t v = 0;
+  int rc2 = cf_future_result(f, &v, sizeof v, NULL, -1);
+  cf_future_release(f);
+  /* 0 only if: the poll timed out, the child was still pending, then ran */
+  r = (rc == CF_ETIMEDOUT && st == CF_STATE_PENDING && rc2 == 0 && v == 41) ? 0 : -1;
+  cf_call_return(c, &r, sizeof r);
+}
+
+static void test_poll_inside(void) {
+  g_ex = new_pool(1);
+  cf_future *f;
+  assert_rc(cf_submit(g_ex, polls_child, NULL, 0, &f), 0);
+  expect_eq(get_i64(f), 0);
+  cf_future_release(f);
+  cf_executor_destroy(g_ex);
+}
+
 /* ---- pin_cpus ---- */
 
 static void affinity_count(cf_call *c) {
@@ -517,5 +545,6 @@ int main(void) {
   CF_RUN(test_outside_submitters);
   CF_RUN(test_pin_cpus);
   CF_RUN(test_help_takes_injected);
+  CF_RUN(test_poll_inside);
   return cf_test_done("test_thread_pool");
 }
