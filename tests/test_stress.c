@@ -318,6 +318,7 @@ static void test_cancel(void) {
   assert_rc(cf_executor_destroy(ex), 0); /* joins: every cell is final */
 
   uint64_t counts[4] = {0}; /* cancelled, busy, done, untouched */
+  uint64_t killed = 0;       /* processes: cancelled after it had started */
   for (uint64_t i = 0; i < n; i++) {
     uint32_t ran = atomic_load_explicit(&cells[i], memory_order_relaxed);
     const cancel_rec *c = &rec[i];
@@ -326,6 +327,7 @@ static void test_cancel(void) {
       counts[0]++;
       ok = ok && c->state == CF_STATE_CANCELLED && c->result_rc == CF_ECANCELLED;
       if (!processes) ok = ok && ran == 0; /* exact for threads */
+      killed += ran;
     } else {
       counts[c->cancel_rc == CF_EBUSY ? 1 : c->cancel_rc == CF_EDONE ? 2 : 3]++;
       ok = ok && (c->cancel_rc == 1 || c->cancel_rc == CF_EBUSY || c->cancel_rc == CF_EDONE);
@@ -345,9 +347,11 @@ static void test_cancel(void) {
   }
   free(fs);
   free(rec);
-  printf("cancel: %llu tasks: %llu cancelled, %llu busy, %llu already done, %llu left alone\n",
-         (unsigned long long)n, (unsigned long long)counts[0], (unsigned long long)counts[1],
-         (unsigned long long)counts[2], (unsigned long long)counts[3]);
+  printf("cancel: %llu tasks: %llu cancelled (%llu of them killed running), %llu busy, %llu already "
+         "done, %llu left alone\n",
+         (unsigned long long)n, (unsigned long long)counts[0], (unsigned long long)killed,
+         (unsigned long long)counts[1], (unsigned long long)counts[2],
+         (unsigned long long)counts[3]);
 }
 
 /* ---- callbacks, cf_wait, cf_as_completed under races ------------------------- */
