@@ -208,7 +208,7 @@ cmd_bench() {
   [ -f "$ROOT/bench/CMakeLists.txt" ] || die "bench/CMakeLists.txt does not exist yet"
   local dir=$BUILD_DIR/release
   log "bench: configure + build Release ($dir)"
-  configure_build "$dir" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON -DCF_BUILD_TESTS=OFF
+  configure_build "$dir" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF
   log "bench: bench/run.sh $*"
   CF_BENCH_BUILD_DIR=$dir exec bash "$ROOT/bench/run.sh" "$@"
 }
