@@ -383,8 +383,9 @@ int cf__future_run(cf_future *f, unsigned owner) {
   uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
   for (;;) {
     if (cf__st_state(w) != CF_STATE_PENDING) {
+      int r = cf__st_state(w) == CF_STATE_CANCELLED ? 0 : -1; /* or failed: deadline */
       unref_task(f);
-      return 0;
+      return r;
     }
     if (f->deadline && cf__now_ns() >= f->deadline) {
       cf__future_fail(f, CF_ETIMEDOUT);

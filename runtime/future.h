@@ -277,8 +277,8 @@ static inline void cf__copy(void *dst, const void *src, size_t n) {
  * (cancelled, deadline passed) is only unref'd. A deadline already passed
  * fails it with CF_ETIMEDOUT without running. */
 int cf__future_run(cf_future *f, unsigned owner);
-/* (Returns 1 if the task ran, 0 if it was no longer PENDING, -1 if its
- * deadline had passed and it failed without running.) */
+/* (Returns 1 if the task ran, 0 if it had been cancelled, -1 if it failed
+ * without running: its deadline had passed.) */
 
 /* Move *f->word from a word with state `from` (same generation) to state
  * `to`, with error `err` recorded first for FAILED/CANCELLED (thread futures

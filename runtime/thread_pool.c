@@ -525,8 +525,10 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   f->deadline = deadline;
   f->owner = p;
   if (inside) {
-    if (!cf__deque_push(&w->dq, f)) cf__injector_push(&p->inj, f);
-    stat_inc(&w->st.submitted);
+    if (cf__deque_push(&w->dq, f))
+      stat_inc(&w->st.submitted);
+    else
+      cf__injector_push(&p->inj, f); /* counted by the injector */
     /* no Dekker fence here: this worker runs its own deque before it can
      * park, so a missed wake-up costs parallelism, never progress */
     if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
@@ -565,8 +567,10 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->fn = fn;
         f->deadline = deadline;
         f->owner = p;
-        if (__builtin_expect(!cf__deque_push(&w->dq, f), 0)) cf__injector_push(&p->inj, f);
-        stat_inc(&w->st.submitted);
+        if (__builtin_expect(cf__deque_push(&w->dq, f), 1))
+          stat_inc(&w->st.submitted);
+        else
+          cf__injector_push(&p->inj, f); /* counted by the injector */
         /* no Dekker fence: see submit_slow() */
         if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
         *out = f;

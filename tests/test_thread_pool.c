@@ -500,6 +500,44 @@ static void test_poll_inside(void) {
   cf_executor_destroy(g_ex);
 }
 
+/* ---- a full deque overflows to the injection queue ---- */
+
+enum { MANY = 6000 }; /* more than a deque holds (CF__DEQUE_CAP) */
+
+static void spawns_many(cf_call *c) {
+  cf_future **fs = malloc(MANY * sizeof *fs);
+  int64_t sum = 0;
+  int n = 0;
+  for (; n < MANY; n++) {
+    int x = n;
+    if (cf_submit(g_ex, square, &x, sizeof x, &fs[n]) != 0) break;
+  }
+  for (int i = 0; i < n; i++) {
+    int64_t v = 0;
+    if (cf_future_result(fs[i], &v, sizeof v, NULL, -1) == 0) sum += v;
+    cf_future_release(fs[i]);
+  }
+  free(fs);
+  cf_call_return(c, &sum, sizeof sum);
+}
+
+static void test_overflow_to_injector(void) {
+  for (unsigned workers = 1; workers <= 2; workers++) {
+    g_ex = new_pool(workers);
+    cf_future *f;
+    assert_rc(cf_submit(g_ex, spawns_many, NULL, 0, &f), 0);
+    int64_t want = 0;
+    for (int i = 0; i < MANY; i++) want += (int64_t)i * i;
+    expect_eq(get_i64(f), want);
+    cf_future_release(f);
+    cf_stats st;
+    stats_settle(g_ex, MANY + 1, &st);
+    expect_eq(st.submitted, MANY + 1);
+    expect_eq(st.completed, MANY + 1);
+    cf_executor_destroy(g_ex);
+  }
+}
+
 /* ---- pin_cpus ---- */
 
 static void affinity_count(cf_call *c) {
@@ -546,5 +584,6 @@ int main(void) {
   CF_RUN(test_pin_cpus);
   CF_RUN(test_help_takes_injected);
   CF_RUN(test_poll_inside);
+  CF_RUN(test_overflow_to_injector);
   return cf_test_done("test_thread_pool");
 }
