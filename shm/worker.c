@@ -21,9 +21,10 @@
  * straight from here), and if it had NOTIFY the slot's hint is pushed onto
  * the completion ring and the supervisor woken (eventfd) only if it sleeps.
  *
- * Idle. Spin on the ring for a bounded time (SPIN_NS), then sleep on the
- * shared futex word ctl->wake_seq: count yourself in ctl->nsleep (seq_cst),
- * read wake_seq, try the ring once more, FUTEX_WAIT. A submitter pushes
+ * Idle. Spin on the ring (yielding the CPU between looks) for a bounded
+ * time (SPIN_NS), then sleep on the shared futex word ctl->wake_seq: count
+ * yourself in ctl->nsleep (seq_cst), read wake_seq, try the ring once more,
+ * FUTEX_WAIT. A submitter pushes
  * (seq_cst), then reads nsleep and, if not 0, bumps wake_seq and wakes one:
  * a Dekker pair, so a push is never missed by a worker going to sleep.
  *
@@ -44,8 +45,7 @@
 #include "pool.h"
 #include "sys.h"
 
-#define SPIN_NS 50000       /* idle spin before sleeping: covers a round trip */
-#define YIELD_AFTER_NS 3000 /* pure spin first, then spin with sched_yield() */
+#define SPIN_NS 50000 /* idle spin before sleeping: covers a round trip */
 
 void (*cf__pp_fault_hook)(int point, uint32_t slot);
 bool cf__pp_in_child;
@@ -171,20 +171,17 @@ static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
   cf__seg_ctl *ctl = p->seg.ctl;
   unsigned log2 = p->seg.p.sq_log2;
   uint32_t h;
-  int64_t spin_end = 0, yield_after = 0;
+  int64_t spin_end = 0;
   for (;;) {
     if (cf__ring_pop(&ctl->sq, p->seg.sq, log2, &h, &rec->taking) == 0) return h;
     if (atomic_load(&ctl->phase) == CF__PHASE_EXIT) _exit(0);
     int64_t now = cf__now_ns();
-    if (!spin_end) {
-      spin_end = now + SPIN_NS;
-      yield_after = now + YIELD_AFTER_NS;
-    }
+    if (!spin_end) spin_end = now + SPIN_NS;
     if (now < spin_end) {
-      /* Past the first microseconds, yield while spinning: if the process
-       * this worker waits for shares its CPU, it runs now instead of at
-       * the end of our time slice. */
-      if (now >= yield_after) sched_yield();
+      /* Yield while spinning: if the process this worker waits for (the
+       * submitter) shares its CPU, it runs now rather than after our time
+       * slice; on a CPU of our own it returns at once (one syscall). */
+      sched_yield();
       for (int i = 0; i < 16; i++) cf__cpu_relax();
       continue;
     }
