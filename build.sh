@@ -105,7 +105,9 @@ EOF
   else
     echo "$out" >&2
     rm -rf "$dir"
-    echo "sanitizer $kind: the runtime does not start here" >&2
+    echo "sanitizer $kind: the runtime does not start here, even with ASLR off" >&2
+    echo "  (TSan on a kernel with vm.mmap_rnd_bits=$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo '?'):" \
+      "'sysctl vm.mmap_rnd_bits=28' is the usual fix; build.sh does not change kernel settings)" >&2
     return 1
   fi
   rm -rf "$dir"
