@@ -231,7 +231,7 @@ static int pp_error(cf_future *f, int *errp, int *code, char *msg, size_t cap) {
   } else {
     /* a worker's failure: untrusted */
     e = atomic_load_explicit(&sl->err, memory_order_relaxed); /* ordered by the acquire */
-    if (e != CF_ETASK && e != CF_E2BIG && e != CF_EINVAL && e != CF_ENOMEM) e = CF_EPROTO;
+    if (e != CF_ETASK && e != CF_E2BIG && e != CF_EINVAL && e != CF_ETIMEDOUT) e = CF_EPROTO;
     if (e == CF_ETASK) {
       uint32_t n = atomic_load_explicit(&sl->msg_len, memory_order_relaxed);
       if (n > CF_MESSAGE_MAX - 1) {
@@ -424,6 +424,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
 
   cf__slot *sl = cf__pp_slot(p, s);
   sl->fn = (uint64_t)(uintptr_t)fn;
+  sl->deadline = deadline_abs;
   sl->arg_len = (uint32_t)len;
   if (len) memcpy(cf__slot_arg(&p->seg, sl, s, len), arg, len);
   f->word = &sl->word;

@@ -124,10 +124,11 @@ typedef struct cf__slot {
   _Atomic int32_t err; /* 0, CF_ETASK, CF_E2BIG, CF_EINVAL or CF_EPROTO */
   unsigned char res_small[CF__SLOT_RES_SMALL];
   unsigned char arg_small[CF__SLOT_ARG_SMALL];
-  /* second line: a task's failure */
+  /* second line: the deadline, a task's failure */
   _Atomic int32_t code; /* CF_ETASK: the task's code */
   _Atomic uint32_t msg_len;
-  char pad_[56];
+  int64_t deadline; /* absolute CLOCK_MONOTONIC ns, 0: none (parent-written) */
+  char pad_[48];
   unsigned char arg_inline[CF__SLOT_ARG_INLINE];
   unsigned char res_inline[CF__SLOT_RES_INLINE];
   char msg[128];

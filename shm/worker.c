@@ -84,6 +84,7 @@ typedef struct wcall {
   cf__pool *p;
   cf__slot *sl;
   uint32_t s;
+  int64_t deadline;
 } wcall;
 
 static void hook(int point, uint32_t s) {
@@ -143,7 +144,9 @@ static int w_fail(cf_call *c, int code, const char *msg) {
 static bool w_stop(cf_call *c) {
   wcall *wc = (wcall *)c;
   /* relaxed: STOP is a polled hint */
-  return atomic_load_explicit(&wc->sl->word, memory_order_relaxed) & CF__ST_STOP;
+  if (atomic_load_explicit(&wc->sl->word, memory_order_relaxed) & CF__ST_STOP) return true;
+  /* past its deadline, the kill from the supervisor is on its way */
+  return wc->deadline && cf__now_ns() >= wc->deadline;
 }
 
 static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
@@ -248,7 +251,7 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
   cf__slot *sl = cf__pp_slot(p, s);
   uint32_t gen = cf__st_gen(running);
   hook(CF__PP_AFTER_CLAIM, s);
-  wcall wc = {.p = p, .sl = sl, .s = s};
+  wcall wc = {.p = p, .sl = sl, .s = s, .deadline = sl->deadline};
   wc.c.ops = &w_ops;
   wc.c.ctx = sl;
   wc.c.max_result = p->max_result;
@@ -264,6 +267,11 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
     wc.c.arg_len = alen;
     ((cf_fn)fn)(&wc.c);
     if (wc.c.outcome == 2) err = wc.c.err;
+    if (wc.deadline && cf__now_ns() >= wc.deadline) {
+      /* finished past its deadline: fails like a thread task would */
+      err = CF_ETIMEDOUT;
+      set_outcome(sl, err);
+    }
     if (wc.c.outcome == 0) {
       atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed); /* see set_outcome */
       set_outcome(sl, 0);

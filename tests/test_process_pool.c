@@ -109,6 +109,12 @@ static void t_block(cf_call *c) {
   cf_call_return(c, &r, sizeof r);
 }
 
+static void t_until_stop(cf_call *c) {
+  while (!cf_call_stop_requested(c)) nap_ms(1);
+  int r = 1;
+  cf_call_return(c, &r, sizeof r);
+}
+
 static void t_fail(cf_call *c) {
   cf_call_fail(c, 42, "boom");
 }
@@ -448,6 +454,12 @@ static void test_deadlines(void) {
   expect_eq(r, 7);
   cf_future_release(f);
   cf_future_release(blocker);
+  /* a task that watches cf_call_stop_requested() sees its deadline; the
+   * future fails CF_ETIMEDOUT whether the task returns or is killed first */
+  so.timeout_ns = 30 * 1000000LL;
+  assert_rc(cf_submit_ex(ex, t_until_stop, NULL, 0, &so, &f), 0);
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ETIMEDOUT);
+  cf_future_release(f);
   /* a generous deadline does not fire */
   so.timeout_ns = 60LL * 1000000000;
   assert_rc(cf_submit_ex(ex, t_square, &r, sizeof r, &so, &f), 0);
