@@ -270,7 +270,7 @@ typedef int (*cf_map_source)(void *arg, const void **item, size_t *len);
 typedef struct cf_map_opts {
   size_t window;      /* tasks in flight at most; 0: 2 x workers */
   size_t chunk;       /* items per task; 0 or 1: one item per task */
-  int64_t timeout_ns; /* total, from cf_map_new(); negative: none */
+  int64_t timeout_ns; /* total, from cf_map_new(); negative: none; 0 polls */
 } cf_map_opts;
 
 typedef struct cf_map cf_map;
