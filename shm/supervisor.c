@@ -128,15 +128,25 @@ static void rescan(cf__pool *p) {
 
 /* ---- hints to put back ---- */
 
-static void repush_add(cf__pool *p, uint32_t h) {
+static void wake_worker(cf__pool *p);
+
+/* mu held. Put a hint back: into the ring, or into the list when the ring is
+ * full. False only if the list cannot grow (ENOMEM): the caller fails the
+ * task rather than lose it. */
+static bool repush_add(cf__pool *p, uint32_t h) {
+  if (p->nrepush == 0 && cf__ring_push(&p->seg.ctl->sq, p->seg.sq, p->seg.p.sq_log2, h) == 0) {
+    wake_worker(p);
+    return true;
+  }
   if (p->nrepush == p->repush_cap) {
     size_t cap = p->repush_cap ? 2 * p->repush_cap : 16;
     uint32_t *n = realloc(p->repush, cap * sizeof *n);
-    if (!n) return; /* the hint is lost; its task fails at shutdown's drain */
+    if (!n) return false;
     p->repush = n;
     p->repush_cap = cap;
   }
   p->repush[p->nrepush++] = h;
+  return true;
 }
 
 static void wake_worker(cf__pool *p) {
@@ -225,7 +235,14 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
   unsigned freed = 0;
   pthread_mutex_lock(&p->mu);
   uint32_t t = atomic_load(&rec->taking);
-  if (t != CF__HINT_NONE) repush_add(p, t);
+  cf__settle lost_st;
+  bool lost = false;
+  if (t != CF__HINT_NONE && !repush_add(p, t)) {
+    uint32_t ls = cf__hint_slot(t);
+    if (ls < p->nslots && p->ps[ls].in_use && cf__hint_genbits(p->ps[ls].gen) == cf__hint_gen(t))
+      lost = cf__pp_fail_locked(p, ls, p->ps[ls].gen, false, CF_STATE_FAILED, CF_ENOMEM, NULL,
+                                false, &lost_st);
+  }
   for (uint32_t s = 0; s < p->nslots; s++) {
     if (p->ps[s].quarantine == idx + 1) {
       p->ps[s].quarantine = 0;
@@ -248,6 +265,7 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
   }
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
+  if (lost) cf__pp_settle_finish(p, &lost_st);
   while (freed--) cf__pp_unref(p);
   if (newly_broken) fail_pending(p, CF_EBROKEN);
   /* The notice of some other slot cannot have died with this worker, but
