@@ -452,12 +452,19 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
     pthread_mutex_unlock(&p->mu);
     if (!e && (flags & CF_SUBMIT_NOWAIT)) e = CF_EAGAIN;
     if (e) {
-      /* Nobody saw this task: retire it (no hint, no handle given out). */
-      uint32_t w = cf__st_make(gen, 0, CF_STATE_CANCELLED);
-      atomic_store_explicit(&sl->word, w, memory_order_release); /* see above */
-      cf__future_unref(f);
-      cf__future_unref(f);
-      return e;
+      /* Retire the task (no hint pushed, no handle given out) — unless a
+       * worker popping a stale hint of this slot claimed it meanwhile:
+       * then it runs, and the submit succeeded after all. */
+      uint32_t w = cf__st_make(gen, 0, CF_STATE_PENDING);
+      /* relaxed: nobody reads what this word publishes (no handle) */
+      if (atomic_compare_exchange_strong_explicit(&sl->word, &w,
+                                                  cf__st_make(gen, 0, CF_STATE_CANCELLED),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+        cf__future_unref(f);
+        cf__future_unref(f);
+        return e;
+      }
+      break;
     }
     nap(&backoff);
   }
