@@ -14,7 +14,16 @@
  *     shared one only when the copy says the ring is full: `top` only grows,
  *     so a stale copy under-estimates the free room, never over-estimates;
  *   - push publishes with a release store of `bottom` instead of a release
- *     fence + relaxed store (same code on x86; TSan understands it).
+ *     fence + relaxed store (same code on x86; TSan understands it);
+ *   - the two seq_cst fences (take: between the store of bottom and the
+ *     load of top; steal: between the loads of top and bottom) are folded
+ *     into seq_cst accesses: with every access in the take/steal race
+ *     seq_cst, the single total order gives the argument of the original
+ *     (sequentially consistent) algorithm: if a thief read bottom before the
+ *     owner's decrement, the owner's later load of top sees at least the
+ *     thief's top, so both go to the CAS on top for the same element. TSan
+ *     models seq_cst accesses (it ignores fences), and a steal costs no
+ *     fence on x86.
  * Slots are atomics read with relaxed loads: a slow thief may read a slot
  * the owner is overwriting, and its CAS on `top` then fails.
  *
@@ -89,11 +98,11 @@ static inline cf_future *cf__deque_pop(cf__deque *d) {
   /* Empty for sure (top only grows): skip the fence. relaxed: a stale top
    * is smaller, so this never reports empty wrongly. */
   if (b < atomic_load_explicit(&d->top, memory_order_relaxed)) return NULL;
-  /* relaxed store + seq_cst fence: the paper's take(); the fence orders the
-   * store of bottom before the load of top against a thief's fence */
-  atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
-  atomic_thread_fence(memory_order_seq_cst);
-  int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+  /* seq_cst store, then seq_cst load: the store of bottom is ordered before
+   * the load of top in the single total order, against the thief's seq_cst
+   * loads of top then bottom (see DESIGN: the paper's fences, folded) */
+  atomic_store(&d->bottom, b);
+  int64_t t = atomic_load(&d->top);
   if (t > b) {
     /* empty: restore (relaxed: as in the paper, nothing is published) */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
@@ -113,10 +122,11 @@ static inline cf_future *cf__deque_pop(cf__deque *d) {
 /* Any thread: steal from the top (FIFO). NULL when empty, CF__DEQUE_ABORT
  * when it lost a race (retry if you care). */
 static inline cf_future *cf__deque_steal(cf__deque *d) {
-  /* acquire + seq_cst fence + acquire: the paper's steal() */
-  int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-  atomic_thread_fence(memory_order_seq_cst);
-  int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
+  /* seq_cst loads of top then bottom: the paper's steal() with its fence
+   * folded in (DESIGN); reading a push's release store of bottom also
+   * acquires the slot and the future's fields */
+  int64_t t = atomic_load(&d->top);
+  int64_t b = atomic_load(&d->bottom);
   if (t >= b) return NULL;
   cf_future *f = atomic_load_explicit(&d->buf[t & d->mask], memory_order_relaxed);
   if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
