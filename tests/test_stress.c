@@ -55,7 +55,9 @@ static cf_executor *pool_new(unsigned workers) {
   return ex;
 }
 
-static uint64_t mix(uint64_t i) { return i * 0x9e3779b97f4a7c15ull ^ (i >> 7); }
+static uint64_t mix(uint64_t i) {
+  return i * 0x9e3779b97f4a7c15ull ^ (i >> 7);
+}
 
 static void cells_clear(size_t n) {
   assert_true(n <= n_cells);
@@ -106,8 +108,8 @@ static uint64_t submit_window(cf_executor *ex, uint64_t first, uint64_t n, size_
     cf_future *f = NULL;
     int rc = cf_submit(ex, tiny_task, &a, sizeof a, &f);
     if (rc != 0) {
-      cf_test_fail(__FILE__, __LINE__, "cf_submit", "task %llu: %s", (unsigned long long)(first + k),
-                   cf_strerror(rc));
+      cf_test_fail(__FILE__, __LINE__, "cf_submit", "task %llu: %s",
+                   (unsigned long long)(first + k), cf_strerror(rc));
       exit(1);
     }
     if (k % 8 == 7) {
@@ -305,10 +307,18 @@ static void test_cancel(void) {
      * be starting right now), or leave it alone. */
     uint64_t victim = i;
     switch (i % 4) {
-      case 0: victim = i; break;
-      case 1: victim = i >= 3 ? i - 3 : i; break;
-      case 2: victim = i >= 17 ? i - 17 : i; break;
-      case 3: victim = UINT64_MAX; break;
+      case 0:
+        victim = i;
+        break;
+      case 1:
+        victim = i >= 3 ? i - 3 : i;
+        break;
+      case 2:
+        victim = i >= 17 ? i - 17 : i;
+        break;
+      case 3:
+        victim = UINT64_MAX;
+        break;
     }
     if (victim != UINT64_MAX && rec[victim].cancel_rc == 1)
       rec[victim].cancel_rc = cf_future_cancel(fs[victim % LIVE]);
@@ -318,7 +328,7 @@ static void test_cancel(void) {
   assert_rc(cf_executor_destroy(ex), 0); /* joins: every cell is final */
 
   uint64_t counts[4] = {0}; /* cancelled, busy, done, untouched */
-  uint64_t killed = 0;       /* processes: cancelled after it had started */
+  uint64_t killed = 0;      /* processes: cancelled after it had started */
   for (uint64_t i = 0; i < n; i++) {
     uint32_t ran = atomic_load_explicit(&cells[i], memory_order_relaxed);
     const cancel_rec *c = &rec[i];
@@ -336,8 +346,10 @@ static void test_cancel(void) {
     }
     /* Both ways round: the task ran <=> its future finished. A process task
      * killed by cancel may have started: there only "never ran => cancelled". */
-    if (!processes) ok = ok && ((ran == 1) == (c->state == CF_STATE_FINISHED));
-    else if (ran == 0) ok = ok && c->state == CF_STATE_CANCELLED;
+    if (!processes)
+      ok = ok && ((ran == 1) == (c->state == CF_STATE_FINISHED));
+    else if (ran == 0)
+      ok = ok && c->state == CF_STATE_CANCELLED;
     if (!ok && cf_test_failures < 20)
       cf_test_fail(__FILE__, __LINE__, "cancel oracle",
                    "task %llu: cancel %d, state %d, result %d, ran %u", (unsigned long long)i,
@@ -347,11 +359,11 @@ static void test_cancel(void) {
   }
   free(fs);
   free(rec);
-  printf("cancel: %llu tasks: %llu cancelled (%llu of them killed running), %llu busy, %llu already "
-         "done, %llu left alone\n",
-         (unsigned long long)n, (unsigned long long)counts[0], (unsigned long long)killed,
-         (unsigned long long)counts[1], (unsigned long long)counts[2],
-         (unsigned long long)counts[3]);
+  printf(
+      "cancel: %llu tasks: %llu cancelled (%llu of them killed running), %llu busy, %llu already "
+      "done, %llu left alone\n",
+      (unsigned long long)n, (unsigned long long)counts[0], (unsigned long long)killed,
+      (unsigned long long)counts[1], (unsigned long long)counts[2], (unsigned long long)counts[3]);
 }
 
 /* ---- callbacks, cf_wait, cf_as_completed under races ------------------------- */
@@ -439,7 +451,8 @@ static void test_callbacks(void) {
     for (unsigned i = 0; i < BATCH; i++) {
       unsigned spin = (unsigned)((round * 31 + i * 17) % 5) * 300;
       assert_rc(cf_submit(ex, cb_task, &spin, sizeof spin, &r.fs[i]), 0);
-      atomic_store_explicit(&r.published, i + 1, memory_order_release); /* pairs with the helper's acquire */
+      atomic_store_explicit(&r.published, i + 1,
+                            memory_order_release); /* pairs with the helper's acquire */
       expect_rc(cf_future_add_done_callback(r.fs[i], on_done, &r.cb_a[i]), 0);
       if (i % 5 == 1) cf_future_cancel(r.fs[i]);
     }
@@ -537,8 +550,8 @@ static void test_callbacks(void) {
   if (ex) cf_executor_destroy(ex);
   pthread_barrier_destroy(&r.go);
   pthread_barrier_destroy(&r.added);
-  printf("callbacks: %llu rounds x %d futures, %llu cancelled\n", (unsigned long long)rounds,
-         BATCH, (unsigned long long)cancelled);
+  printf("callbacks: %llu rounds x %d futures, %llu cancelled\n", (unsigned long long)rounds, BATCH,
+         (unsigned long long)cancelled);
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -560,13 +573,26 @@ int main(int argc, char **argv) {
   while ((opt = getopt(argc, argv, "n:f:s:m:c:r:")) != -1) {
     uint64_t v = strtoull(optarg, NULL, 10);
     switch (opt) {
-      case 'n': n_tiny = v; break;
-      case 'f': fib_n = (unsigned)v; break;
-      case 's': n_subs = (unsigned)v; break;
-      case 'm': n_sub_each = v; break;
-      case 'c': n_cancel = v; break;
-      case 'r': n_rounds = v; break;
-      default: return 2;
+      case 'n':
+        n_tiny = v;
+        break;
+      case 'f':
+        fib_n = (unsigned)v;
+        break;
+      case 's':
+        n_subs = (unsigned)v;
+        break;
+      case 'm':
+        n_sub_each = v;
+        break;
+      case 'c':
+        n_cancel = v;
+        break;
+      case 'r':
+        n_rounds = v;
+        break;
+      default:
+        return 2;
     }
   }
   if (n_subs == 0 || n_subs > 64 || fib_n > 40) return 2;
