@@ -35,13 +35,15 @@ int cf__ring_push(cf__ring_idx *r, _Atomic uint64_t *cells, unsigned log2cap, ui
         help_advance(&r->tail, t);
         return 0;
       }
-    } else if (d == 1) {
-      help_advance(&r->tail, t); /* filled at index t already: tail lags */
-    } else if (d < 0) {
+    } else if (d > 0) {
+      /* Index t was filled already (d == 1), and maybe consumed too (d ==
+       * 2) while its producer stalled before advancing tail: tail lags, help
+       * it on. If t itself was stale the CAS fails and we reload. */
+      help_advance(&r->tail, t);
+    } else {
       /* Still full from the previous lap: full, unless t is stale. */
       if (atomic_load(&r->tail) == t) return CF_EAGAIN;
     }
-    /* d > 1: t is stale (the cell moved on); reload. */
   }
   return CF_EPROTO;
 }
@@ -62,9 +64,12 @@ int cf__ring_pop(cf__ring_idx *r, _Atomic uint64_t *cells, unsigned log2cap, uin
         *out = (uint32_t)c;
         return 0;
       }
-    } else if (d == 1) {
-      help_advance(&r->head, h); /* drained at index h already: head lags */
-    } else if (d < 0) {
+    } else if (d > 0) {
+      /* Index h was drained already (d == 1), and maybe refilled for the
+       * next lap (d == 2) while its consumer stalled before advancing head:
+       * head lags, help it on; a stale h makes the CAS fail and we reload. */
+      help_advance(&r->head, h);
+    } else {
       /* Not filled for this lap yet: empty, unless h is stale. */
       if (atomic_load(&r->head) == h) return CF_EAGAIN;
     }
