@@ -309,6 +309,54 @@ static void test_wait_reuse(void) {
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
+/* ---- futures of both executors in one wait, duplicates ------------------- */
+
+static void test_mixed(void) {
+  cf_executor *tp = NULL, *pp = NULL;
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 1;
+  assert_rc(cf_thread_pool_new(&o, &tp), 0);
+  assert_rc(cf_process_pool_new(&o, &pp), 0);
+  uint64_t rounds = cf_test_scale(300);
+  uint64_t s = 4242;
+  for (uint64_t r = 0; r < rounds; r++) {
+    enum { M = 6 };
+    cf_future *fs[M + 2];
+    for (int i = 0; i < M; i++) {
+      work_arg a = {(int64_t)(r * M + i) * 7 + 3, (uint32_t)(rng_next(&s) % 30000)};
+      assert_rc(cf_submit(i % 2 ? pp : tp, work_task, &a, sizeof a, &fs[i]), 0);
+    }
+    fs[M] = fs[0]; /* the same future twice: each index is its own entry */
+    fs[M + 1] = fs[1];
+    int mode = (int)(r % 3) + 1;
+    bool done[M + 2];
+    expect_rc(cf_wait(fs, M + 2, mode, -1, done), 0);
+    expect_eq(done[M], done[0]);
+    cf_as_completed *it = NULL;
+    assert_rc(cf_as_completed_new(fs, M + 2, -1, &it), 0);
+    int seen[M + 2] = {0}, n = 0;
+    size_t idx;
+    cf_future *f;
+    while (cf_as_completed_next(it, &f, &idx) == 0) {
+      if (idx < M + 2) seen[idx]++;
+      expect_true(idx < M + 2 && f == fs[idx] && cf_future_done(f));
+      n++;
+    }
+    expect_eq(n, M + 2);
+    for (int i = 0; i < M + 2; i++) expect_eq(seen[i], 1);
+    cf_as_completed_free(it);
+    for (int i = 0; i < M; i++) {
+      int64_t v = 0;
+      expect_rc(cf_future_result(fs[i], &v, sizeof v, NULL, 0), 0);
+      expect_eq(v, oracle((int64_t)(r * M + i) * 7 + 3));
+      cf_future_release(fs[i]);
+    }
+  }
+  expect_rc(cf_executor_destroy(pp), 0);
+  expect_rc(cf_executor_destroy(tp), 0);
+}
+
 /* ---- map against the oracle -------------------------------------------------- */
 
 typedef struct src_state {
@@ -466,6 +514,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_rounds);
   CF_RUN(test_abandoned);
   CF_RUN(test_wait_reuse);
+  if (process_kind) CF_RUN(test_mixed); /* both pools: once is enough */
   CF_RUN(test_map_oracle);
   CF_RUN(test_nested);
   CF_RUN(test_nested_wait);
