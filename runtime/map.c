@@ -43,6 +43,7 @@ typedef struct packbuf {
   unsigned char *p;
   size_t len, cap;
   bool oom;
+  bool borrowed; /* p is a caller's buffer (the runner's stack): never freed */
 } packbuf;
 
 static bool pb_reserve(packbuf *b, size_t more) {
@@ -54,14 +55,22 @@ static bool pb_reserve(packbuf *b, size_t more) {
   if (b->len + more <= b->cap) return true;
   size_t cap = b->cap ? b->cap : 256;
   while (cap < b->len + more) cap *= 2;
-  unsigned char *p = realloc(b->p, cap);
+  unsigned char *p = b->borrowed ? malloc(cap) : realloc(b->p, cap);
   if (!p) {
     b->oom = true;
     return false;
   }
+  if (b->borrowed && b->len) memcpy(p, b->p, b->len);
+  b->borrowed = false;
   b->p = p;
   b->cap = cap;
   return true;
+}
+
+static void pb_free(packbuf *b) {
+  if (!b->borrowed) free(b->p);
+  b->p = NULL;
+  b->cap = b->len = 0;
 }
 
 /* Append len bytes (may be NULL: zeros) padded to 8. */
@@ -146,7 +155,9 @@ static void chunk_runner(cf_call *outer) {
   memcpy(&fnbits, a, 8);
   memcpy(&count, a + 8, 8);
   cf_fn fn = (cf_fn)(uintptr_t)fnbits;
-  packbuf out = {0};
+  /* Results of a small chunk stay on the stack: no allocation per chunk. */
+  unsigned char stackbuf[2048] __attribute__((aligned(16)));
+  packbuf out = {.p = stackbuf, .len = 0, .cap = sizeof stackbuf, .oom = false, .borrowed = true};
   if (!pb_put(&out, &count, 8)) goto oom;
   size_t pos = 16;
   uint64_t done = 0;
@@ -174,10 +185,10 @@ static void chunk_runner(cf_call *outer) {
   }
   memcpy(out.p, &done, 8); /* the count actually produced */
   cf_call_return(outer, out.p, out.len);
-  free(out.p);
+  pb_free(&out);
   return;
 oom:
-  free(out.p);
+  pb_free(&out);
   cf_call_fail(outer, CF_ENOMEM, "map chunk: out of memory");
 }
 
@@ -521,6 +532,6 @@ void cf_map_free(cf_map *m) {
   }
   free(m->ring);
   free(m->res);
-  free(m->pack.p);
+  pb_free(&m->pack);
   free(m);
 }

@@ -713,6 +713,25 @@ static void test_map(void) {
     cf_map_free(m);
   }
 
+  /* chunked results larger than the runner's stack buffer */
+  {
+    size_t sizes[6] = {100, 3000, 0, 10, 5000, 1};
+    cf_map_opts o = {.window = 2, .chunk = 4, .timeout_ns = -1};
+    cf_map *m = NULL;
+    assert_rc(cf_map_array(ex, gen_task, sizes, 6, sizeof sizes[0], &o, &m), 0);
+    static unsigned char buf[6000];
+    for (int i = 0; i < 6; i++) {
+      size_t len = 0;
+      expect_rc(cf_map_next(m, buf, sizeof buf, &len), 0);
+      expect_eq(len, sizes[i]);
+      bool ok = true;
+      for (size_t k = 0; k < len; k++) ok &= buf[k] == (unsigned char)(k * 7 + 3);
+      expect_true(ok);
+    }
+    expect_rc(cf_map_next(m, buf, sizeof buf, NULL), CF_EDONE);
+    cf_map_free(m);
+  }
+
   /* too small a buffer: CF_ERANGE and *len; the item stays */
   for (size_t chunk = 1; chunk <= 2; chunk++) {
     cf_map_opts o = {.window = 2, .chunk = chunk, .timeout_ns = -1};
