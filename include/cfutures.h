@@ -238,6 +238,86 @@ int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg);
 int cf_future_retain(cf_future *f);
 int cf_future_release(cf_future *f);
 
+/* ---- Fork-join frames --------------------------------------------------- */
+
+/* A spawned task that lives in the spawner's own storage instead of a heap
+ * future: the cheapest fork-join (like Lace's SPAWN/SYNC or TBB's
+ * task_group), for recursive divide and conquer inside a thread pool.
+ *
+ *     static cf_executor *ex;                // a thread pool
+ *     static int64_t fib(int n);
+ *     static void fib_task(cf_call *c) {
+ *       int64_t r = fib(*(const int *)cf_call_arg(c, NULL));
+ *       cf_call_return(c, &r, sizeof r);
+ *     }
+ *     static int64_t fib(int n) {            // called inside a task of ex
+ *       if (n < 2) return n;
+ *       cf_frame fr;
+ *       int m = n - 1;
+ *       int64_t a = 0;
+ *       cf_spawn(ex, &fr, fib_task, &m, sizeof m);   // fib(n-1), here or stolen
+ *       int64_t b = fib(n - 2);                       // meanwhile
+ *       cf_join(&fr, &a, sizeof a, NULL);             // a = fib(n-1)
+ *       return a + b;
+ *     }
+ *
+ * Rules
+ *   - The frame must outlive its join (a local of the function that joins
+ *     it is the intended use). Every successful cf_spawn() is followed by
+ *     exactly one cf_join() of that frame, by the thread that spawned it,
+ *     and a thread joins its frames in the reverse order of their spawns
+ *     (last spawned, first joined). A failed cf_spawn() spawned nothing: do
+ *     not join it. Debug builds (CF_DEBUG) check the frame's state and the
+ *     joining thread (CF_EINVAL); release builds check the state only.
+ *   - Argument bytes are copied into the frame (up to CF_FRAME_INLINE_ARG
+ *     bytes). The result (cf_call_return) is copied into the frame when it
+ *     fits CF_FRAME_INLINE_RESULT bytes, else into a heap buffer the frame
+ *     owns and cf_join() frees: any size works.
+ *   - Where it is fast: spawned by a worker of `ex` (a thread pool) with an
+ *     argument that fits, the task goes onto the worker's own deque with no
+ *     allocation; cf_join() takes it back and calls it inline unless another
+ *     worker stole it, in which case the joiner runs other work (from the
+ *     thief first) until it is done. Anywhere else (a thread outside the
+ *     pool, a process pool, a larger argument) the frame holds an ordinary
+ *     future (cf_submit + cf_future_result), with the same semantics, so the
+ *     one-line switch between executors still holds.
+ *   - No cancel, no deadline, no callbacks: use futures for those. A frame
+ *     task sees cf_call_stop_requested() only for a CF_SHUTDOWN_KILL
+ *     shutdown of a thread pool. A shutdown with CF_SHUTDOWN_CANCEL_FUTURES
+ *     (or a broken pool) can still drop a frame task that a thief or the
+ *     drain took before it ran: cf_join() then reports CF_ECANCELLED (or
+ *     CF_EBROKEN). A spawn from a worker of a thread pool shut down that way
+ *     fails with CF_ESHUTDOWN (CF_EBROKEN), as cf_submit() does.
+ *   - cf_stats counts futures: frames that ran on their spawner's thread
+ *     are not counted; stolen frames count in `stolen` only. */
+#define CF_FRAME_INLINE_ARG 48
+#define CF_FRAME_INLINE_RESULT 32
+
+typedef struct cf_frame {
+  uint64_t _opaque[16] __attribute__((aligned(64))); /* 128 bytes, cache-line aligned */
+} cf_frame;
+
+/* Spawn fn(arg) into `fr` (len bytes copied; arg may be NULL when len is 0).
+ * 0, or: CF_EINVAL (NULL ex, fr or fn), CF_ENOMEM, CF_ESHUTDOWN, CF_EBROKEN,
+ * CF_E2BIG (a process pool's argument limit). */
+int cf_spawn(cf_executor *ex, cf_frame *fr, cf_fn fn, const void *arg, size_t len);
+
+/* Wait for the task spawned into `fr` (running other work meanwhile inside a
+ * thread pool) and copy its result into out[0..cap), its size into *len
+ * (out may be NULL when cap is 0; len may be NULL). The frame is joined
+ * whatever the outcome. 0, or: CF_ERANGE (cap too small: *len says how big;
+ * the result is dropped), CF_ETASK (the task called cf_call_fail: see
+ * cf_frame_error), CF_E2BIG / CF_ENOMEM (its cf_call_return failed),
+ * CF_ECANCELLED / CF_EBROKEN (see above), a process pool's errors
+ * (CF_ECRASHED ...), CF_EINVAL (not a spawned frame, joined twice, or, in
+ * debug builds, joined by another thread than its spawner). */
+int cf_join(cf_frame *fr, void *out, size_t cap, size_t *len);
+
+/* After a cf_join() that returned CF_ETASK: *code gets the code the task
+ * gave cf_call_fail() (frames keep only the code, not the message). 0, or
+ * CF_EINVAL if the frame's join did not fail with CF_ETASK. */
+int cf_frame_error(const cf_frame *fr, int *code);
+
 /* ---- Waiting on many ---------------------------------------------------- */
 
 enum {

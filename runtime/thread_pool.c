@@ -25,6 +25,26 @@
  * The fast path: the awaited task is usually the last one we pushed, so the
  * join pops it back from the bottom of our deque and runs it inline.
  *
+ * Frames (cf_spawn / cf_join, Lace's SPAWN/SYNC). A cf_frame lives in the
+ * spawner's stack; a spawn from a worker of the pool copies the argument
+ * into it and pushes the frame's address, tagged with bit 0, onto the
+ * worker's deque: no allocation, no atomic besides the deque's. Every place
+ * that takes a deque entry (run_task, drain) checks the tag. The join pops
+ * the bottom: if that is its frame (joins are LIFO, so it is unless a thief
+ * took it) it calls the task inline with a stack cf_call whose ops write
+ * the result into the frame: no atomic on the frame at all. Otherwise the
+ * frame was stolen: the thief ORs its index into the frame's word before
+ * running it (so the joiner leapfrogs: it steals only from that thief, as
+ * the future join does), writes the outcome, then ORs FR_DONE with release
+ * and calls FUTEX_WAKE only if the joiner had set FR_WAITERS (a CAS, just
+ * before a bounded futex wait). After that RMW the frame may be gone (the
+ * joiner returned): the thief touches nothing but the wake's address (a
+ * late wake on a reused address is a spurious wake-up, which every futex
+ * waiter here tolerates). A drain (shutdown with cancel, broken pool) that
+ * takes a frame fails it the same way instead of running it. A full deque
+ * runs the task inside cf_spawn. Anything else (not a worker of this pool,
+ * a large argument, a process pool) keeps an ordinary future in the frame.
+ *
  * Idle workers. A worker that finds nothing becomes "searching" and keeps
  * looking for a bounded *time* (SEARCH_NS, by the clock), then parks on a
  * per-worker futex word (park.h has the wake-up protocol: a submit wakes one
@@ -179,9 +199,149 @@ static bool all_queues_empty(pool *p) {
   return true;
 }
 
+/* ---- fork-join frames (cf_spawn / cf_join): the task's state ------------ */
+
+/* The inside of a cf_frame (see DESIGN: frames). may_alias: the user's
+ * object has the declared type cf_frame. */
+typedef struct __attribute__((may_alias)) frame {
+  /* FR_DONE | FR_WAITERS | thief index + 1 << FR_THIEF_SHIFT; 0 while queued.
+   * Touched only when the frame leaves its spawner's deque by a steal. */
+  _Atomic uint32_t word;
+  uint32_t magic; /* FR_QUEUED / FR_RAN / FR_FUTURE / FR_JOINED: spawner only */
+  cf_fn fn;
+  uint32_t arg_len;
+  uint32_t res_len;
+  int32_t err;  /* 0, or the CF_E* cf_join reports */
+  int32_t code; /* err == CF_ETASK: the code given to cf_call_fail */
+  union {
+    cf_future *fut; /* FR_FUTURE: the fallback future */
+    void *res_heap; /* a result over CF_FRAME_INLINE_RESULT bytes */
+  } u;
+  void *owner; /* CF_DEBUG: the spawning thread (&tl_worker of that thread) */
+  unsigned char arg[CF_FRAME_INLINE_ARG];
+  unsigned char res[CF_FRAME_INLINE_RESULT];
+} frame;
+
+_Static_assert(sizeof(frame) <= sizeof(cf_frame), "frame fits cf_frame");
+_Static_assert(_Alignof(cf_frame) >= 2, "frames are tagged in bit 0");
+
+#define FR_DONE 1u
+#define FR_WAITERS 2u
+#define FR_THIEF_SHIFT 8
+
+#define FR_QUEUED 0xcf5f0001u /* on the spawner's deque (or taken by a thief) */
+#define FR_RAN 0xcf5f0002u    /* the deque was full: ran inside cf_spawn */
+#define FR_FUTURE 0xcf5f0003u /* fallback: u.fut holds a future */
+#define FR_JOINED 0xcf5f00ddu /* joined: err/code readable */
+
+/* Deque entries are futures, or frames tagged with bit 0. */
+static inline bool is_frame(const cf_future *e) {
+  return ((uintptr_t)e & 1u) != 0;
+}
+static inline cf_future *frame_tag(frame *fr) {
+  return (cf_future *)((uintptr_t)fr | 1u);
+}
+static inline frame *frame_untag(cf_future *e) {
+  return (frame *)((uintptr_t)e & ~(uintptr_t)1u);
+}
+
+static int frame_ret(cf_call *c, const void *v, size_t len) {
+  frame *fr = c->ctx;
+  if (c->outcome) return CF_EINVAL;
+  if (len && !v) return CF_EINVAL;
+  if (len > UINT32_MAX) {
+    c->outcome = 2;
+    c->err = CF_E2BIG;
+    return CF_E2BIG;
+  }
+  if (__builtin_expect(len <= CF_FRAME_INLINE_RESULT, 1)) {
+    cf__copy(fr->res, v, len);
+  } else {
+    void *p = cf__alloc(len);
+    if (!p) {
+      c->outcome = 2;
+      c->err = CF_ENOMEM;
+      return CF_ENOMEM;
+    }
+    memcpy(p, v, len);
+    fr->u.res_heap = p; /* freed by cf_join */
+  }
+  fr->res_len = (uint32_t)len;
+  c->outcome = 1;
+  return 0;
+}
+
+static int frame_fail(cf_call *c, int code, const char *msg) {
+  (void)msg; /* frames keep only the code (cfutures.h) */
+  frame *fr = c->ctx;
+  if (c->outcome) return CF_EINVAL;
+  fr->code = code;
+  c->outcome = 2;
+  c->err = CF_ETASK;
+  return 0;
+}
+
+static bool frame_stop(cf_call *c) {
+  (void)c;
+  worker *w = tl_worker; /* frames run only on their pool's workers */
+  /* relaxed: a polled hint (shutdown with CF_SHUTDOWN_KILL) */
+  return w && atomic_load_explicit(&w->pool->base.stop_all, memory_order_relaxed);
+}
+
+static const cf__call_ops frame_call_ops = {frame_ret, frame_fail, frame_stop};
+
+/* Call the frame's task on this thread and record its outcome in the frame
+ * (plain stores: whoever runs it owns the frame until it is done). */
+static inline __attribute__((always_inline)) void frame_call(frame *fr) {
+  cf_call c = {
+      .ops = &frame_call_ops,
+      .arg = fr->arg,
+      .arg_len = fr->arg_len,
+      .ctx = fr,
+      .max_result = UINT32_MAX,
+      .outcome = 0,
+      .err = 0,
+  };
+  fr->res_len = 0;
+  fr->fn(&c);
+  fr->err = c.outcome == 2 ? c.err : 0;
+}
+
+/* A frame taken out of its spawner's deque by another thread (a thief, a
+ * drain) is done: publish. The frame may vanish (the joiner returns) as soon
+ * as FR_DONE is visible, so nothing touches it after the RMW but the futex
+ * wake, which only uses its address. */
+static inline void frame_publish(frame *fr) {
+  /* release: the outcome and result written before pair with the joiner's
+   * acquire load of the word in join_wait() */
+  uint32_t old = atomic_fetch_or_explicit(&fr->word, FR_DONE, memory_order_release);
+  if (old & FR_WAITERS) cf__futex_wake(&fr->word, INT32_MAX, false);
+}
+
+/* Any worker but the spawner's fast path: run a frame that was stolen (or
+ * popped by a helper). */
+static __attribute__((noinline)) void run_frame(worker *w, frame *fr) {
+  /* relaxed: the flags are hints here, as in run_task() */
+  uint32_t g = atomic_load_explicit(&w->pool->flags, memory_order_relaxed);
+  if (__builtin_expect(g & (GATE_CANCEL | GATE_BROKEN), 0)) {
+    fr->res_len = 0;
+    fr->err = (g & GATE_BROKEN) ? CF_EBROKEN : CF_ECANCELLED;
+  } else {
+    /* the runner's index, for the joiner's leapfrogging. relaxed: a hint;
+     * an RMW so that it never overwrites the joiner's FR_WAITERS */
+    atomic_fetch_or_explicit(&fr->word, (w->index + 1) << FR_THIEF_SHIFT, memory_order_relaxed);
+    frame_call(fr);
+  }
+  frame_publish(fr);
+}
+
 /* ---- running ----------------------------------------------------------- */
 
 static inline void run_task(worker *w, cf_future *f) {
+  if (__builtin_expect(is_frame(f), 0)) {
+    run_frame(w, frame_untag(f)); /* frames are not counted in `queued` */
+    return;
+  }
   pool *p = w->pool;
   task_taken(p);
   /* relaxed: the flags are hints here; drains synchronise through the gate */
@@ -352,6 +512,15 @@ static void drain(pool *p, bool broken) {
       while ((f = cf__deque_steal(&p->w[i].dq)) != NULL) {
         if (f == CF__DEQUE_ABORT) continue;
         any = true;
+        if (is_frame(f)) {
+          /* its spawner joins it: fail it instead of running user code in
+           * the drainer (cfutures.h: frames) */
+          frame *fr = frame_untag(f);
+          fr->res_len = 0;
+          fr->err = broken ? CF_EBROKEN : CF_ECANCELLED;
+          frame_publish(fr);
+          continue;
+        }
         task_taken(p);
         if (broken) {
           cf__future_fail(f, CF_EBROKEN);
@@ -745,5 +914,191 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
     return rc;
   }
   *out = &p->base;
+  return 0;
+}
+
+/* ---- fork-join frames: cf_spawn / cf_join -------------------------------- */
+
+static const bool debug_build =
+#ifdef CF_DEBUG
+    true;
+#else
+    false;
+#endif
+
+/* The calling thread, for the debug owner check (any thread has one). */
+static inline void *thread_token(void) {
+  return (void *)&tl_worker;
+}
+
+/* Not a worker of `ex`, an argument over the inline size, a pool shut down
+ * with cancel or broken, or a process pool: an ordinary future. */
+static __attribute__((noinline)) int spawn_slow(cf_executor *ex, frame *fr, cf_fn fn,
+                                                const void *arg, size_t len) {
+  fr->magic = 0; /* a failed spawn cannot be joined */
+  cf_future *f = NULL;
+  int rc = cf_submit(ex, fn, arg, len, &f); /* checks ex, fn and arg */
+  if (rc != 0) return rc;
+  fr->u.fut = f;
+  fr->err = 0;
+  fr->code = 0;
+  fr->owner = debug_build ? thread_token() : NULL;
+  fr->magic = FR_FUTURE;
+  return 0;
+}
+
+int cf_spawn(cf_executor *ex, cf_frame *cfr, cf_fn fn, const void *arg, size_t len) {
+  frame *fr = (frame *)cfr;
+  worker *w = tl_worker;
+  if (__builtin_expect(w != NULL && (cf_executor *)w->pool == ex && fr && fn &&
+                           len <= CF_FRAME_INLINE_ARG && (arg || !len),
+                       1)) {
+    pool *p = w->pool;
+    /* relaxed: a flag check, as in tp_submit() */
+    uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
+    if (__builtin_expect(!(g & (GATE_BROKEN | GATE_CANCEL)), 1)) {
+      fr->fn = fn;
+      fr->arg_len = (uint32_t)len;
+      cf__copy(fr->arg, arg, len);
+      /* relaxed: published with the entry by the push's release store */
+      atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
+      if (debug_build) fr->owner = thread_token();
+      if (__builtin_expect(cf__deque_push(&w->dq, frame_tag(fr)), 1)) {
+        fr->magic = FR_QUEUED; /* spawner-only field: thieves never read it */
+        /* no Dekker fence: see submit_slow() */
+        if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+        return 0;
+      }
+      /* the deque is full: run it now (a sequential execution of the same
+       * program); cf_join only hands the outcome over */
+      frame_call(fr);
+      fr->magic = FR_RAN;
+      return 0;
+    }
+  }
+  if (!fr) return CF_EINVAL;
+  return spawn_slow(ex, fr, fn, arg, len);
+}
+
+/* Block on the frame's word until `until` (absolute) or FR_DONE. */
+static void frame_block(frame *fr, int64_t until) {
+  uint32_t s = atomic_load_explicit(&fr->word, memory_order_relaxed);
+  for (;;) {
+    if (s & FR_DONE) return;
+    if (s & FR_WAITERS) break;
+    /* relaxed: the bit only asks frame_publish() to wake us; the futex
+     * call re-checks the word, and the caller re-reads it with acquire */
+    if (atomic_compare_exchange_weak_explicit(&fr->word, &s, s | FR_WAITERS, memory_order_relaxed,
+                                              memory_order_relaxed)) {
+      s |= FR_WAITERS;
+      break;
+    }
+  }
+  (void)cf__futex_wait(&fr->word, s, until, false);
+}
+
+/* The spawner's join found something else than its frame at the bottom of
+ * its deque (`t`: NULL when the frame was stolen). Help until the frame is
+ * done: our own deque first, then the thief's deque (leapfrogging, as the
+ * future join in helper_wait_slow()), then block briefly and look again. */
+static __attribute__((noinline)) void join_wait(worker *w, frame *fr, cf_future *t) {
+  pool *p = w->pool;
+  cf_future *mine = frame_tag(fr);
+  int64_t idle_since = 0;
+  for (;;) {
+    if (t) {
+      if (t == mine) {
+        frame_call(fr); /* not stolen after all (joins out of order) */
+        return;
+      }
+      run_task(w, t);
+      idle_since = 0;
+    }
+    /* acquire: pairs with the release in frame_publish() (the result) */
+    uint32_t s = atomic_load_explicit(&fr->word, memory_order_acquire);
+    if (s & FR_DONE) return;
+    t = cf__deque_pop(&w->dq);
+    if (t) continue;
+    unsigned k = s >> FR_THIEF_SHIFT;
+    if (k >= 1 && k <= p->n && k - 1 != w->index) {
+      t = steal_from(w, &p->w[k - 1]);
+    } else {
+      t = take_injected(w);
+      if (!t) t = steal_any(w);
+    }
+    if (t) continue;
+    int64_t now = cf__now_ns();
+    if (idle_since == 0) idle_since = now;
+    if (now - idle_since < HELP_SPIN_NS) {
+      cf__cpu_relax();
+      continue;
+    }
+    frame_block(fr, now + HELP_BLOCK_NS);
+    idle_since = 0;
+  }
+}
+
+/* The outcome of a done frame (magic already FR_JOINED). */
+static inline int frame_result(frame *fr, void *out, size_t cap, size_t *len) {
+  if (__builtin_expect(fr->err != 0, 0)) return fr->err; /* no heap result then */
+  size_t n = fr->res_len;
+  if (len) *len = n;
+  int rc = 0;
+  if (__builtin_expect(n <= CF_FRAME_INLINE_RESULT, 1)) {
+    if (n > cap) return CF_ERANGE;
+    cf__copy(out, fr->res, n);
+    return 0;
+  }
+  if (n > cap) {
+    rc = CF_ERANGE;
+  } else {
+    memcpy(out, fr->u.res_heap, n);
+  }
+  cf__free(fr->u.res_heap, n);
+  return rc;
+}
+
+static __attribute__((noinline)) int join_future(frame *fr, void *out, size_t cap, size_t *len) {
+  cf_future *f = fr->u.fut;
+  int rc = cf_future_result(f, out, cap, len, -1);
+  fr->err = rc;
+  fr->code = 0;
+  if (rc == CF_ETASK) {
+    int code = 0;
+    if (cf_future_error(f, &code, NULL, 0) == 0) fr->code = code;
+  }
+  (void)cf_future_release(f);
+  fr->magic = FR_JOINED;
+  return rc;
+}
+
+int cf_join(cf_frame *cfr, void *out, size_t cap, size_t *len) {
+  frame *fr = (frame *)cfr;
+  if (!fr || (!out && cap)) return CF_EINVAL;
+  uint32_t m = fr->magic;
+  if (debug_build && (m == FR_QUEUED || m == FR_RAN || m == FR_FUTURE) &&
+      fr->owner != thread_token())
+    return CF_EINVAL; /* joined by another thread than its spawner */
+  if (__builtin_expect(m == FR_QUEUED, 1)) {
+    worker *w = tl_worker;
+    if (!w) return CF_EINVAL; /* not the spawning worker */
+    cf_future *t = cf__deque_pop(&w->dq);
+    if (__builtin_expect(t == frame_tag(fr), 1))
+      frame_call(fr); /* not stolen: run it here, no atomic on the frame */
+    else
+      join_wait(w, fr, t);
+  } else if (m == FR_FUTURE) {
+    return join_future(fr, out, cap, len);
+  } else if (m != FR_RAN) {
+    return CF_EINVAL; /* never spawned, a failed spawn, or joined already */
+  }
+  fr->magic = FR_JOINED;
+  return frame_result(fr, out, cap, len);
+}
+
+int cf_frame_error(const cf_frame *cfr, int *code) {
+  const frame *fr = (const frame *)cfr;
+  if (!fr || fr->magic != FR_JOINED || fr->err != CF_ETASK) return CF_EINVAL;
+  if (code) *code = fr->code;
   return 0;
 }
