@@ -129,6 +129,28 @@ static void test_full_empty_wrap(void) {
   expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), 0);
   expect_eq(v, 8);
   expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), CF_EAGAIN);
+  /* a producer stalled (or died) between its cell CAS and the tail
+   * advance while a consumer already drained that cell: the next producer
+   * finds the cell a whole step ahead of tail and must help, not reload */
+  expect_rc(cf__ring_push(&r->idx, r->cells, 2, 9), 0);
+  atomic_fetch_sub(&r->idx.tail, 1);
+  expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), 0);
+  expect_eq(v, 9);
+  expect_rc(cf__ring_push(&r->idx, r->cells, 2, 10), 0);
+  expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), 0);
+  expect_eq(v, 10);
+  /* the mirror: a consumer stalled before the head advance while producers
+   * refilled its cell for the next lap */
+  expect_rc(cf__ring_push(&r->idx, r->cells, 2, 11), 0);
+  expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), 0);
+  atomic_fetch_sub(&r->idx.head, 1);
+  for (uint32_t i = 0; i < 3; i++) expect_rc(cf__ring_push(&r->idx, r->cells, 2, 20 + i), 0);
+  expect_rc(cf__ring_push(&r->idx, r->cells, 2, 23), 0); /* lands in the stalled cell */
+  for (uint32_t i = 0; i < 4; i++) {
+    expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), 0);
+    expect_eq(v, 20 + i);
+  }
+  expect_rc(cf__ring_pop(&r->idx, r->cells, 2, &v, NULL), CF_EAGAIN);
   /* garbage in the cells: bounded, no hang */
   for (int i = 0; i < 4; i++) atomic_store(&r->cells[i], 0x7777777700000000ull);
   int rc = cf__ring_push(&r->idx, r->cells, 2, 1);
