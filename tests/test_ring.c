@@ -11,6 +11,10 @@
  *    delivered twice, and every value never delivered is the one a killed
  *    consumer was taking (its `taking` word) — what the process pool's
  *    supervisor puts back.
+ * 4. The same with producer processes killed too (a producer may die
+ *    between its cell CAS and the tail advance): the value it was pushing
+ *    is "uncertain" (delivered at most once, never pushed again); every
+ *    other value is delivered exactly once or was a killed consumer's.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -178,6 +182,19 @@ static void consumer_proc(shared_ring *r, kshared *k, unsigned slot) {
   }
 }
 
+static void consumer_proc2(shared_ring *r, _Atomic uint32_t *taking, _Atomic uint32_t *popped,
+                           unsigned slot) {
+  for (;;) {
+    uint32_t v;
+    if (cf__ring_pop(&r->idx, r->cells, KLOG2, &v, &taking[slot]) == 0) {
+      atomic_fetch_add(&popped[v], 1);
+      atomic_store(&taking[slot], 0xffffffffu);
+    } else {
+      sched_yield();
+    }
+  }
+}
+
 static void test_processes_killed(void) {
   uint32_t total = (uint32_t)cf_test_scale(60000);
   void *extra;
@@ -240,9 +257,122 @@ static void test_processes_killed(void) {
           killed, lost);
 }
 
+/* ---- 4. producers and consumers killed at random ---- */
+
+#define NONE 0xffffffffu
+typedef struct pcshared {
+  _Atomic uint32_t taking[256]; /* per consumer incarnation */
+  _Atomic uint32_t next[4];     /* per producer: next value to push */
+  _Atomic uint32_t pushing[4];  /* per producer: value being pushed, or NONE */
+  uint32_t end[4];
+  _Atomic uint32_t popped[]; /* per value, then uncertain[] after it */
+} pcshared;
+
+static void producer_proc(shared_ring *r, pcshared *k, int p) {
+  for (;;) {
+    uint32_t v = atomic_load(&k->next[p]);
+    if (v >= k->end[p]) _exit(0);
+    atomic_store(&k->pushing[p], v);
+    while (cf__ring_push(&r->idx, r->cells, KLOG2, v) != 0) sched_yield();
+    atomic_store(&k->next[p], v + 1);
+    atomic_store(&k->pushing[p], NONE);
+  }
+}
+
+static void test_producers_and_consumers_killed(void) {
+  enum { P = 2, C = 2 };
+  uint32_t per = (uint32_t)cf_test_scale(40000), total = P * per;
+  void *extra;
+  shared_ring *r = ring_map(KLOG2, sizeof(pcshared) + 2 * total * sizeof(uint32_t), &extra);
+  pcshared *k = extra;
+  _Atomic uint32_t *uncertain = k->popped + total;
+  for (int i = 0; i < 256; i++) atomic_store(&k->taking[i], NONE);
+  pid_t ppid_[P], cpid[C];
+  unsigned next_slot = 0, kills = 0;
+  for (int p = 0; p < P; p++) {
+    atomic_store(&k->next[p], p * per);
+    atomic_store(&k->pushing[p], NONE);
+    k->end[p] = (p + 1) * per;
+    ppid_[p] = fork();
+    if (ppid_[p] == 0) producer_proc(r, k, p);
+  }
+  for (int c = 0; c < C; c++) {
+    unsigned slot = next_slot++;
+    cpid[c] = fork();
+    if (cpid[c] == 0) consumer_proc2(r, k->taking, k->popped, slot);
+  }
+  unsigned seed = (unsigned)time(NULL);
+  int producers_left = P;
+  while (producers_left > 0) {
+    struct timespec ts = {0, (long)(rand_r(&seed) % 300) * 1000};
+    nanosleep(&ts, NULL);
+    int victim = rand_r(&seed) % (P + C);
+    if (victim < P) {
+      int p = victim;
+      if (ppid_[p] <= 0) continue;
+      kill(ppid_[p], SIGKILL);
+      int st;
+      waitpid(ppid_[p], &st, 0);
+      kills++;
+      uint32_t u = atomic_load(&k->pushing[p]);
+      if (u != NONE) { /* it may or may not have landed: never pushed again */
+        atomic_store(&uncertain[u], 1);
+        atomic_store(&k->next[p], u + 1);
+        atomic_store(&k->pushing[p], NONE);
+      }
+      if (WIFEXITED(st) || atomic_load(&k->next[p]) >= k->end[p]) {
+        ppid_[p] = 0;
+        producers_left--;
+        continue;
+      }
+      ppid_[p] = fork();
+      if (ppid_[p] == 0) producer_proc(r, k, p);
+    } else if (next_slot < 256) {
+      int c = victim - P;
+      kill(cpid[c], SIGKILL);
+      waitpid(cpid[c], NULL, 0);
+      kills++;
+      unsigned slot = next_slot++;
+      cpid[c] = fork();
+      if (cpid[c] == 0) consumer_proc2(r, k->taking, k->popped, slot);
+    }
+    /* reap producers that finished on their own */
+    for (int p = 0; p < P; p++) {
+      if (ppid_[p] > 0 && waitpid(ppid_[p], NULL, WNOHANG) == ppid_[p]) {
+        ppid_[p] = 0;
+        producers_left--;
+      }
+    }
+  }
+  while (cf__ring_count(&r->idx) != 0) sched_yield();
+  for (int c = 0; c < C; c++) {
+    kill(cpid[c], SIGKILL);
+    waitpid(cpid[c], NULL, 0);
+  }
+  uint32_t h;
+  while (cf__ring_pop(&r->idx, r->cells, KLOG2, &h, NULL) == 0) atomic_fetch_add(&k->popped[h], 1);
+  expect_rc(cf__ring_push(&r->idx, r->cells, KLOG2, 1), 0); /* not stalled */
+  expect_rc(cf__ring_pop(&r->idx, r->cells, KLOG2, &h, NULL), 0);
+  uint32_t dup = 0, unexplained = 0, lost = 0;
+  for (uint32_t x = 0; x < total; x++) {
+    uint32_t n = atomic_load(&k->popped[x]);
+    dup += n > 1;
+    if (n == 0 && !atomic_load(&uncertain[x])) {
+      lost++;
+      bool explained = false;
+      for (unsigned s2 = 0; s2 < next_slot; s2++) explained |= atomic_load(&k->taking[s2]) == x;
+      unexplained += !explained;
+    }
+  }
+  expect_eq(dup, 0);
+  expect_eq(unexplained, 0);
+  fprintf(stderr, "  %u processes killed, %u values lost with consumers (recorded)\n", kills, lost);
+}
+
 int main(void) {
   CF_RUN(test_full_empty_wrap);
   CF_RUN(test_threads_exactly_once);
   CF_RUN(test_processes_killed);
+  CF_RUN(test_producers_and_consumers_killed);
   return cf_test_done("test_ring");
 }
