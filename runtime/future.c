@@ -253,9 +253,13 @@ static bool complete_claimed(cf_future *f, uint32_t to, uint32_t extra) {
   uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
   for (;;) {
     if (cf__st_done(w)) return false; /* a cancel got there first */
-    /* release: the outcome written before pairs with readers' acquire */
+    /* seq_cst: its release half publishes the outcome written before (pairs
+     * with readers' acquire); seq_cst as a whole because after_done's load
+     * of the callback list is the second half of a Dekker with
+     * cf_future_add_done_callback (push, then re-load the word). On x86 it
+     * is the same lock cmpxchg. */
     if (atomic_compare_exchange_weak_explicit(word, &w, cf__st_with(w, to) | extra,
-                                              memory_order_acq_rel, memory_order_relaxed))
+                                              memory_order_seq_cst, memory_order_relaxed))
       break;
   }
   after_done(f, w);
@@ -284,9 +288,10 @@ bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
     if (cf__st_state(w) != from) return false;
     uint32_t nw = cf__st_with(w, to);
     if (!done_to) nw |= w & (CF__ST_WAITERS | CF__ST_NOTIFY);
-    /* acq_rel: release publishes what the caller recorded; acquire orders
-     * what it reads next after earlier transitions */
-    if (atomic_compare_exchange_weak_explicit(word, &w, nw, memory_order_acq_rel,
+    /* seq_cst: release publishes what the caller recorded, acquire orders
+     * what it reads next; seq_cst for the Dekker with
+     * cf_future_add_done_callback (see complete_claimed) */
+    if (atomic_compare_exchange_weak_explicit(word, &w, nw, memory_order_seq_cst,
                                               memory_order_relaxed))
       break;
   }
@@ -428,10 +433,11 @@ int cf__future_run(cf_future *f, unsigned owner) {
     /* no deadline: nobody else completes a running task (see DESIGN) */
     if (to == CF_STATE_FAILED) atomic_store_explicit(&f->err, err, memory_order_relaxed);
     w = atomic_load_explicit(word, memory_order_relaxed);
-    /* release: the result and err written above pair with the acquire of
-     * readers that see the done word */
+    /* seq_cst: release for the result and err written above (pairs with
+     * the acquire of readers that see the done word), seq_cst for the
+     * Dekker with cf_future_add_done_callback (see complete_claimed) */
     while (!atomic_compare_exchange_weak_explicit(word, &w, cf__st_with(w, to),
-                                                  memory_order_release, memory_order_relaxed)) {
+                                                  memory_order_seq_cst, memory_order_relaxed)) {
     }
     after_done(f, w);
   }
