@@ -71,9 +71,11 @@ typedef struct cf__pslot {
 } cf__pslot;
 
 typedef struct cf__pworker {
-  pid_t pid;     /* 0 until the zygote reported it */
-  bool alive;    /* spawned and not yet reported dead */
-  bool spawning; /* SPAWN sent, no answer yet */
+  pid_t pid;         /* 0 until the zygote reported it */
+  bool alive;        /* spawned and not yet reported dead */
+  bool spawning;     /* SPAWN sent, no answer yet */
+  bool retry;        /* the zygote's fork failed: SPAWN again later */
+  unsigned failures; /* fork failures in a row */
 } cf__pworker;
 
 typedef struct cf__deadline {
@@ -130,7 +132,8 @@ typedef struct cf__pool {
   uint32_t free_head;
   unsigned free_waiters;
   cf__pworker *w;
-  unsigned nalive, nspawning;
+  unsigned nalive, nspawning, nretry;
+  int64_t retry_at; /* when to send the SPAWNs that failed again */
   cf__deadline *heap;
   size_t nheap, heap_cap;
   uint32_t *repush;

@@ -24,7 +24,9 @@
  *     worker are released; the worker is respawned from the zygote;
  *   - deadlines: a PENDING task past its deadline fails CF_ETIMEDOUT, a
  *     RUNNING one too and its worker is killed and replaced;
- *   - a completion ring overflow: rescan every watched or orphaned slot.
+ *   - a completion ring overflow: rescan every watched or orphaned slot;
+ *   - a fork the zygote could not make: asked again every 10 ms (up to
+ *     SPAWN_TRIES in a row); a pool left with no worker is broken.
  * A hint to put back that does not fit in the ring (it is full) waits in a
  * parent-side list and is retried every millisecond, so the ring needs no
  * spare room for duplicates.
@@ -281,9 +283,11 @@ static void on_zygote_death(cf__pool *p) {
   for (unsigned i = 0; i < p->nworkers; i++) {
     p->w[i].alive = false;
     p->w[i].spawning = false;
+    p->w[i].retry = false;
   }
   p->nalive = 0;
   p->nspawning = 0;
+  p->nretry = 0;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   for (uint32_t s = 0; s < p->nslots; s++) {
@@ -304,6 +308,28 @@ static void on_zygote_death(cf__pool *p) {
     if (done) cf__pp_settle_finish(p, &st);
   }
   fail_pending(p, CF_EBROKEN);
+}
+
+#define SPAWN_TRIES 100           /* fork failures in a row before giving up */
+#define SPAWN_RETRY_NS 10000000LL /* 10 ms between tries */
+
+/* Send again the SPAWNs whose fork failed, once their time has come. */
+static void retry_spawns(cf__pool *p) {
+  pthread_mutex_lock(&p->mu);
+  if (p->nretry && cf__now_ns() >= p->retry_at) {
+    bool go = !p->broken && !p->zygote_dead && !p->sv_stop &&
+              atomic_load(&p->seg.ctl->phase) == CF__PHASE_RUN;
+    for (unsigned i = 0; i < p->nworkers; i++) {
+      if (!p->w[i].retry) continue;
+      p->w[i].retry = false;
+      p->nretry--;
+      if (!go) continue;
+      p->w[i].spawning = true;
+      p->nspawning++;
+      cf__zsend(p->sock, CF__Z_SPAWN, (int)i, 0, 0);
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
 }
 
 /* Read every message the zygote sent. */
@@ -328,8 +354,18 @@ static void read_zygote(cf__pool *p) {
         w->alive = true;
         p->nalive++;
       }
-      bool none = m.type == CF__Z_SPAWN_FAILED && p->nalive == 0 && p->nspawning == 0;
-      if (none) p->broken = true;
+      bool none = false;
+      if (m.type == CF__Z_SPAWNED) {
+        w->failures = 0;
+      } else if (++w->failures < SPAWN_TRIES) {
+        /* fork failed (EAGAIN, ENOMEM): try again shortly */
+        if (!w->retry) p->nretry++;
+        w->retry = true;
+        p->retry_at = cf__now_ns() + SPAWN_RETRY_NS;
+      } else {
+        none = p->nalive == 0 && p->nspawning == 0 && p->nretry == 0 && !p->broken;
+        if (none) p->broken = true; /* no worker left, none can be made */
+      }
       pthread_cond_broadcast(&p->cv);
       pthread_mutex_unlock(&p->mu);
       if (none) fail_pending(p, CF_EBROKEN);
@@ -373,6 +409,7 @@ void *cf__supervisor_main(void *arg) {
     bool stop = p->sv_stop && p->nalive == 0 && p->nspawning == 0;
     int64_t next = p->nheap ? p->heap[0].when : -1;
     bool retry = p->nrepush > 0;
+    int64_t spawn_at = p->nretry ? p->retry_at : -1;
     pthread_mutex_unlock(&p->mu);
     if (stop) break;
     int timeout = -1;
@@ -381,6 +418,11 @@ void *cf__supervisor_main(void *arg) {
       timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
     }
     if (retry && (timeout < 0 || timeout > 1)) timeout = 1;
+    if (spawn_at >= 0) {
+      int64_t ms = (spawn_at - cf__now_ns() + 999999) / 1000000;
+      if (ms < 0) ms = 0;
+      if (timeout < 0 || ms < timeout) timeout = (int)ms;
+    }
     atomic_store(&ctl->sv_sleeping, 1); /* seq_cst: Dekker with notify() */
     if (drain_cq(p) || atomic_load(&ctl->cq_overflow)) timeout = 0;
     struct pollfd fds[2] = {{.fd = p->sock, .events = POLLIN}, {.fd = p->evfd, .events = POLLIN}};
@@ -396,6 +438,7 @@ void *cf__supervisor_main(void *arg) {
     if (atomic_exchange(&ctl->cq_overflow, 0)) rescan(p);
     expire_deadlines(p);
     if (retry) repush_retry(p);
+    if (spawn_at >= 0) retry_spawns(p);
   }
   if (!p->zygote_dead) cf__zsend(p->sock, CF__Z_EXIT, 0, 0, 0);
   while (waitpid(p->zygote_pid, NULL, 0) < 0 && errno == EINTR) {
