@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -698,6 +699,76 @@ static void test_worker_name(void) {
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
+/* ---- options: pin_cpus, max_queued; the supervisor refuses to join itself ---- */
+
+static void t_ncpus(cf_call *c) {
+  cpu_set_t set;
+  int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : -1;
+  cf_call_return(c, &n, sizeof n);
+}
+
+static void pinned(cf_options *o) {
+  o->pin_cpus = true;
+}
+
+static void test_pin_cpus(void) {
+  cf_executor *ex = mkpool(1, pinned);
+  cf_future *f;
+  int n = 0;
+  assert_rc(cf_submit(ex, t_ncpus, NULL, 0, &f), 0);
+  expect_rc(result_int(f, &n), 0);
+  expect_eq(n, 1);
+  cf_future_release(f);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
+static void two_queued(cf_options *o) {
+  o->max_queued = 2;
+}
+
+static void test_max_queued(void) {
+  reset_flags();
+  cf_executor *ex = mkpool(1, two_queued);
+  cf_future *b, *fs[8];
+  assert_rc(cf_submit(ex, t_block, NULL, 0, &b), 0);
+  wait_started(1);
+  cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_NOWAIT};
+  int n = 0, rc = 0;
+  while (n < 8 && (rc = cf_submit_ex(ex, t_square, &n, sizeof n, &so, &fs[n])) == 0) n++;
+  expect_rc(rc, CF_EAGAIN);
+  expect_eq(n, 2);
+  atomic_store(&sh->release, 1);
+  int r;
+  for (int i = 0; i < n; i++) {
+    expect_rc(result_int(fs[i], &r), 0);
+    cf_future_release(fs[i]);
+  }
+  expect_rc(result_int(b, &r), 0);
+  cf_future_release(b);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
+static cf_executor *cb_ex;
+static _Atomic int cb_destroy_rc = 1;
+static void destroy_from_cb(cf_future *f, void *arg) {
+  atomic_store(&cb_destroy_rc, cf_executor_destroy(cb_ex));
+}
+
+static void test_destroy_from_callback_refused(void) {
+  reset_flags();
+  cb_ex = mkpool(1, NULL);
+  cf_future *f;
+  assert_rc(cf_submit(cb_ex, t_block, NULL, 0, &f), 0);
+  expect_rc(cf_future_add_done_callback(f, destroy_from_cb, NULL), 0);
+  atomic_store(&sh->release, 1);
+  expect_rc(cf_future_wait(f, -1), 0);
+  while (atomic_load(&cb_destroy_rc) == 1) nap_ms(1); /* runs on the supervisor */
+  expect_rc(atomic_load(&cb_destroy_rc), CF_EINVAL);
+  cf_future_release(f);
+  expect_rc(cf_executor_destroy(cb_ex), 0);
+  expect_no_leak();
+}
+
 /* ---- two pools: neither's processes map the other's segment ---- */
 
 static int segment_mappings(void);
@@ -836,6 +907,9 @@ int main(int argc, char **argv) {
   CF_RUN(test_future_outlives_pool);
   CF_RUN(test_initializer_failure_breaks);
   CF_RUN(test_worker_name);
+  CF_RUN(test_pin_cpus);
+  CF_RUN(test_max_queued);
+  CF_RUN(test_destroy_from_callback_refused);
   CF_RUN(test_two_pools);
   CF_RUN(test_zygote_killed);
   CF_RUN(test_parent_killed);
