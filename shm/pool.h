@@ -138,7 +138,10 @@ typedef struct cf__pool {
   size_t nheap, heap_cap;
   uint32_t *repush;
   size_t nrepush, repush_cap;
-  bool shutdown, broken, sv_stop, sv_started, zygote_dead, destroyed;
+  bool shutdown, cancelling, broken, sv_stop, sv_started, zygote_dead, destroyed;
+  /* Set (cf__pp_doom) once broken or cancelling is: lets pp_submit check
+   * without the mutex whether a scan of the slots may have missed its slot. */
+  _Atomic bool doomed;
   int sv_error;
   pthread_t sv;
 
@@ -207,6 +210,16 @@ typedef struct cf__settle {
  * info `ci` (may be NULL). A RUNNING slot's worker is killed and the slot
  * quarantined unless `dead` (the worker is already dead). Returns true if
  * this call made the transition; *st says what to do after unlocking. */
+/* Called under mu right after setting broken or cancelling, before the
+ * scan of the slots that fails or cancels them. The seq_cst fence pairs with
+ * the one in pp_submit between publishing a PENDING word and reading
+ * `doomed` (Dekker): either that scan sees the PENDING word, or the
+ * submitter sees `doomed` and settles its slot itself. */
+static inline void cf__pp_doom(cf__pool *p) {
+  atomic_store_explicit(&p->doomed, true, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
 bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too, uint32_t to,
                         int err, const cf_crash_info *ci, bool dead, cf__settle *st);
 /* mu held. The slot's word is done (by anyone): collect callbacks to run

@@ -448,7 +448,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
       r = cf__ring_push(&ctl->sq, p->seg.sq, p->seg.p.sq_log2, h);
     if (r == 0) break;
     pthread_mutex_lock(&p->mu);
-    int e = p->broken ? CF_EBROKEN : r == CF_EPROTO ? CF_EPROTO : 0;
+    int e = p->broken ? CF_EBROKEN : r == CF_EPROTO ? CF_EPROTO : p->shutdown ? CF_ESHUTDOWN : 0;
     pthread_mutex_unlock(&p->mu);
     if (!e && (flags & CF_SUBMIT_NOWAIT)) e = CF_EAGAIN;
     if (e) {
@@ -469,6 +469,21 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
     nap(&backoff);
   }
   wake_one(p);
+  /* A shutdown(CANCEL/KILL) or a breakage that scanned the slots while this
+   * slot was taken but not yet published skipped it: settle it here. The
+   * fence pairs with the one in cf__pp_doom (Dekker, see there); the
+   * mutex-free check keeps the common submit off the pool lock. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&p->doomed, memory_order_relaxed)) {
+    cf__settle st;
+    pthread_mutex_lock(&p->mu);
+    bool done =
+        (p->broken || p->cancelling) &&
+        cf__pp_fail_locked(p, s, gen, false, p->broken ? CF_STATE_FAILED : CF_STATE_CANCELLED,
+                           p->broken ? CF_EBROKEN : CF_ECANCELLED, NULL, false, &st);
+    pthread_mutex_unlock(&p->mu);
+    if (done) cf__pp_settle_finish(p, &st);
+  }
   if (deadline_abs > 0) {
     pthread_mutex_lock(&p->mu);
     heap_push(p, (cf__deadline){.when = deadline_abs, .use = use, .slot = s, .gen = gen});
@@ -550,6 +565,10 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
   if (cf__pp_in_child) return 0; /* from a task: a copy of the pool */
   pthread_mutex_lock(&p->mu);
   p->shutdown = true;
+  if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) {
+    p->cancelling = true;
+    cf__pp_doom(p);
+  }
   pthread_cond_broadcast(&p->cv); /* submitters waiting for a slot */
   pthread_mutex_unlock(&p->mu);
   bool kill_them = flags & CF_SHUTDOWN_KILL;

@@ -257,6 +257,7 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
   bool init_failed = atomic_exchange(&rec->init_failed, 0);
   if (init_failed && !p->broken) {
     p->broken = true;
+    cf__pp_doom(p);
     newly_broken = true;
   }
   if (!p->broken && !p->zygote_dead && atomic_load(&p->seg.ctl->phase) == CF__PHASE_RUN) {
@@ -278,6 +279,7 @@ static void on_zygote_death(cf__pool *p) {
   pthread_mutex_lock(&p->mu);
   p->zygote_dead = true;
   p->broken = true;
+  cf__pp_doom(p);
   /* Every worker dies with the zygote (PDEATHSIG) but nobody will report
    * it: fail what they ran; their slots stay quarantined for good. */
   for (unsigned i = 0; i < p->nworkers; i++) {
@@ -364,7 +366,10 @@ static void read_zygote(cf__pool *p) {
         p->retry_at = cf__now_ns() + SPAWN_RETRY_NS;
       } else {
         none = p->nalive == 0 && p->nspawning == 0 && p->nretry == 0 && !p->broken;
-        if (none) p->broken = true; /* no worker left, none can be made */
+        if (none) { /* no worker left, none can be made */
+          p->broken = true;
+          cf__pp_doom(p);
+        }
       }
       pthread_cond_broadcast(&p->cv);
       pthread_mutex_unlock(&p->mu);
