@@ -51,14 +51,15 @@ const char *cf_strerror(int code) {
   }
 }
 
+/* The CPUs this process may run on: the default worker count, capped at
+ * CF__MAX_WORKERS so that the defaults work on any host. */
 unsigned cf__online_cpus(void) {
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n > 0) return (unsigned)n;
-  }
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (unsigned)n : 1;
+  long n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n <= 0) n = 1;
+  return n > CF__MAX_WORKERS ? CF__MAX_WORKERS : (unsigned)n;
 }
 
 void cf_options_init(cf_options *o) {
