@@ -274,19 +274,25 @@ int cf_future_release(cf_future *f);
  *     fits CF_FRAME_INLINE_RESULT bytes, else into a heap buffer the frame
  *     owns and cf_join() frees: any size works.
  *   - Where it is fast: spawned by a worker of `ex` (a thread pool) with an
- *     argument that fits, the task goes onto the worker's own deque with no
- *     allocation; cf_join() takes it back and calls it inline unless another
- *     worker stole it, in which case the joiner runs other work (from the
- *     thief first) until it is done. Anywhere else (a thread outside the
+ *     argument that fits, the frame is kept by that worker with no
+ *     allocation and no atomic operation, and moved to its work-stealing
+ *     deque when idle workers ask for work (at the worker's next spawn,
+ *     join or wait: like Lace, a task that spawns and then computes for long
+ *     without any of those can hold its frames back from idle workers
+ *     meanwhile: spawn that computation too). cf_join() takes the task
+ *     back and calls it inline unless another worker stole it, in which
+ *     case the joiner runs other work (from the thief first) until it is
+ *     done. Nothing is ever lost or run twice: a frame not stolen runs in
+ *     its join. Anywhere else (a thread outside the
  *     pool, a process pool, a larger argument) the frame holds an ordinary
  *     future (cf_submit + cf_future_result), with the same semantics, so the
  *     one-line switch between executors still holds.
  *   - No cancel, no deadline, no callbacks: use futures for those. A frame
  *     task sees cf_call_stop_requested() only for a CF_SHUTDOWN_KILL
  *     shutdown of a thread pool. A shutdown with CF_SHUTDOWN_CANCEL_FUTURES
- *     (or a broken pool) can still drop a frame task that a thief or the
- *     drain took before it ran: cf_join() then reports CF_ECANCELLED (or
- *     CF_EBROKEN). A spawn from a worker of a thread pool shut down that way
+ *     (or a broken pool) drops the frame tasks that were in a deque and had
+ *     not started: cf_join() then reports CF_ECANCELLED (or CF_EBROKEN);
+ *     the others run. A spawn from a worker of a thread pool shut down that way
  *     fails with CF_ESHUTDOWN (CF_EBROKEN), as cf_submit() does.
  *   - cf_stats counts futures: frames that ran on their spawner's thread
  *     are not counted; stolen frames count in `stolen` only. */

@@ -27,23 +27,37 @@
  *
  * Frames (cf_spawn / cf_join, Lace's SPAWN/SYNC). A cf_frame lives in the
  * spawner's stack; a spawn from a worker of the pool copies the argument
- * into it and pushes the frame's address, tagged with bit 0, onto the
- * worker's deque: no allocation, no atomic besides the deque's. Every place
- * that takes a deque entry (run_task, drain) checks the tag. The join pops
- * the bottom: if that is its frame (joins are LIFO, so it is unless a thief
- * took it) it calls the task inline with a stack cf_call whose ops write
- * the result into the frame: no atomic on the frame at all. Otherwise the
- * frame was stolen: the thief ORs its index into the frame's word before
- * running it (so the joiner leapfrogs: it steals only from that thief, as
- * the future join does), writes the outcome, then ORs FR_DONE with release
- * and calls FUTEX_WAKE only if the joiner had set FR_WAITERS (a CAS, just
- * before a bounded futex wait). After that RMW the frame may be gone (the
- * joiner returned): the thief touches nothing but the wake's address (a
- * late wake on a reused address is a spurious wake-up, which every futex
- * waiter here tolerates). A drain (shutdown with cancel, broken pool) that
- * takes a frame fails it the same way instead of running it. A full deque
- * runs the task inside cf_spawn. Anything else (not a worker of this pool,
- * a large argument, a process pool) keeps an ordinary future in the frame.
+ * into it. Like Lace's split deque, a worker keeps its newest frames
+ * private: a spawn pushes the frame on the worker's own array (pv, PV_CAP
+ * entries, owner only, no atomics), and the join takes it back from there
+ * and calls the task inline with a stack cf_call whose ops write the
+ * result into the frame: neither the spawn nor the join of a private frame
+ * touches a shared word (the deque pop's seq_cst store, ~a third of a
+ * future join, is gone). Private frames become stealable when thieves want
+ * them: a thief that finds a worker's deque empty sets its `want` flag, and
+ * the owner's next spawn moves every private frame (oldest first) to the
+ * bottom of its deque, tagged with bit 0; so does a spawn that sees a
+ * parked worker and no searcher (then it wakes one), a full private array
+ * (the new frame goes straight to the deque), and a worker that starts to
+ * wait on a future or on a stolen frame (it holds nothing back while it
+ * helps). Every place that takes a deque entry (run_task, drain) checks the
+ * tag. A published frame is joined by popping the bottom of the deque: if
+ * it is there it runs inline; if not, it was stolen: the thief ORs its index
+ * into the frame's word before running it (so the joiner leapfrogs: it
+ * steals only from that thief, as the future join does), writes the
+ * outcome, then ORs FR_DONE with release and calls FUTEX_WAKE only if the
+ * joiner had set FR_WAITERS (a CAS, just before a bounded futex wait).
+ * After that RMW the frame may be gone (the joiner returned): the thief
+ * touches nothing but the wake's address (a late wake on a reused address
+ * is a spurious wake-up, which every futex waiter here tolerates). A drain
+ * (shutdown with cancel, broken pool) that takes a frame fails it the same
+ * way instead of running it. Private frames are never drained: their joins
+ * run them. A full deque runs the task inside cf_spawn. Anything else (not
+ * a worker of this pool, a large argument, a process pool) keeps an
+ * ordinary future in the frame.
+ * The price of the split (Lace's too): a frame spawned by a task that then
+ * computes for a long time without spawning, joining or waiting stays
+ * private until then, unless a thief asked before that spawn.
  *
  * Idle workers. A worker that finds nothing becomes "searching" and keeps
  * looking for a bounded *time* (SEARCH_NS, by the clock), then parks on a
@@ -98,6 +112,7 @@
 #define HELP_BLOCK_NS 200000 /* helper: then block on the future this long */
 #define BATCH 32             /* injector -> own deque per take */
 #define STEAL_RETRIES 8
+#define PV_CAP 128 /* private frames per worker; more go to the deque at once */
 
 #define GATE_SHUT 1u
 #define GATE_BROKEN 2u
@@ -120,6 +135,12 @@ typedef struct worker {
   uint64_t rng;
   pthread_t thread;
   cf__helper helper;
+  /* a thief found our deque empty: publish private frames at the next
+   * spawn (set by thieves, cleared by the owner; relaxed: a hint) */
+  alignas(CF__CACHE_LINE) _Atomic bool want;
+  /* private frames (owner only): spawned, not yet in the deque, newest last */
+  alignas(CF__CACHE_LINE) unsigned pv_n;
+  struct frame *pv[PV_CAP];
   alignas(CF__CACHE_LINE) wstats st;
 } worker;
 
@@ -225,6 +246,24 @@ typedef struct __attribute__((may_alias)) frame {
 _Static_assert(sizeof(frame) <= sizeof(cf_frame), "frame fits cf_frame");
 _Static_assert(_Alignof(cf_frame) >= 2, "frames are tagged in bit 0");
 
+/* memcpy of n <= 48 bytes without a call (cf__copy calls memcpy above 16
+ * bytes, which makes the fast paths save registers). */
+static inline __attribute__((always_inline)) void copy48(void *dst, const void *src, size_t n) {
+  unsigned char *d = dst;
+  const unsigned char *s = src;
+  if (__builtin_expect(n > 16, 0)) {
+    unsigned char a[16], b[16], c[16];
+    __builtin_memcpy(a, s, 16);
+    __builtin_memcpy(b, s + n - 16, 16);
+    if (n > 32) __builtin_memcpy(c, s + 16, 16);
+    __builtin_memcpy(d, a, 16);
+    if (n > 32) __builtin_memcpy(d + 16, c, 16);
+    __builtin_memcpy(d + n - 16, b, 16);
+  } else {
+    cf__copy(d, s, n);
+  }
+}
+
 #define FR_DONE 1u
 #define FR_WAITERS 2u
 #define FR_THIEF_SHIFT 8
@@ -245,27 +284,32 @@ static inline frame *frame_untag(cf_future *e) {
   return (frame *)((uintptr_t)e & ~(uintptr_t)1u);
 }
 
-static int frame_ret(cf_call *c, const void *v, size_t len) {
+static __attribute__((noinline)) int frame_ret_slow(cf_call *c, const void *v, size_t len) {
   frame *fr = c->ctx;
-  if (c->outcome) return CF_EINVAL;
-  if (len && !v) return CF_EINVAL;
+  if (c->outcome || (len && !v)) return CF_EINVAL;
   if (len > UINT32_MAX) {
     c->outcome = 2;
     c->err = CF_E2BIG;
     return CF_E2BIG;
   }
-  if (__builtin_expect(len <= CF_FRAME_INLINE_RESULT, 1)) {
-    cf__copy(fr->res, v, len);
-  } else {
-    void *p = cf__alloc(len);
-    if (!p) {
-      c->outcome = 2;
-      c->err = CF_ENOMEM;
-      return CF_ENOMEM;
-    }
-    memcpy(p, v, len);
-    fr->u.res_heap = p; /* freed by cf_join */
+  void *p = cf__alloc(len);
+  if (!p) {
+    c->outcome = 2;
+    c->err = CF_ENOMEM;
+    return CF_ENOMEM;
   }
+  memcpy(p, v, len);
+  fr->u.res_heap = p; /* freed by cf_join */
+  fr->res_len = (uint32_t)len;
+  c->outcome = 1;
+  return 0;
+}
+
+static int frame_ret(cf_call *c, const void *v, size_t len) {
+  if (__builtin_expect(c->outcome || len > CF_FRAME_INLINE_RESULT || (len && !v), 0))
+    return frame_ret_slow(c, v, len);
+  frame *fr = c->ctx;
+  copy48(fr->res, v, len);
   fr->res_len = (uint32_t)len;
   c->outcome = 1;
   return 0;
@@ -335,6 +379,21 @@ static __attribute__((noinline)) void run_frame(worker *w, frame *fr) {
   frame_publish(fr);
 }
 
+/* Owner: move the private frames, oldest first, to the bottom of the deque,
+ * where thieves (and the helping loops) see them. A full deque keeps the
+ * newest ones private. */
+static __attribute__((noinline)) void publish(worker *w) {
+  unsigned n = w->pv_n, i = 0;
+  for (; i < n; i++) {
+    frame *fr = w->pv[i];
+    /* relaxed: published with the entry by the push's release store */
+    atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
+    if (!cf__deque_push(&w->dq, frame_tag(fr))) break;
+  }
+  if (i < n) memmove(w->pv, w->pv + i, (n - i) * sizeof *w->pv);
+  w->pv_n = n - i;
+}
+
 /* ---- running ----------------------------------------------------------- */
 
 static inline void run_task(worker *w, cf_future *f) {
@@ -363,7 +422,13 @@ static inline void run_task(worker *w, cf_future *f) {
 static cf_future *steal_from(worker *w, worker *v) {
   for (int i = 0; i < STEAL_RETRIES; i++) {
     cf_future *f = cf__deque_steal(&v->dq);
-    if (f == NULL) return NULL;
+    if (f == NULL) {
+      /* ask v to publish its private frames (relaxed: a hint, read at v's
+       * next spawn; the load first keeps v's line clean while it is set) */
+      if (!atomic_load_explicit(&v->want, memory_order_relaxed))
+        atomic_store_explicit(&v->want, true, memory_order_relaxed);
+      return NULL;
+    }
     if (f != CF__DEQUE_ABORT) {
       stat_inc(&w->st.stolen);
       return f;
@@ -424,6 +489,7 @@ static cf_future *find_work(worker *w) {
 
 __attribute__((noinline)) static int helper_wait_slow(worker *w, cf_future *f, int64_t deadline) {
   pool *p = w->pool;
+  if (w->pv_n) publish(w); /* a waiting worker holds no frame back from thieves */
   _Atomic uint32_t *word = f->word;
   bool mine = f->owner == (void *)p && !f->shared;
   int64_t task_dl = f->vt == &cf__local_future_vtbl ? f->deadline : 0;
@@ -947,6 +1013,30 @@ static __attribute__((noinline)) int spawn_slow(cf_executor *ex, frame *fr, cf_f
   return 0;
 }
 
+/* The private stack is full: straight into the deque. */
+static __attribute__((noinline)) void spawn_public(worker *w, pool *p, frame *fr) {
+  /* relaxed: published with the entry by the push's release store */
+  atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
+  if (__builtin_expect(cf__deque_push(&w->dq, frame_tag(fr)), 1)) {
+    /* no Dekker fence: see submit_slow() */
+    if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+    return;
+  }
+  /* the deque is full too: run it now (a sequential execution of the same
+   * program); cf_join only hands the outcome over */
+  frame_call(fr);
+  fr->magic = FR_RAN;
+}
+
+static __attribute__((noinline)) void spawn_publish(worker *w, pool *p) {
+  /* relaxed: a hint; a request that comes after this store is served by
+   * the next spawn */
+  atomic_store_explicit(&w->want, false, memory_order_relaxed);
+  publish(w);
+  /* no Dekker fence: see submit_slow() */
+  if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+}
+
 int cf_spawn(cf_executor *ex, cf_frame *cfr, cf_fn fn, const void *arg, size_t len) {
   frame *fr = (frame *)cfr;
   worker *w = tl_worker;
@@ -959,20 +1049,22 @@ int cf_spawn(cf_executor *ex, cf_frame *cfr, cf_fn fn, const void *arg, size_t l
     if (__builtin_expect(!(g & (GATE_BROKEN | GATE_CANCEL)), 1)) {
       fr->fn = fn;
       fr->arg_len = (uint32_t)len;
-      cf__copy(fr->arg, arg, len);
-      /* relaxed: published with the entry by the push's release store */
-      atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
+      copy48(fr->arg, arg, len);
       if (debug_build) fr->owner = thread_token();
-      if (__builtin_expect(cf__deque_push(&w->dq, frame_tag(fr)), 1)) {
-        fr->magic = FR_QUEUED; /* spawner-only field: thieves never read it */
-        /* no Dekker fence: see submit_slow() */
-        if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+      fr->magic = FR_QUEUED; /* spawner-only field: thieves never read it */
+      unsigned n = w->pv_n;
+      if (__builtin_expect(n < PV_CAP, 1)) {
+        w->pv[n] = fr;
+        w->pv_n = n + 1;
+        /* relaxed: hints. A thief found our deque empty, or a worker
+         * sleeps while none searches: make our frames stealable. */
+        if (__builtin_expect(atomic_load_explicit(&w->want, memory_order_relaxed) ||
+                                 cf__park_should_notify(&p->park),
+                             0))
+          spawn_publish(w, p);
         return 0;
       }
-      /* the deque is full: run it now (a sequential execution of the same
-       * program); cf_join only hands the outcome over */
-      frame_call(fr);
-      fr->magic = FR_RAN;
+      spawn_public(w, p, fr);
       return 0;
     }
   }
@@ -1017,6 +1109,10 @@ static __attribute__((noinline)) void join_wait(worker *w, frame *fr, cf_future 
     /* acquire: pairs with the release in frame_publish() (the result) */
     uint32_t s = atomic_load_explicit(&fr->word, memory_order_acquire);
     if (s & FR_DONE) return;
+    if (w->pv_n) { /* private frames first: LIFO joins leave none here */
+      t = frame_tag(w->pv[--w->pv_n]);
+      continue;
+    }
     t = cf__deque_pop(&w->dq);
     if (t) continue;
     unsigned k = s >> FR_THIEF_SHIFT;
@@ -1046,7 +1142,7 @@ static inline int frame_result(frame *fr, void *out, size_t cap, size_t *len) {
   int rc = 0;
   if (__builtin_expect(n <= CF_FRAME_INLINE_RESULT, 1)) {
     if (n > cap) return CF_ERANGE;
-    cf__copy(out, fr->res, n);
+    copy48(out, fr->res, n);
     return 0;
   }
   if (n > cap) {
@@ -1082,11 +1178,18 @@ int cf_join(cf_frame *cfr, void *out, size_t cap, size_t *len) {
   if (__builtin_expect(m == FR_QUEUED, 1)) {
     worker *w = tl_worker;
     if (!w) return CF_EINVAL; /* not the spawning worker */
-    cf_future *t = cf__deque_pop(&w->dq);
-    if (__builtin_expect(t == frame_tag(fr), 1))
-      frame_call(fr); /* not stolen: run it here, no atomic on the frame */
-    else
-      join_wait(w, fr, t);
+    unsigned n = w->pv_n;
+    if (__builtin_expect(n != 0 && w->pv[n - 1] == fr, 1)) {
+      /* still private (the usual case): run it here, no atomic at all */
+      w->pv_n = n - 1;
+      frame_call(fr);
+    } else {
+      cf_future *t = cf__deque_pop(&w->dq);
+      if (__builtin_expect(t == frame_tag(fr), 1))
+        frame_call(fr); /* published, not stolen: no atomic on the frame */
+      else
+        join_wait(w, fr, t);
+    }
   } else if (m == FR_FUTURE) {
     return join_future(fr, out, cap, len);
   } else if (m != FR_RAN) {

@@ -508,29 +508,38 @@ static void test_deque_full(void) {
 
 /* ---- shutdown with cancel_futures drains queued frames --------------------- */
 
+/* One worker, K frames spawned and not joined: a worker keeps up to 128 of
+ * its newest frames private (they run at their join), the rest sit in its
+ * deque, where the drain of a shutdown with cancel_futures fails them
+ * (CF_ECANCELLED). Every join reports one or the other, and exactly the
+ * frames whose join returned 0 ran. */
+enum { CANCEL_K = 300 };
+
 static void cancel_task(cf_call *c) {
-  enum { K = 10 };
-  cf_frame fr[K];
-  int rcs[K + 1];
-  for (int i = 0; i < K; i++) {
+  cf_frame *fr = malloc(sizeof(cf_frame) * CANCEL_K);
+  int bad = 0, ran = 0, cancelled = 0;
+  for (int i = 0; i < CANCEL_K; i++) {
     slot_arg a = {i, 0};
-    rcs[i] = cf_spawn(g_ex, &fr[i], slot_task, &a, sizeof a);
+    if (cf_spawn(g_ex, &fr[i], slot_task, &a, sizeof a) != 0) bad++;
   }
-  /* one worker: nobody stole them; the drain (in this thread) fails them */
   cf_executor_shutdown(g_ex, CF_SHUTDOWN_CANCEL_FUTURES);
   int x = 0;
   cf_frame extra;
-  rcs[K] = cf_spawn(g_ex, &extra, slot_task, &x, sizeof x);
-  int bad = rcs[K] == CF_ESHUTDOWN ? 0 : 100;
-  for (int i = K - 1; i >= 0; i--) {
-    int64_t r;
-    if (rcs[i] != 0) {
+  if (cf_spawn(g_ex, &extra, slot_task, &x, sizeof x) != CF_ESHUTDOWN) bad += 1000;
+  for (int i = CANCEL_K - 1; i >= 0 && bad == 0; i--) {
+    int64_t r = -1;
+    int rc = cf_join(&fr[i], &r, sizeof r, NULL);
+    if (rc == 0 && r == i * 3 + 1) {
+      ran++;
+    } else if (rc == CF_ECANCELLED) {
+      cancelled++;
+    } else {
       bad++;
-      continue;
     }
-    if (cf_join(&fr[i], &r, sizeof r, NULL) != CF_ECANCELLED) bad++;
   }
-  cf_call_return(c, &bad, sizeof bad);
+  free(fr);
+  int out[3] = {bad, ran, cancelled};
+  cf_call_return(c, out, sizeof out);
 }
 
 static void test_shutdown_cancel(void) {
@@ -538,14 +547,16 @@ static void test_shutdown_cancel(void) {
   g_ex = make_ex(1);
   for (int i = 0; i < NSLOTS; i++) atomic_store(&sh->slot[i], 0);
   cf_future *f = NULL;
-  int bad = -1;
+  int out[3] = {-1, 0, 0};
   assert_rc(cf_submit(g_ex, cancel_task, NULL, 0, &f), 0);
-  expect_rc(cf_future_result(f, &bad, sizeof bad, NULL, -1), 0);
+  expect_rc(cf_future_result(f, out, sizeof out, NULL, -1), 0);
   cf_future_release(f);
-  expect_eq(bad, 0);
+  expect_eq(out[0], 0);
+  expect_eq(out[1] + out[2], CANCEL_K);
+  expect_true(out[2] > 0); /* the drain took the ones in the deque */
   long total = 0;
   for (int i = 0; i < NSLOTS; i++) total += atomic_load(&sh->slot[i]);
-  expect_eq(total, 0); /* none of them ran */
+  expect_eq(total, out[1]); /* exactly the joined-with-0 ones ran */
   cf_executor_destroy(g_ex);
 }
 
