@@ -396,11 +396,8 @@ static __attribute__((noinline)) void publish(worker *w) {
 
 /* ---- running ----------------------------------------------------------- */
 
-static inline void run_task(worker *w, cf_future *f) {
-  if (__builtin_expect(is_frame(f), 0)) {
-    run_frame(w, frame_untag(f)); /* frames are not counted in `queued` */
-    return;
-  }
+/* Run a deque or injector entry known to be a future. */
+static inline void run_future_task(worker *w, cf_future *f) {
   pool *p = w->pool;
   task_taken(p);
   /* relaxed: the flags are hints here; drains synchronise through the gate */
@@ -416,6 +413,15 @@ static inline void run_task(worker *w, cf_future *f) {
   }
   int r = cf__future_run(f, w->index + 1);
   stat_inc(r == 0 ? &w->st.cancelled : &w->st.completed);
+}
+
+/* Run any entry taken from a queue: a future or a tagged frame. */
+static inline void run_task(worker *w, cf_future *f) {
+  if (__builtin_expect(is_frame(f), 0)) {
+    run_frame(w, frame_untag(f)); /* frames are not counted in `queued` */
+    return;
+  }
+  run_future_task(w, f);
 }
 
 /* Steal one task from worker v (retrying lost races a few times). */
@@ -542,8 +548,13 @@ __attribute__((noinline)) static int helper_wait_slow(worker *w, cf_future *f, i
 static int helper_wait(cf__helper *h, cf_future *f, int64_t deadline) {
   worker *w = (worker *)((char *)h - offsetof(worker, helper));
   cf_future *t = deadline < 0 ? cf__deque_pop(&w->dq) : NULL;
-  if (t) {
-    run_task(w, t); /* f stays alive: our caller holds a handle */
+  if (__builtin_expect(t == f, 1)) {
+    /* the awaited future itself (an untagged entry: no frame check) */
+    run_future_task(w, t); /* f stays alive: our caller holds a handle */
+    /* acquire: pairs with the completer's release (result bytes) */
+    if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  } else if (t) {
+    run_task(w, t);
     /* acquire: pairs with the completer's release (result bytes) */
     if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
   }
