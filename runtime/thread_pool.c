@@ -385,10 +385,7 @@ static __attribute__((noinline)) void run_frame(worker *w, frame *fr) {
 static __attribute__((noinline)) void publish(worker *w) {
   unsigned n = w->pv_n, i = 0;
   for (; i < n; i++) {
-    frame *fr = w->pv[i];
-    /* relaxed: published with the entry by the push's release store */
-    atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
-    if (!cf__deque_push(&w->dq, frame_tag(fr))) break;
+    if (!cf__deque_push(&w->dq, frame_tag(w->pv[i]))) break;
   }
   if (i < n) memmove(w->pv, w->pv + i, (n - i) * sizeof *w->pv);
   w->pv_n = n - i;
@@ -1026,8 +1023,6 @@ static __attribute__((noinline)) int spawn_slow(cf_executor *ex, frame *fr, cf_f
 
 /* The private stack is full: straight into the deque. */
 static __attribute__((noinline)) void spawn_public(worker *w, pool *p, frame *fr) {
-  /* relaxed: published with the entry by the push's release store */
-  atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
   if (__builtin_expect(cf__deque_push(&w->dq, frame_tag(fr)), 1)) {
     /* no Dekker fence: see submit_slow() */
     if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
@@ -1061,6 +1056,10 @@ int cf_spawn(cf_executor *ex, cf_frame *cfr, cf_fn fn, const void *arg, size_t l
       fr->fn = fn;
       fr->arg_len = (uint32_t)len;
       copy48(fr->arg, arg, len);
+      /* relaxed: read by others only once published, and the push's
+       * release store publishes it; a join that finds the frame elsewhere
+       * than on top of pv (out of LIFO order) reads it too */
+      atomic_store_explicit(&fr->word, 0, memory_order_relaxed);
       if (debug_build) fr->owner = thread_token();
       fr->magic = FR_QUEUED; /* spawner-only field: thieves never read it */
       unsigned n = w->pv_n;

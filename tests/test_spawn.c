@@ -418,6 +418,46 @@ static void test_race(void) {
   cf_executor_destroy(g_ex);
 }
 
+/* ---- joins out of LIFO order ------------------------------------------------ */
+
+/* The contract asks for LIFO joins; the implementation still gives every
+ * frame its own result when they come in another order (a join that does not
+ * find its frame on top runs the newer ones first). */
+static void order_task(cf_call *c) {
+  enum { K = 6 };
+  static const int order[K] = {0, 3, 5, 1, 4, 2};
+  cf_frame fr[K];
+  int bad = 0;
+  for (int i = 0; i < K; i++) {
+    slot_arg a = {i, 0};
+    if (cf_spawn(g_ex, &fr[i], slot_task, &a, sizeof a) != 0) bad += 100;
+  }
+  for (int k = 0; k < K && bad < 100; k++) {
+    int i = order[k];
+    int64_t r = -1;
+    if (cf_join(&fr[i], &r, sizeof r, NULL) != 0 || r != i * 3 + 1) bad++;
+  }
+  cf_call_return(c, &bad, sizeof bad);
+}
+
+static void test_out_of_order(void) {
+  if (process_kind) return;
+  for (unsigned workers = 1; workers <= 2; workers++) {
+    g_ex = make_ex(workers);
+    for (int i = 0; i < NSLOTS; i++) atomic_store(&sh->slot[i], 0);
+    for (int round = 0; round < 20; round++) {
+      cf_future *f = NULL;
+      int bad = -1;
+      assert_rc(cf_submit(g_ex, order_task, NULL, 0, &f), 0);
+      expect_rc(cf_future_result(f, &bad, sizeof bad, NULL, -1), 0);
+      cf_future_release(f);
+      expect_eq(bad, 0);
+    }
+    for (int i = 0; i < 6; i++) expect_eq(atomic_load(&sh->slot[i]), 20);
+    cf_executor_destroy(g_ex);
+  }
+}
+
 /* ---- a stolen frame the joiner must wait for ------------------------------- */
 
 static _Atomic int g_started;
@@ -570,6 +610,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_fail);
   CF_RUN(test_misuse);
   CF_RUN(test_mixed);
+  CF_RUN(test_out_of_order);
   CF_RUN(test_race);
   CF_RUN(test_stolen);
   CF_RUN(test_deque_full);
