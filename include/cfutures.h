@@ -299,8 +299,10 @@ int cf_future_release(cf_future *f);
 #define CF_FRAME_INLINE_ARG 48
 #define CF_FRAME_INLINE_RESULT 32
 
+/* 128 bytes, aligned to a cache line (a thief writes into a stolen frame:
+ * nothing else shares its lines). On the heap: aligned_alloc(64, ...). */
 typedef struct cf_frame {
-  uint64_t _opaque[16] __attribute__((aligned(64))); /* 128 bytes, cache-line aligned */
+  uint64_t _opaque[16] __attribute__((aligned(64)));
 } cf_frame;
 
 /* Spawn fn(arg) into `fr` (len bytes copied; arg may be NULL when len is 0).

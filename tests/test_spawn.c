@@ -514,7 +514,7 @@ static void test_stolen(void) {
 #define MANY 5000 /* more than a worker's deque holds */
 
 static void many_task(cf_call *c) {
-  cf_frame *fr = malloc(sizeof(cf_frame) * MANY);
+  cf_frame *fr = aligned_alloc(_Alignof(cf_frame), sizeof(cf_frame) * MANY);
   int bad = 0;
   for (int i = 0; i < MANY; i++) {
     slot_arg a = {i % NSLOTS, 0};
@@ -556,7 +556,7 @@ static void test_deque_full(void) {
 enum { CANCEL_K = 300 };
 
 static void cancel_task(cf_call *c) {
-  cf_frame *fr = malloc(sizeof(cf_frame) * CANCEL_K);
+  cf_frame *fr = aligned_alloc(_Alignof(cf_frame), sizeof(cf_frame) * CANCEL_K);
   int bad = 0, ran = 0, cancelled = 0;
   for (int i = 0; i < CANCEL_K; i++) {
     slot_arg a = {i, 0};
