@@ -668,9 +668,11 @@ static void *worker_main(void *arg) {
         w->searching = false;
         /* the last searcher found work: if more is visible, wake another
          * worker to look (seq_cst RMW, then seq_cst loads in the checks) */
-        if (cf__park_end_search(&p->park) &&
-            (cf__injector_nonempty(&p->inj) || cf__deque_nonempty(&w->dq)))
-          cf__park_notify_one(&p->park);
+        /* any queue, not just ours and the injector's: a thief that just
+         * stole from a fan-out leaves its own deque empty, and the rest of
+         * the fan-out sits in the spawner's (review: only 2 of 8 workers
+         * ran a 7-task fan-out) */
+        if (cf__park_end_search(&p->park) && !all_queues_empty(p)) cf__park_notify_one(&p->park);
       }
       run_task(w, f);
       continue;
@@ -976,6 +978,8 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
     w->started = true;
   }
   if (rc != 0) {
+    /* both: should_exit() reads the flags copy first */
+    atomic_fetch_or(&p->flags, GATE_SHUT);
     atomic_fetch_or(&p->gate, GATE_SHUT);
     cf__park_notify_all(&p->park);
     for (unsigned i = 0; i < n; i++)
