@@ -27,6 +27,7 @@ import sys
 
 SYSTEMS = [  # column key, header
     ("cfutures", "cfutures"),
+    ("cfutures_spawn", "cfutures cf_spawn"),
     ("tbb", "oneTBB"),
     ("tbb_invoke", "oneTBB parallel_invoke"),
     ("openmp", "OpenMP"),
@@ -123,7 +124,7 @@ class Results:
 THREAD_SYS = ["cfutures", "tbb", "glib", "mutex_condvar", "libuv"]
 PROC_SYS = ["cfutures", "fork_pipe", "python"]
 PROC_TPUT_SYS = ["cfutures", "fork_pipe", "fork_pipe_batched", "python"]
-FJ_SYS = ["cfutures", "tbb", "tbb_invoke", "openmp"]
+FJ_SYS = ["cfutures", "cfutures_spawn", "tbb", "tbb_invoke", "openmp"]
 ROWS = [
     ("Fork-join fib(30), overhead per task, 1 worker", "ns", 1, "cost",
      "forkjoin/{s}/workers:1", "overhead_ns_per_task", FJ_SYS),
@@ -238,7 +239,7 @@ def table(res):
             v, _ = value(res, pattern, key, k, scale)
             if isinstance(v, str):
                 cells.append(v)
-            elif k in ("cfutures", "sequential") or v is None:  # sequential: a reference
+            elif k in ("cfutures", "cfutures_spawn", "sequential") or v is None:  # not peers
                 cells.append(fmt(v))
             else:
                 r = ratio(cf, v, kind)
@@ -251,6 +252,8 @@ TARGETS = [
     # text, row pattern, key, peer, kind, wanted ratio (cfutures better by)
     ("fork-join overhead per task >= 10x lower than oneTBB task_group",
      "forkjoin/{s}/workers:1", "overhead_ns_per_task", "tbb", "cost", 10),
+    ("(cf_spawn frames) fork-join overhead per task >= 10x lower than oneTBB task_group",
+     "forkjoin/{s}/workers:1", "overhead_ns_per_task", "tbb", "cost", 10, "cfutures_spawn"),
     ("thread round trip p50 (hot) >= 5x lower than oneTBB",
      "roundtrip_hot/{s}", "p50_ns", "tbb", "cost", 5),
     ("throughput (1 submitter) >= oneTBB's",
@@ -272,8 +275,8 @@ TARGETS = [
 
 def targets(res):
     out = ["| target | measured | result |", "|---|---|---|"]
-    for text, pattern, key, peer, kind, want in TARGETS:
-        cf = res.get(pattern.format(s="cfutures"), key)
+    for text, pattern, key, peer, kind, want, *me in TARGETS:
+        cf = res.get(pattern.format(s=me[0] if me else "cfutures"), key)
         pv = res.get(pattern.format(s=peer), key)
         r = ratio(cf, pv, kind)
         if r is None:
@@ -366,7 +369,7 @@ def datafiles(res, rdir):
         return "NaN" if x is None else f"{x / scale:.6g}"
 
     labels = dict(SYSTEMS)
-    labels.update({"mutex_condvar": "mutex+condvar", "fork_pipe": "fork+pipe",
+    labels.update({"cfutures_spawn": "cfutures cf_spawn", "mutex_condvar": "mutex+condvar", "fork_pipe": "fork+pipe",
                    "fork_pipe_batched": "fork+pipe batched", "python": "Python",
                    "tbb_invoke": "oneTBB invoke"})
     with open(os.path.join(rdir, "lat_thread.dat"), "w") as f:
@@ -411,7 +414,9 @@ def main():
           "number of workers, and every run checked its results. A peer's cell reads "
           "`value (Nx)`: cfutures is N times better there (peer cost / cfutures cost, or "
           "cfutures rate / peer rate); N < 1 means the peer is better. "
-          "Lower is better for ns, us, ms, %, bytes and allocations; higher for rates.", ""]
+          "Lower is better for ns, us, ms, %, bytes and allocations; higher for rates. "
+          "The ratios compare with the `cfutures` column (futures: cf_submit); "
+          "`cfutures cf_spawn` is cfutures' fork-join frame API, shown without a ratio.", ""]
     loads = [c.get("load_avg", [0])[0] for c in res.contexts if c.get("load_avg")]
     if loads and max(loads) > 0.5 * (os.cpu_count() or 1):
         md += [f"**Note: the machine was busy during this run** (1-minute load average up to "
