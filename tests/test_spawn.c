@@ -29,13 +29,7 @@ typedef struct shared {
 static shared *sh;
 
 static cf_executor *make_ex(unsigned workers) {
-  cf_options o;
-  cf_options_init(&o);
-  o.workers = workers;
-  cf_executor *ex = NULL;
-  int rc = process_kind ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
-  assert_rc(rc, 0);
-  return ex;
+  return cf_test_new_executor(process_kind, workers);
 }
 
 static int64_t seq_fib(int n) {

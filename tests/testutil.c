@@ -39,3 +39,14 @@ int cf_test_done(const char *name) {
   printf("%s: %d passed, %d failed\n", name, tests_passed, tests_failed);
   return cf_test_failures ? 1 : 0;
 }
+
+cf_executor *cf_test_new_executor(bool process, unsigned workers) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = workers;
+  cf_executor *ex = NULL;
+  int rc = process ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
+  assert_rc(rc, 0);
+  assert_true(ex != NULL);
+  return ex;
+}

@@ -24,22 +24,45 @@ void cf_test_fail(const char *file, int line, const char *expr, const char *fmt,
 uint64_t cf_test_scale(uint64_t n);
 /* Exit status for main(): prints a summary line "N passed, M failed". */
 int cf_test_done(const char *name);
+/* A thread pool (process = false) or a process pool of `workers` workers
+ * with default options: how one test source runs against both executors.
+ * Stops the test if the pool cannot be made. */
+cf_executor *cf_test_new_executor(bool process, unsigned workers);
 /* Run a named test function and count it. */
 void cf_test_run(const char *name, void (*fn)(void));
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
-#define expect_true(c) \
-  do { if (!(c)) cf_test_fail(__FILE__, __LINE__, #c, " "); } while (0)
-#define expect_eq(a, b) \
-  do { long long _a = (long long)(a), _b = (long long)(b); \
-       if (_a != _b) cf_test_fail(__FILE__, __LINE__, #a " == " #b, "%lld != %lld", _a, _b); } while (0)
-#define expect_rc(call, code) \
-  do { int _r = (call); if (_r != (code)) \
-       cf_test_fail(__FILE__, __LINE__, #call, "returned %d (%s), expected %d (%s)", _r, cf_strerror(_r), (int)(code), cf_strerror(code)); } while (0)
-#define assert_true(c) \
-  do { if (!(c)) { cf_test_fail(__FILE__, __LINE__, #c, " "); exit(1); } } while (0)
-#define assert_rc(call, code) \
-  do { int _r = (call); if (_r != (code)) { \
-       cf_test_fail(__FILE__, __LINE__, #call, "returned %d (%s), expected %d (%s)", _r, cf_strerror(_r), (int)(code), cf_strerror(code)); exit(1); } } while (0)
+#define expect_true(c)                                   \
+  do {                                                   \
+    if (!(c)) cf_test_fail(__FILE__, __LINE__, #c, " "); \
+  } while (0)
+#define expect_eq(a, b)                                                                   \
+  do {                                                                                    \
+    long long _a = (long long)(a), _b = (long long)(b);                                   \
+    if (_a != _b) cf_test_fail(__FILE__, __LINE__, #a " == " #b, "%lld != %lld", _a, _b); \
+  } while (0)
+#define expect_rc(call, code)                                                           \
+  do {                                                                                  \
+    int _r = (call);                                                                    \
+    if (_r != (code))                                                                   \
+      cf_test_fail(__FILE__, __LINE__, #call, "returned %d (%s), expected %d (%s)", _r, \
+                   cf_strerror(_r), (int)(code), cf_strerror(code));                    \
+  } while (0)
+#define assert_true(c)                           \
+  do {                                           \
+    if (!(c)) {                                  \
+      cf_test_fail(__FILE__, __LINE__, #c, " "); \
+      exit(1);                                   \
+    }                                            \
+  } while (0)
+#define assert_rc(call, code)                                                           \
+  do {                                                                                  \
+    int _r = (call);                                                                    \
+    if (_r != (code)) {                                                                 \
+      cf_test_fail(__FILE__, __LINE__, #call, "returned %d (%s), expected %d (%s)", _r, \
+                   cf_strerror(_r), (int)(code), cf_strerror(code));                    \
+      exit(1);                                                                          \
+    }                                                                                   \
+  } while (0)
 
 #endif
