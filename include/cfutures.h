@@ -38,21 +38,21 @@ extern "C" {
 
 enum {
   CF_OK = 0,
-  CF_EINVAL = -1,      /* invalid argument or handle (NULL, released twice) */
-  CF_ENOMEM = -2,      /* out of memory */
-  CF_ETIMEDOUT = -3,   /* a wait timed out, or the task's deadline passed */
-  CF_ECANCELLED = -4,  /* the future was cancelled */
-  CF_ESHUTDOWN = -5,   /* the executor is shut down */
-  CF_EBROKEN = -6,     /* the executor is broken (its initializer failed) */
-  CF_ECRASHED = -7,    /* the worker process running the task died */
-  CF_E2BIG = -8,       /* argument or result larger than the executor allows */
-  CF_ETASK = -9,       /* the task failed: see cf_future_error() */
-  CF_EAGAIN = -10,     /* would block (queue full and CF_SUBMIT_NOWAIT) */
-  CF_EBUSY = -11,      /* the task is running: it cannot be cancelled */
-  CF_ERANGE = -12,     /* the output buffer is too small (*len says how big) */
-  CF_EDONE = -13,      /* an iteration has no more items */
-  CF_EPROTO = -14,     /* a worker wrote corrupt data into the shared segment */
-  CF_ESYS = -15,       /* a system call failed: errno tells which */
+  CF_EINVAL = -1,     /* invalid argument or handle (NULL, released twice) */
+  CF_ENOMEM = -2,     /* out of memory */
+  CF_ETIMEDOUT = -3,  /* a wait timed out, or the task's deadline passed */
+  CF_ECANCELLED = -4, /* the future was cancelled */
+  CF_ESHUTDOWN = -5,  /* the executor is shut down */
+  CF_EBROKEN = -6,    /* the executor is broken (its initializer failed) */
+  CF_ECRASHED = -7,   /* the worker process running the task died */
+  CF_E2BIG = -8,      /* argument or result larger than the executor allows */
+  CF_ETASK = -9,      /* the task failed: see cf_future_error() */
+  CF_EAGAIN = -10,    /* would block (queue full and CF_SUBMIT_NOWAIT) */
+  CF_EBUSY = -11,     /* the task is running: it cannot be cancelled */
+  CF_ERANGE = -12,    /* the output buffer is too small (*len says how big) */
+  CF_EDONE = -13,     /* an iteration has no more items */
+  CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
+  CF_ESYS = -15,      /* a system call failed: errno tells which */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -95,22 +95,22 @@ bool cf_call_stop_requested(cf_call *call);
 typedef int (*cf_init_fn)(void *arg); /* 0 = ok; anything else breaks the pool */
 
 typedef struct cf_options {
-  size_t size;              /* sizeof(cf_options); set by cf_options_init */
-  unsigned workers;         /* 0: the number of online CPUs */
-  const char *name;         /* worker name prefix shown in /proc (<= 10 chars used) */
-  cf_init_fn initializer;   /* run once in each worker before any task */
+  size_t size;            /* sizeof(cf_options); set by cf_options_init */
+  unsigned workers;       /* 0: the number of online CPUs */
+  const char *name;       /* worker name prefix shown in /proc (<= 10 chars used) */
+  cf_init_fn initializer; /* run once in each worker before any task */
   void *initializer_arg;
-  bool pin_cpus;            /* pin worker i to online CPU i % ncpu */
-  size_t max_queued;        /* 0: unbounded (thread pool); bound on queued tasks */
+  bool pin_cpus;     /* pin worker i to online CPU i % ncpu */
+  size_t max_queued; /* 0: unbounded (thread pool); bound on queued tasks */
   /* process pool only */
   unsigned max_tasks_per_worker; /* 0: never recycle a worker */
-  size_t max_arg_size;      /* default 64 KiB; larger gives CF_E2BIG at submit */
-  size_t max_result_size;   /* default 64 KiB */
-  size_t ring_capacity;     /* queued tasks in the ring (power of two), default 1024 */
-  size_t max_futures;       /* live process futures (slots), default 16384: a
-                               future holds its slot until it is done AND
-                               released; with none free, submit waits
-                               (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
+  size_t max_arg_size;           /* default 64 KiB; larger gives CF_E2BIG at submit */
+  size_t max_result_size;        /* default 64 KiB */
+  size_t ring_capacity;          /* queued tasks in the ring (power of two), default 1024 */
+  size_t max_futures;            /* live process futures (slots), default 16384: a
+                                    future holds its slot until it is done AND
+                                    released; with none free, submit waits
+                                    (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
 } cf_options;
 
 /* Fill `o` with the defaults. Always call it before setting fields, so that a
@@ -134,13 +134,14 @@ typedef struct cf_submit_opts {
 /* Submit fn(arg). `arg` is copied (len may be 0, arg may then be NULL).
  * On success *out holds a new future, released with cf_future_release(). */
 int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out);
-int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len,
-                 const cf_submit_opts *so, cf_future **out);
+int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const cf_submit_opts *so,
+                 cf_future **out);
 
 #define CF_SHUTDOWN_WAIT 1u           /* return once every task has finished */
 #define CF_SHUTDOWN_CANCEL_FUTURES 2u /* cancel every pending future */
-#define CF_SHUTDOWN_KILL 4u /* process pool: also kill running tasks (CF_ECANCELLED);
-                               thread pool: request stop of running tasks */
+#define CF_SHUTDOWN_KILL                                       \
+  4u /* process pool: also kill running tasks (CF_ECANCELLED); \
+        thread pool: request stop of running tasks */
 
 /* Stop accepting work. Idempotent: later calls may add CF_SHUTDOWN_WAIT.
  * Called from one of the executor's own tasks, CF_SHUTDOWN_WAIT is ignored
@@ -365,11 +366,11 @@ typedef struct cf_map cf_map;
 
 /* Apply fn to each item of `src`, running up to `window` chunks at once and
  * reading the source only as the window allows. */
-int cf_map_new(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg,
-               const cf_map_opts *o, cf_map **out);
+int cf_map_new(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg, const cf_map_opts *o,
+               cf_map **out);
 /* Same, over `count` items of `item_size` bytes at `base`. */
-int cf_map_array(cf_executor *ex, cf_fn fn, const void *base, size_t count,
-                 size_t item_size, const cf_map_opts *o, cf_map **out);
+int cf_map_array(cf_executor *ex, cf_fn fn, const void *base, size_t count, size_t item_size,
+                 const cf_map_opts *o, cf_map **out);
 /* The next result, in input order: 0 (result copied as for
  * cf_future_result; CF_ERANGE with *len leaves the item to be read again),
  * the item's failure code (CF_ETASK ...: see cf_map_error), CF_ETIMEDOUT
