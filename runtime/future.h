@@ -100,15 +100,29 @@ typedef struct cf__future_vtbl {
 } cf__future_vtbl;
 
 struct cf_future {
-  /* Fields up to `ext` are set from a template at allocation. */
-  _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
+  /* First cache line: what a completion writes and a waiter reads — the
+   * state word, the outcome, the references and a small result — so that a
+   * round trip moves one line between the two cores, not four. (sizeof is
+   * padded to 256 below: jemalloc's 256-byte size class is 256-aligned, so
+   * this block is one line.) Fields up to arg_inline are set from a
+   * template at allocation. */
   _Atomic uint32_t state; /* thread futures' state word */
-  uint32_t magic;         /* CF__FUTURE_MAGIC while live */
+  /* failure: err is the CF_E* the future reports; code/msg from cf_call_fail.
+   * Thread futures: err doubles as the completion claim (see future.c): 0
+   * until someone claims the outcome with a CAS, CF__ERR_OK for FINISHED. */
+  _Atomic int32_t err;
+  uint32_t res_len;
+  uint32_t magic; /* CF__FUTURE_MAGIC while live */
   /* References, packed so that a release is one atomic: the low 32 bits
    * count the user's handles (cf_future_retain/release), the high 32 bits
    * internal references (the executor's task, registered waiters). The
    * object is freed when the whole word reaches 0. */
   _Atomic uint64_t rc;
+  /* done callbacks: a LIFO of cf__cb, CF__CB_CLOSED once they have run */
+  _Atomic(cf__cb *) callbacks;
+  unsigned char res_inline[CF__INLINE_RES];
+
+  _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
   const cf__future_vtbl *vt;
   void *owner; /* executor-private (thread pool: its cf_executor) */
 
@@ -122,25 +136,21 @@ struct cf_future {
   /* bytes in: inline up to CF__INLINE_ARG, else arg_heap; bytes out:
    * inline up to CF__INLINE_RES, else res_heap */
   uint32_t arg_len;
-  uint32_t res_len;
+  int32_t task_code;
   void *arg_heap;
   void *res_heap;
-
-  /* failure: err is the CF_E* the future reports; code/msg from cf_call_fail.
-   * Thread futures: err doubles as the completion claim (see future.c): 0
-   * until someone claims the outcome with a CAS, CF__ERR_OK for FINISHED. */
-  _Atomic int32_t err;
-  int32_t task_code;
   char *msg;
 
-  /* done callbacks: a LIFO of cf__cb, CF__CB_CLOSED once they have run */
-  _Atomic(cf__cb *) callbacks;
   uint8_t shared;  /* futex flavour of *word: 0 private, 1 shared */
   uint64_t ext[2]; /* executor-private (process pool: slot, gen) */
 
   unsigned char arg_inline[CF__INLINE_ARG];
-  unsigned char res_inline[CF__INLINE_RES];
+  unsigned char pad_[256 - 216];
 };
+
+_Static_assert(sizeof(struct cf_future) == 256, "cf_future: one 256-byte size class");
+_Static_assert(offsetof(struct cf_future, res_inline) + CF__INLINE_RES == 64,
+               "cf_future: the completion fields fill the first cache line");
 
 #define CF__RC_HANDLE 1ull
 #define CF__RC_REF (1ull << 32)
