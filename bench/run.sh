@@ -80,6 +80,7 @@ BIN=$BUILD/bench/cf_bench
 MEMBIN=$BUILD/bench/cf_bench_memory
 
 # ---- run ----------------------------------------------------------------------
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true) ($(date -u +%H:%M) UTC)"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 OUT=${OUT:-$HERE/results/$STAMP}
 mkdir -p "$OUT"
@@ -154,6 +155,7 @@ CMDLINE="bench/run.sh --$MODE${BENCH_ARGS:+ (BENCH_ARGS=$BENCH_ARGS)}"
 PARAMS="repetitions $REPS (round trips, idle, process latency: $RT_REPS), min time $MIN_TIME s, warm-up $WARMUP s, $CF_BENCH_TASKS tasks per burst, $IDLE_ITERS after-idle samples per repetition; Python: $PY_TASKS tasks x $PY_REPS bursts"
 SUMMARY_RC=0
 "$PY" "$HERE/summarize.py" "$OUT" --root "$ROOT" --build "$BUILD" --command "$CMDLINE" --params "$PARAMS" \
+  --load-before "$LOAD_BEFORE" \
   >"$OUT/summary.stdout" || SUMMARY_RC=$?
 if command -v gnuplot >/dev/null 2>&1; then
   gnuplot -e "dir='$OUT'" "$HERE/plot.gp" 2>"$OUT/plot.log" || echo "run.sh: gnuplot failed: see $OUT/plot.log" >&2

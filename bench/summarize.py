@@ -300,7 +300,7 @@ def sh(cmd, cwd=None):
         return ""
 
 
-def machine(res, root, build, command, params=""):
+def machine(res, root, build, command, params="", load_before=""):
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -336,7 +336,9 @@ def machine(res, root, build, command, params=""):
         f"- kernel: {platform.system()} {platform.release()}",
         f"- compiler: {compiler}; google-benchmark build type: {ctx.get('library_build_type', '?')}",
         f"- peers: {', '.join(pkgs)}; Python {py.get('python', '?')} ({py.get('executable', '?')})",
-        f"- workers per system: {ctx.get('workers', '?')}; load average at the start of each group: "
+        f"- workers per system: {ctx.get('workers', '?')}; load average just before the run: "
+        + (load_before or "not recorded")
+        + "; at the start of each group (this run's own earlier groups included): "
         + ", ".join("/".join(str(x) for x in l) for l in loads),
     ]
     if command:
@@ -407,6 +409,7 @@ def main():
     ap.add_argument("--build", default="")
     ap.add_argument("--command", default="")
     ap.add_argument("--params", default="")
+    ap.add_argument("--load-before", default="", help="load average just before the run")
     a = ap.parse_args()
     res = Results(a.dir)
     md = ["# cfutures benchmarks", "",
@@ -417,17 +420,19 @@ def main():
           "Lower is better for ns, us, ms, %, bytes and allocations; higher for rates. "
           "The ratios compare with the `cfutures` column (futures: cf_submit); "
           "`cfutures cf_spawn` is cfutures' fork-join frame API, shown without a ratio.", ""]
-    loads = [c.get("load_avg", [0])[0] for c in res.contexts if c.get("load_avg")]
-    if loads and max(loads) > 0.5 * (os.cpu_count() or 1):
-        md += [f"**Note: the machine was busy during this run** (1-minute load average up to "
-               f"{max(loads):.2f} on {os.cpu_count()} CPUs when a group started): other work "
-               "competed for the CPUs, so expect more noise than the cv column shows "
-               "between groups.", ""]
+    try:
+        before = float(a.load_before.split()[0]) if a.load_before else None
+    except ValueError:
+        before = None
+    if before is not None and before > 0.5 * (os.cpu_count() or 1):
+        md += [f"**Note: the machine was busy when this run started** (1-minute load average "
+               f"{before:.2f} on {os.cpu_count()} CPUs): other work competed for the CPUs, so "
+               "expect more noise than the cv column shows.", ""]
     if res.errors:
         md += ["**ERRORS — results below are not valid:**", ""]
         md += [f"- `{n}`: {m}" for n, m in res.errors] + [""]
     md += [table(res), "", "## Targets", "", targets(res), "", "## Machine", "",
-           machine(res, a.root, a.build, a.command, a.params), "",
+           machine(res, a.root, a.build, a.command, a.params, a.load_before), "",
            "## Notes", "",
            "- Fork-join overhead per task = (time with 1 worker - sequential time) / spawns "
            "(fib(31) - 1 spawns for fib(30)); the sequential twin is plain recursion.",
@@ -436,8 +441,8 @@ def main():
            "(one clock for all threads and processes); their p50s need not add up to the "
            "total's p50.",
            "- Round-trip percentiles are nearest-rank over every iteration of a repetition "
-           "(samples column in the details); p99.9 of the after-idle runs rests on about "
-           "a thousand samples per repetition.",
+           "(samples column in the details); p99.9 of the after-idle runs rests on the "
+           "after-idle sample count given in the parameters above.",
            "- oneTBB allocates its tasks from tbbmalloc, which jemalloc's counters cannot see: its "
            "heap and allocation figures are n/a; RSS covers it.",
            "- fork+pipe pool: one write() per task and one read() per result (the textbook form, "
