@@ -108,6 +108,7 @@
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
 #define SEARCH_NS 50000      /* idle search before parking */
+#define SEARCH_YIELD_NS 3000 /* then search yielding the CPU between looks */
 #define HELP_SPIN_NS 20000   /* helper: look for work this long before blocking */
 #define HELP_BLOCK_NS 200000 /* helper: then block on the future this long */
 #define BATCH 32             /* injector -> own deque per take */
@@ -682,12 +683,20 @@ static void *worker_main(void *arg) {
       w->searching = true;
       cf__park_start_search(&p->park);
     }
-    int64_t end = cf__now_ns() + SEARCH_NS;
+    int64_t start = cf__now_ns(), now = start;
     do {
       cf__cpu_relax();
       f = find_work(w);
       if (f) goto found;
-    } while (cf__now_ns() < end);
+      now = cf__now_ns();
+      /* Past the first microseconds, let any thread that shares this CPU
+       * run: the kernel tends to wake a task's waiter on the CPU of the
+       * worker that woke it, and without the yield the waiter sat behind
+       * our whole search (bench: thread round trip after idle, p50 66 us,
+       * 54 us of it waiting for the caller to get the CPU back). On a CPU
+       * of our own sched_yield returns at once. */
+      if (now - start > SEARCH_YIELD_NS) sched_yield();
+    } while (now - start < SEARCH_NS);
     if (should_exit(p)) break;
     cf__park_prepare(&p->park, w->index, true);
     w->searching = false;
