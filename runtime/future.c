@@ -448,6 +448,7 @@ int cf__future_run(cf_future *f, unsigned owner) {
 /* ---- waiting ---------------------------------------------------------- */
 
 #define SPIN_NS 2000
+#define YIELD_AFTER_NS 1000 /* process futures: spin this long before yielding */
 
 /* The task deadline of a thread future has passed: fail it. Returns once
  * the future is done or a concurrent claimer is about to make it so. */
@@ -465,7 +466,7 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
   int64_t limit = deadline_abs;
   if (task_dl > 0 && (limit < 0 || task_dl < limit)) limit = task_dl;
   if (limit < 0 || now < limit) {
-    int64_t spin_end = now + SPIN_NS;
+    int64_t spin_start = now, spin_end = now + SPIN_NS;
     for (;;) {
       /* the word every pause (a PAUSE costs 10-140 cycles by CPU), the
        * clock every 32 (every 4 and a yield for a process future) */
@@ -478,8 +479,8 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
        * CPU of our own this returns at once). Sharing one CPU, the round
        * trip drops from ~6.6 to ~3.1 us (the worker no longer waits for our
        * spin to end and our FUTEX_WAIT); on two it stays ~0.8 us. */
-      if (shared) sched_yield();
       now = cf__now_ns();
+      if (shared && now - spin_start > YIELD_AFTER_NS) sched_yield();
       if (now >= spin_end || (limit >= 0 && now >= limit)) break;
     }
   }
