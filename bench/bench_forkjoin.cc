@@ -27,55 +27,12 @@
 #include <oneapi/tbb/task_group.h>
 
 #include "common.h"
+#include "forkjoin.h"
 #include "pools.h"
 
 namespace {
 
-constexpr int kFibN = 30;
-
-int64_t fib_value(int n) {
-  int64_t a = 0, b = 1;
-  for (int i = 0; i < n; i++) {
-    int64_t t = a + b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
-/* spawns in one run: one per internal node of the call tree */
-int64_t fib_spawns(int n) {
-  return fib_value(n + 1) - 1;
-}
-
-__attribute__((noinline)) int64_t seq_fib(int n) {
-  return n < 2 ? n : seq_fib(n - 1) + seq_fib(n - 2);
-}
-
-/* The sequential time of fib(n), measured once per process (best of 5). */
-double seq_ns(int n) {
-  static double cached[64];
-  if (cached[n] == 0) {
-    double best = 1e300;
-    for (int i = 0; i < 5; i++) {
-      int64_t t0 = bench_now_ns();
-      int64_t r = seq_fib(n);
-      benchmark::DoNotOptimize(r);
-      double d = (double)(bench_now_ns() - t0);
-      if (d < best) best = d;
-    }
-    cached[n] = best;
-  }
-  return cached[n];
-}
-
-void report(benchmark::State &st, int n, int64_t total_ns) {
-  double per_iter = st.iterations() ? (double)total_ns / (double)st.iterations() : 0;
-  double s = seq_ns(n);
-  st.counters["spawns"] = (double)fib_spawns(n);
-  st.counters["seq_ns"] = s;
-  st.counters["overhead_ns_per_task"] = (per_iter - s) / (double)fib_spawns(n);
-  st.counters["speedup"] = per_iter > 0 ? s / per_iter : 0;
-}
+using namespace fj;
 
 /* ---- cfutures ---- */
 
