@@ -67,29 +67,7 @@ int64_t cf_fib(int n) {
 
 void BM_forkjoin_cfutures(benchmark::State &st, unsigned workers) {
   g_cf_ex = pool_cf(workers);
-  const int n = kFibN;
-  const int64_t want = fib_value(n);
-  int64_t total = 0;
-  for (auto _ : st) {
-    int64_t t0 = bench_now_ns();
-    cf_future *f = nullptr;
-    int64_t r = -1;
-    int rc = cf_submit(g_cf_ex, cf_fib_task, &n, sizeof n, &f);
-    if (rc == 0) {
-      rc = cf_future_result(f, &r, sizeof r, nullptr, -1);
-      cf_future_release(f);
-    }
-    total += bench_now_ns() - t0;
-    if (rc != 0 || g_cf_err.load()) {
-      bench_fail(st, "cfutures fib call failed", rc ? rc : g_cf_err.load(), 0);
-      break;
-    }
-    if (r != want) {
-      bench_fail(st, "cfutures fib value", r, want);
-      break;
-    }
-  }
-  report(st, n, total);
+  run_cf_root(st, g_cf_ex, cf_fib_task, g_cf_err, "cfutures fib");
 }
 
 /* ---- oneTBB ---- */

@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <cfutures.h>
+
 #include "common.h"
 
 namespace fj {
@@ -54,6 +56,37 @@ inline void report(benchmark::State &st, int n, int64_t total_ns) {
   st.counters["seq_ns"] = s;
   st.counters["overhead_ns_per_task"] = (per_iter - s) / (double)fib_spawns(n);
   st.counters["speedup"] = per_iter > 0 ? s / per_iter : 0;
+}
+
+/* The timed loop of a cfutures fork-join case: each iteration submits the
+ * root fib(kFibN) call `root` to `ex` (so the recursion runs inside a
+ * worker, where joins help), waits for it, checks the value and any error
+ * the recursion stored in `err`, then reports the counters above. */
+inline void run_cf_root(benchmark::State &st, cf_executor *ex, cf_fn root, std::atomic<int> &err,
+                        const char *what) {
+  const int n = kFibN;
+  const int64_t want = fib_value(n);
+  int64_t total = 0;
+  for (auto _ : st) {
+    int64_t t0 = bench_now_ns();
+    cf_future *f = nullptr;
+    int64_t r = -1;
+    int rc = cf_submit(ex, root, &n, sizeof n, &f);
+    if (rc == 0) {
+      rc = cf_future_result(f, &r, sizeof r, nullptr, -1);
+      cf_future_release(f);
+    }
+    total += bench_now_ns() - t0;
+    if (rc != 0 || err.load()) {
+      bench_fail(st, what, rc ? rc : err.load(), 0);
+      break;
+    }
+    if (r != want) {
+      bench_fail(st, what, r, want);
+      break;
+    }
+  }
+  report(st, n, total);
 }
 
 }  // namespace fj
