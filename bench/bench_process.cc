@@ -27,7 +27,6 @@
 
 namespace {
 
-constexpr int64_t kIdleSleepNs = 2000000;
 constexpr size_t kWindow = 4096;
 constexpr size_t kChunk = 256;
 
@@ -103,36 +102,7 @@ int64_t fork_roundtrip(int64_t x, int64_t *started) {
 
 template <int64_t (*Rt)(int64_t, int64_t *)>
 void BM_proc_roundtrip(benchmark::State &st, bool idle) {
-  int64_t started = 0;
-  for (int64_t i = 0; i < 200; i++)
-    if (Rt(i, &started) != i + 1) {
-      bench_fail(st, "warm-up round trip");
-      return;
-    }
-  std::vector<int64_t> lat, dispatch, notify;
-  size_t cap = idle ? (size_t)bench_idle_iters() : 1 << 20;
-  lat.reserve(cap);
-  dispatch.reserve(cap);
-  notify.reserve(cap);
-  int64_t x = 0;
-  for (auto _ : st) {
-    if (idle) bench_sleep_ns(kIdleSleepNs);
-    int64_t t0 = bench_now_ns();
-    int64_t r = Rt(x, &started);
-    int64_t t1 = bench_now_ns();
-    int64_t d = t1 - t0;
-    st.SetIterationTime((double)d * 1e-9);
-    lat.push_back(d);
-    dispatch.push_back(started - t0);
-    notify.push_back(t1 - started);
-    if (r != x + 1) {
-      bench_fail(st, "process round trip result", r, x + 1);
-      break;
-    }
-    x++;
-  }
-  bench_report_latency(st, lat);
-  bench_report_split(st, dispatch, notify);
+  bench_roundtrip_loop(st, idle, Rt, "process round trip result");
 }
 
 /* ---- throughput and map ---- */

@@ -78,41 +78,17 @@ class Submitters {
   bool stop_ = false;
 };
 
-constexpr int64_t kIdleSleepNs = 2000000; /* between after-idle round trips */
-
 template <class Sys>
 void BM_roundtrip(benchmark::State &st, bool idle) {
   Sys sys(bench_workers(), false);
-  for (int64_t i = 0; i < 200; i++) /* warm the pool and its caches */
-    if (sys.roundtrip(i) != i + 1) {
-      bench_fail(st, "warm-up round trip", 0, 0);
-      return;
-    }
-  std::vector<int64_t> lat, dispatch, notify;
-  size_t cap = idle ? (size_t)bench_idle_iters() : 1 << 20;
-  lat.reserve(cap);
-  dispatch.reserve(cap);
-  notify.reserve(cap);
-  int64_t x = 0;
-  for (auto _ : st) {
-    if (idle) bench_sleep_ns(kIdleSleepNs);
-    int64_t t0 = bench_now_ns();
-    int64_t r = sys.roundtrip(x);
-    int64_t t1 = bench_now_ns();
-    int64_t d = t1 - t0;
-    st.SetIterationTime((double)d * 1e-9);
-    lat.push_back(d);
-    int64_t started = g_rt_started.load(std::memory_order_relaxed);
-    dispatch.push_back(started - t0);
-    notify.push_back(t1 - started);
-    if (r != x + 1) {
-      bench_fail(st, "round trip result", r, x + 1);
-      break;
-    }
-    x++;
-  }
-  bench_report_latency(st, lat);
-  bench_report_split(st, dispatch, notify);
+  bench_roundtrip_loop(
+      st, idle,
+      [&sys](int64_t x, int64_t *started) {
+        int64_t r = sys.roundtrip(x);
+        *started = g_rt_started.load(std::memory_order_relaxed); /* set by the task */
+        return r;
+      },
+      "round trip result");
 }
 
 template <class Sys>

@@ -144,4 +144,46 @@ static inline uint64_t bench_mix(uint64_t x, int rounds) {
   return x;
 }
 
+constexpr int64_t kIdleSleepNs = 2000000; /* between after-idle round trips */
+
+/* The timed loop of every round-trip case, thread or process: `rt(x,
+ * &started)` submits one tiny task computing x + 1, waits for it, and sets
+ * `started` to the task's own CLOCK_MONOTONIC stamp. Warms up with 200 calls,
+ * sleeps kIdleSleepNs before each call when `idle` (so workers park), checks
+ * every result, and reports latency percentiles and the dispatch / notify
+ * split. */
+template <class Rt>
+void bench_roundtrip_loop(benchmark::State &st, bool idle, Rt &&rt, const char *what) {
+  int64_t started = 0;
+  for (int64_t i = 0; i < 200; i++) /* warm the pool and its caches */
+    if (rt(i, &started) != i + 1) {
+      bench_fail(st, what, 0, 0);
+      return;
+    }
+  std::vector<int64_t> lat, dispatch, notify;
+  size_t cap = idle ? (size_t)bench_idle_iters() : 1 << 20;
+  lat.reserve(cap);
+  dispatch.reserve(cap);
+  notify.reserve(cap);
+  int64_t x = 0;
+  for (auto _ : st) {
+    if (idle) bench_sleep_ns(kIdleSleepNs);
+    int64_t t0 = bench_now_ns();
+    int64_t r = rt(x, &started);
+    int64_t t1 = bench_now_ns();
+    int64_t d = t1 - t0;
+    st.SetIterationTime((double)d * 1e-9);
+    lat.push_back(d);
+    dispatch.push_back(started - t0);
+    notify.push_back(t1 - started);
+    if (r != x + 1) {
+      bench_fail(st, what, r, x + 1);
+      break;
+    }
+    x++;
+  }
+  bench_report_latency(st, lat);
+  bench_report_split(st, dispatch, notify);
+}
+
 #endif /* CF_BENCH_COMMON_H */
