@@ -5,7 +5,7 @@
 #                            trees: normal (Debug: CF_DEBUG checks, assertions),
 #                            ASan+UBSan and TSan; plus the install test in each
 #   ./build.sh bench [ARGS]  install what is missing, build Release with the
-#                            benchmarks, run bench/run.sh ARGS
+#                            benchmarks, run bench/tools/run.sh ARGS
 #   ./build.sh build         configure and build the normal tree only
 #   ./build.sh help          this text
 #
@@ -206,13 +206,13 @@ cmd_build() {
 
 cmd_bench() {
   ensure_packages "${BENCH_PKGS[@]}"
-  [ -f "$ROOT/bench/run.sh" ] || die "bench/run.sh does not exist yet: no benchmarks to run"
+  [ -f "$ROOT/bench/tools/run.sh" ] || die "bench/tools/run.sh does not exist yet: no benchmarks to run"
   [ -f "$ROOT/bench/CMakeLists.txt" ] || die "bench/CMakeLists.txt does not exist yet"
   local dir=$BUILD_DIR/release
   log "bench: configure + build Release ($dir)"
   configure_build "$dir" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF
-  log "bench: bench/run.sh $*"
-  CF_BENCH_BUILD_DIR=$dir exec bash "$ROOT/bench/run.sh" "$@"
+  log "bench: bench/tools/run.sh $*"
+  CF_BENCH_BUILD_DIR=$dir exec bash "$ROOT/bench/tools/run.sh" "$@"
 }
 
 cmd=${1:-help}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/compare.sh — benchmark two git revisions and compare them.
+# bench/tools/compare.sh — benchmark two git revisions and compare them.
 #
-#   bench/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."] [--own-bench]
-#   (also: bench/run.sh --compare REV_A REV_B ...)
+#   bench/tools/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."] [--own-bench]
+#   (also: bench/tools/run.sh --compare REV_A REV_B ...)
 #
 # Checks each revision out with `git worktree add --detach` into a temporary
 # directory (REV "." copies the working tree as it is, uncommitted changes
@@ -12,13 +12,14 @@
 # groups of both — A and B alternating group by group, so that drift in the
 # machine's load hits both alike — and prints, per benchmark and metric,
 # median A, median B, B/A, and whether the change is beyond the noise
-# (bench/compare.py). Results stay in bench/results/compare-<stamp>/{A,B}.
+# (bench/tools/compare.py). Results stay in bench/results/compare-<stamp>/{A,B}.
 # Default groups: "forkjoin loop roundtrip throughput process" (no python,
 # which does not change with cfutures, and no memory/idle, which are slow).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BENCH=$ROOT/bench
 PY=/usr/bin/python3
 
 [ $# -ge 2 ] || { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
@@ -52,7 +53,7 @@ cleanup() {
 trap cleanup EXIT
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
-RES=$HERE/results/compare-$STAMP
+RES=$BENCH/results/compare-$STAMP
 mkdir -p "$RES/A" "$RES/B"
 
 for s in A B; do
@@ -69,7 +70,7 @@ for s in A B; do
     # the same benchmark code for both: only the library differs
     rm -rf "$TMP/$s/bench"
     mkdir -p "$TMP/$s/bench"
-    (cd "$HERE" && git ls-files -z --cached --others --exclude-standard . | xargs -0 cp --parents -t "$TMP/$s/bench" 2>/dev/null) || true
+    (cd "$BENCH" && git ls-files -z --cached --others --exclude-standard . | xargs -0 cp --parents -t "$TMP/$s/bench" 2>/dev/null) || true
   fi
   cmake -S "$TMP/$s" -B "$TMP/$s/build-bench" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON \
     -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF >"$RES/$s/configure.log" 2>&1 ||
@@ -82,7 +83,7 @@ for g in $GROUPS_SEL; do
   for s in A B; do
     echo "== $g: $s"
     # the revision's run.sh (ours unless --own-bench) if it takes --no-latest
-    runner=$TMP/$s/bench/run.sh
+    runner=$TMP/$s/bench/tools/run.sh
     grep -q -- '--no-latest' "$runner" 2>/dev/null || runner=$HERE/run.sh
     CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \
       --out "$RES/$s/$g" --no-latest >"$RES/$s/$g.stdout" 2>&1 || echo "   ($s $g reported failures: $RES/$s/$g.stdout)"

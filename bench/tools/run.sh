@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/run.sh — run the cfutures benchmark suite and summarise it.
+# bench/tools/run.sh — run the cfutures benchmark suite and summarise it.
 #
-#   bench/run.sh [--quick|--full|--smoke] [--groups "G ..."] [--out DIR] [--no-latest]
-#   bench/run.sh --compare REV_A REV_B [--quick|--full] [--groups "G ..."]
+#   bench/tools/run.sh [--quick|--full|--smoke] [--groups "G ..."] [--out DIR] [--no-latest]
+#   bench/tools/run.sh --compare REV_A REV_B [--quick|--full] [--groups "G ..."]
 #
 # Builds (or refreshes) a Release tree with -DCF_BUILD_BENCH=ON in
 # $CF_BENCH_BUILD_DIR (else $BUILD_DIR, else ./build-bench), then runs each
@@ -19,14 +19,15 @@
 # --full runs longer with more repetitions and samples; --smoke checks in
 # seconds that everything runs (its numbers mean nothing).
 # --compare builds the suite at two git revisions and prints the median
-# ratio of every benchmark (bench/compare.sh).
+# ratio of every benchmark (bench/tools/compare.sh).
 #
 # Environment: CF_BENCH_WORKERS (default 2), CF_BENCH_TASKS (default 100000),
 # CF_JOBS (build jobs), BENCH_ARGS (extra google-benchmark flags).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BENCH=$ROOT/bench
 PY=/usr/bin/python3
 
 if [ "${1:-}" = "--compare" ]; then
@@ -82,7 +83,7 @@ MEMBIN=$BUILD/bench/cf_bench_memory
 # ---- run ----------------------------------------------------------------------
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true) ($(date -u +%H:%M) UTC)"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT=${OUT:-$HERE/results/$STAMP}
+OUT=${OUT:-$BENCH/results/$STAMP}
 mkdir -p "$OUT"
 echo "== results: $OUT ($MODE mode, $CF_BENCH_WORKERS workers per system)"
 
@@ -137,7 +138,7 @@ for g in $GROUPS_SEL; do
   python)
     printf '   %-22s' python
     t0=$SECONDS
-    if "$PY" "$HERE/py_peer.py" --workers "$CF_BENCH_WORKERS" --tasks "$PY_TASKS" \
+    if "$PY" "$BENCH/peers/py_peer.py" --workers "$CF_BENCH_WORKERS" --tasks "$PY_TASKS" \
       --reps "$PY_REPS" --idle-iters "$IDLE_ITERS" >"$OUT/python.json" 2>"$OUT/python.log"; then
       echo "ok ($((SECONDS - t0)) s, $PY_TASKS tasks per burst)"
     else
@@ -151,7 +152,7 @@ for g in $GROUPS_SEL; do
 done
 
 # ---- summary, plots, latest -----------------------------------------------------
-CMDLINE="bench/run.sh --$MODE${BENCH_ARGS:+ (BENCH_ARGS=$BENCH_ARGS)}"
+CMDLINE="bench/tools/run.sh --$MODE${BENCH_ARGS:+ (BENCH_ARGS=$BENCH_ARGS)}"
 PARAMS="repetitions $REPS (round trips, idle, process latency: $RT_REPS), min time $MIN_TIME s, warm-up $WARMUP s, $CF_BENCH_TASKS tasks per burst, $IDLE_ITERS after-idle samples per repetition; Python: $PY_TASKS tasks x $PY_REPS bursts"
 SUMMARY_RC=0
 "$PY" "$HERE/summarize.py" "$OUT" --root "$ROOT" --build "$BUILD" --command "$CMDLINE" --params "$PARAMS" \
@@ -162,10 +163,10 @@ if command -v gnuplot >/dev/null 2>&1; then
 else
   echo "run.sh: gnuplot not found: no plots" >&2
 fi
-if [ $LATEST = 1 ] && [ "$OUT" != "$HERE/results/latest" ]; then
-  rm -rf "$HERE/results/latest"
-  mkdir -p "$HERE/results/latest"
-  cp "$OUT"/*.md "$OUT"/*.png "$OUT"/*.json "$OUT"/*.dat "$HERE/results/latest/" 2>/dev/null || true
+if [ $LATEST = 1 ] && [ "$OUT" != "$BENCH/results/latest" ]; then
+  rm -rf "$BENCH/results/latest"
+  mkdir -p "$BENCH/results/latest"
+  cp "$OUT"/*.md "$OUT"/*.png "$OUT"/*.json "$OUT"/*.dat "$BENCH/results/latest/" 2>/dev/null || true
 fi
 echo
 cat "$OUT/summary.md"
