@@ -144,7 +144,7 @@ static inline int64_t cf__deque_size(cf__deque *d) {
 }
 
 /* Any thread: looks non-empty. seq_cst loads: a parking worker's re-check
- * pairs with a submitter's push (Dekker, see thread_pool.c). */
+ * pairs with a submitter's push (Dekker, see pool.c). */
 static inline bool cf__deque_nonempty(cf__deque *d) {
   int64_t t = atomic_load(&d->top);
   int64_t b = atomic_load(&d->bottom);

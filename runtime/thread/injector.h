@@ -41,7 +41,7 @@ typedef struct cf__injector {
 void cf__injector_init(cf__injector *q);
 
 /* Any thread. f->next is overwritten. seq_cst exchange: it is the "push"
- * half of the submit/park Dekker pair in thread_pool.c. */
+ * half of the submit/park Dekker pair in pool.c and scheduler.c. */
 void cf__injector_push(cf__injector *q, cf_future *f);
 
 /* Try to become the consumer: true on success. */
@@ -64,7 +64,7 @@ cf_future *cf__injector_pop(cf__injector *q);
  * emptiness test (a push can land between the consumer's last-node check
  * and its re-push of the stub, leaving head == &stub with nodes behind it).
  * popped is loaded first, so popped <= pushed. seq_cst: the parking
- * re-check half of the Dekker pair (thread_pool.c). */
+ * re-check half of the Dekker pair (scheduler.c). */
 static inline bool cf__injector_nonempty(cf__injector *q) {
   uint64_t po = atomic_load(&q->popped);
   return atomic_load(&q->pushed) > po;

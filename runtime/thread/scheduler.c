@@ -1,0 +1,223 @@
+/*
+ * scheduler.c — the thread pool's workers: where a worker finds work, and what
+ * it does when it finds none.
+ *
+ * DESIGN
+ * Queues. Each worker owns a fixed-size Chase–Lev deque (deque.h) of
+ * futures. A task submitted by one of the pool's own workers goes to the
+ * bottom of that worker's deque (LIFO for the owner: fork-join runs depth
+ * first, and a join usually pops back the very task it waits for and runs it
+ * inline). A full deque overflows into the injection queue (injector.h), a
+ * lock-free MPSC queue that also takes every submission from outside the
+ * pool. A worker looks for work in this order: its own deque, the injector
+ * (it takes the consumer try-lock and moves a batch into its deque), then a
+ * round of steals from the other deques starting at a random victim.
+ *
+ *
+ * Idle workers. A worker that finds nothing becomes "searching" and keeps
+ * looking for a bounded *time* (SEARCH_NS, by the clock), then parks on a
+ * per-worker futex word (park.h has the wake-up protocol: a submit wakes one
+ * parked worker only when no worker is searching; no lost wake-ups; no
+ * timeouts, so an idle pool uses no CPU).
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+_Thread_local worker *cf__tl_worker TLS_IE;
+
+/* Any worker but the spawner's fast path: run a frame that was stolen (or
+ * popped by a helper). */
+__attribute__((noinline)) void cf__sched_run_frame(worker *w, frame *fr) {
+  /* relaxed: the flags are hints here, as in run_task() */
+  uint32_t g = atomic_load_explicit(&w->pool->flags, memory_order_relaxed);
+  if (__builtin_expect(g & (GATE_CANCEL | GATE_BROKEN), 0)) {
+    fr->res_len = 0;
+    fr->err = (g & GATE_BROKEN) ? CF_EBROKEN : CF_ECANCELLED;
+  } else {
+    /* the runner's index, for the joiner's leapfrogging. relaxed: a hint;
+     * an RMW so that it never overwrites the joiner's FR_WAITERS */
+    atomic_fetch_or_explicit(&fr->word, (w->index + 1) << FR_THIEF_SHIFT, memory_order_relaxed);
+    frame_call(fr);
+  }
+  frame_publish(fr);
+}
+
+/* Owner: move the private frames, oldest first, to the bottom of the deque,
+ * where thieves (and the helping loops) see them. A full deque keeps the
+ * newest ones private. */
+__attribute__((noinline)) void cf__sched_publish(worker *w) {
+  unsigned n = w->pv_n, i = 0;
+  for (; i < n; i++) {
+    if (!cf__deque_push(&w->dq, frame_tag(w->pv[i]))) break;
+  }
+  if (i < n) memmove(w->pv, w->pv + i, (n - i) * sizeof *w->pv);
+  w->pv_n = n - i;
+}
+
+/* Steal one task from worker v (retrying lost races a few times). */
+cf_future *cf__sched_steal_from(worker *w, worker *v) {
+  for (int i = 0; i < STEAL_RETRIES; i++) {
+    cf_future *f = cf__deque_steal(&v->dq);
+    if (f == NULL) {
+      /* ask v to publish its private frames (relaxed: a hint, read at v's
+       * next spawn; the load first keeps v's line clean while it is set) */
+      if (!atomic_load_explicit(&v->want, memory_order_relaxed))
+        atomic_store_explicit(&v->want, true, memory_order_relaxed);
+      return NULL;
+    }
+    if (f != CF__DEQUE_ABORT) {
+      stat_inc(&w->st.stolen);
+      return f;
+    }
+    cf__cpu_relax();
+  }
+  return NULL;
+}
+
+/* Take a batch from the injector: return one, push the rest to our deque. */
+cf_future *cf__sched_take_injected(worker *w) {
+  pool *p = w->pool;
+  if (!cf__injector_nonempty(&p->inj) || !cf__injector_trylock(&p->inj)) return NULL;
+  cf_future *first = cf__injector_pop(&p->inj);
+  int64_t room = CF__DEQUE_CAP - cf__deque_size(&w->dq) - 1;
+  int moved = 0;
+  if (first) {
+    for (int i = 1; i < BATCH && moved < room; i++) {
+      cf_future *f = cf__injector_pop(&p->inj);
+      if (!f) break;
+      if (!cf__deque_push(&w->dq, f)) {
+        /* cannot happen with room > moved; keep it safe anyway */
+        cf__injector_unlock(&p->inj);
+        cf__injector_push(&p->inj, f);
+        return first;
+      }
+      moved++;
+    }
+  }
+  cf__injector_unlock(&p->inj);
+  if (moved && cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+  return first;
+}
+
+cf_future *cf__sched_steal_any(worker *w) {
+  pool *p = w->pool;
+  unsigned n = p->n;
+  if (n < 2) return NULL;
+  unsigned start = (unsigned)(xorshift(&w->rng) % n);
+  for (unsigned i = 0; i < n; i++) {
+    unsigned v = (start + i) % n;
+    if (v == w->index) continue;
+    cf_future *f = cf__sched_steal_from(w, &p->w[v]);
+    if (f) return f;
+  }
+  return NULL;
+}
+
+static cf_future *find_work(worker *w) {
+  cf_future *f = cf__deque_pop(&w->dq);
+  if (f) return f;
+  f = cf__sched_take_injected(w);
+  if (f) return f;
+  return cf__sched_steal_any(w);
+}
+
+static bool should_exit(pool *p) {
+  /* the flags copy first: the gate line belongs to the submitters */
+  if (!(atomic_load(&p->flags) & (GATE_SHUT | GATE_BROKEN))) return false;
+  uint64_t g = atomic_load(&p->gate);
+  if (!(g & (GATE_SHUT | GATE_BROKEN)) || g >= GATE_ONE) return false;
+  return all_queues_empty(p);
+}
+
+static void pin_to_cpu(unsigned i) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return;
+  int count = CPU_COUNT(&set);
+  if (count <= 0) return;
+  int want = (int)(i % (unsigned)count), seen = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++) {
+    if (!CPU_ISSET(c, &set)) continue;
+    if (seen++ == want) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(c, &one);
+      (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      return;
+    }
+  }
+}
+
+void *cf__sched_worker_main(void *arg) {
+  worker *w = arg;
+  pool *p = w->pool;
+  cf__tl_worker = w;
+  cf__current_helper = &w->helper;
+  char nm[16];
+  snprintf(nm, sizeof nm, "%s-%u", p->name, w->index);
+  (void)pthread_setname_np(pthread_self(), nm);
+  if (p->pin) pin_to_cpu(w->index);
+  if (p->init && p->init(p->init_arg) != 0) {
+    cf__tp_break(p);
+    goto out;
+  }
+  for (;;) {
+    cf_future *f = find_work(w);
+    if (f) {
+    found:
+      if (w->searching) {
+        w->searching = false;
+        /* the last searcher found work: if more is visible, wake another
+         * worker to look (seq_cst RMW, then seq_cst loads in the checks) */
+        /* any queue, not just ours and the injector's: a thief that just
+         * stole from a fan-out leaves its own deque empty, and the rest of
+         * the fan-out sits in the spawner's (review: only 2 of 8 workers
+         * ran a 7-task fan-out) */
+        if (cf__park_end_search(&p->park) && !all_queues_empty(p)) cf__park_notify_one(&p->park);
+      }
+      run_task(w, f);
+      continue;
+    }
+    if (should_exit(p)) break;
+    if (!w->searching) {
+      w->searching = true;
+      cf__park_start_search(&p->park);
+    }
+    int64_t start = cf__now_ns(), now = start;
+    do {
+      cf__cpu_relax();
+      f = find_work(w);
+      if (f) goto found;
+      now = cf__now_ns();
+      /* Past the first microseconds, let any thread that shares this CPU
+       * run: the kernel tends to wake a task's waiter on the CPU of the
+       * worker that woke it, and without the yield the waiter sat behind
+       * our whole search (bench: thread round trip after idle, p50 66 us,
+       * 54 us of it waiting for the caller to get the CPU back). On a CPU
+       * of our own sched_yield returns at once. */
+      if (now - start > SEARCH_YIELD_NS) sched_yield();
+    } while (now - start < SEARCH_NS);
+    if (should_exit(p)) break;
+    cf__park_prepare(&p->park, w->index, true);
+    w->searching = false;
+    /* re-check after the announce (Dekker half, park.h) */
+    uint64_t g = atomic_load(&p->gate);
+    if (!all_queues_empty(p) || (g & (GATE_SHUT | GATE_BROKEN))) {
+      cf__park_cancel(&p->park, w->index);
+    } else {
+      stat_inc(&w->st.parks);
+      cf__park_wait(&p->park, w->index);
+    }
+    w->searching = true; /* both paths leave us counted as searching */
+  }
+out:
+  if (w->searching) {
+    w->searching = false;
+    (void)cf__park_end_search(&p->park);
+  }
+  cf__current_helper = NULL;
+  cf__tl_worker = NULL;
+  return NULL;
+}
