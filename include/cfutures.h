@@ -111,7 +111,25 @@ typedef struct cf_options {
                                     future holds its slot until it is done AND
                                     released; with none free, submit waits
                                     (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
+  /* thread pool only */
+  unsigned wait_help; /* CF_HELP_*: what a task that waits on a future (or
+                         joins a stolen frame) runs meanwhile on its worker */
 } cf_options;
+
+/* cf_options.wait_help. A thread-pool task that waits does not block its
+ * worker idly: it runs work so that recursive fork-join cannot deadlock. */
+enum {
+  /* Default. Only the awaited task itself (if nobody started it) and work
+   * spawned beneath it (oneTBB's isolation): a task that holds a lock while
+   * it waits never finds an unrelated task running on its own stack. */
+  CF_HELP_ISOLATED = 0,
+  /* Any queued task of the pool (the most parallelism; unrelated work may
+   * run on the waiter's stack). */
+  CF_HELP_ANY = 1,
+  /* Nothing: the worker blocks until the future is done. A task that waits
+   * on a child it submitted then needs another free worker to run it. */
+  CF_HELP_NONE = 2,
+};
 
 /* Fill `o` with the defaults. Always call it before setting fields, so that a
  * program built against an older header keeps working. */
@@ -143,15 +161,19 @@ int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const c
   4u /* process pool: also kill running tasks (CF_ECANCELLED); \
         thread pool: request stop of running tasks */
 
-/* Stop accepting work. Idempotent: later calls may add CF_SHUTDOWN_WAIT.
- * Called from one of the executor's own tasks, CF_SHUTDOWN_WAIT is ignored
- * (a worker cannot join itself). */
+/* Stop accepting work: every later cf_submit (from any thread, the
+ * executor's own tasks included) returns CF_ESHUTDOWN. Idempotent: later
+ * calls may add flags. Called from one of the executor's own tasks, or from
+ * a done-callback the executor runs on one of its threads, CF_SHUTDOWN_WAIT
+ * is ignored (a worker cannot join itself). Safe from any done-callback: no
+ * callback runs under an internal lock. */
 int cf_executor_shutdown(cf_executor *ex, unsigned flags);
 
 /* Shut down with CF_SHUTDOWN_WAIT, join the workers and free the executor.
  * Defined while tasks run: they run to completion first, and their futures
  * stay valid until released. NULL is a no-op. Must not be called from one of
- * the executor's own tasks (CF_EINVAL). */
+ * the executor's own tasks, nor from a done-callback the executor itself
+ * runs (CF_EINVAL: the executor is still using itself there). */
 int cf_executor_destroy(cf_executor *ex);
 
 /* Python's `with ThreadPoolExecutor() as ex:` — leaving the scope shuts the
@@ -290,11 +312,14 @@ int cf_future_release(cf_future *f);
  *     one-line switch between executors still holds.
  *   - No cancel, no deadline, no callbacks: use futures for those. A frame
  *     task sees cf_call_stop_requested() only for a CF_SHUTDOWN_KILL
- *     shutdown of a thread pool. A shutdown with CF_SHUTDOWN_CANCEL_FUTURES
- *     (or a broken pool) drops the frame tasks that were in a deque and had
- *     not started: cf_join() then reports CF_ECANCELLED (or CF_EBROKEN);
- *     the others run. A spawn from a worker of a thread pool shut down that way
- *     fails with CF_ESHUTDOWN (CF_EBROKEN), as cf_submit() does.
+ *     shutdown of a thread pool. A frame is never cancelled: it belongs to
+ *     its spawner's running task, so a shutdown (with or without
+ *     CF_SHUTDOWN_CANCEL_FUTURES) or a broken pool lets every spawned frame
+ *     run (a frame that a cancelling shutdown takes out of a queue runs on
+ *     the thread that shuts down). A spawn from a worker of a thread pool
+ *     shut down with CF_SHUTDOWN_CANCEL_FUTURES, or broken, fails with
+ *     CF_ESHUTDOWN (CF_EBROKEN); after a plain shutdown it still works
+ *     (its join runs it).
  *   - cf_stats counts futures: frames that ran on their spawner's thread
  *     are not counted; stolen frames count in `stolen` only. */
 #define CF_FRAME_INLINE_ARG 48

@@ -384,7 +384,7 @@ static inline void unref_task(cf_future *f) {
     cf__future_destroy(f);
 }
 
-int cf__future_run(cf_future *f, unsigned owner) {
+int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
   _Atomic uint32_t *word = &f->state;
   uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
   for (;;) {
@@ -406,6 +406,9 @@ int cf__future_run(cf_future *f, unsigned owner) {
                                               memory_order_relaxed))
       break;
   }
+  /* release: pairs with the acquire load in the thread pool's helper
+   * (help.c), which reads the tag only after it saw RUNNING */
+  if (tag) __atomic_store_n(&f->ext[0], tag, __ATOMIC_RELEASE);
   cf_call c = {
       .ops = &local_call_ops,
       .arg = cf__future_arg(f),
@@ -490,10 +493,14 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
     now = cf__now_ns();
     if (task_dl > 0 && now >= task_dl) {
       expire(f);
-      /* lost the claim to a completer: it is about to write the word */
-      for (;;) {
+      /* lost the claim to a completer: it is about to write the word (it
+       * may share our CPU: yield between looks after the first few) */
+      for (int i = 0;; i++) {
         if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
-        cf__cpu_relax();
+        if (i < 64)
+          cf__cpu_relax();
+        else
+          sched_yield();
       }
     }
     if (deadline_abs >= 0 && now >= deadline_abs) return CF_ETIMEDOUT;

@@ -286,9 +286,15 @@ static inline void cf__copy(void *dst, const void *src, size_t n) {
  * then drop the executor's reference. A future that is no longer PENDING
  * (cancelled, deadline passed) is only unref'd. A deadline already passed
  * fails it with CF_ETIMEDOUT without running. */
-int cf__future_run(cf_future *f, unsigned owner);
-/* (Returns 1 if the task ran, 0 if it had been cancelled, -1 if it failed
- * without running: its deadline had passed.) */
+int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag);
+/* (Returns 1 if the task ran, 0 if it had been cancelled, -1 if it did not
+ * run here: its deadline had passed, or another thread runs or ran it.)
+ * `tag`, when not 0, is stored in f->ext[0] (release) once this call owns
+ * the task, before the task runs: the thread pool's note of where the
+ * task's spawned work lies (help.c). */
+static inline int cf__future_run(cf_future *f, unsigned owner) {
+  return cf__future_run_tagged(f, owner, 0);
+}
 
 /* Move *f->word from a word with state `from` (same generation) to state
  * `to`, with error `err` recorded first for FAILED/CANCELLED (thread futures
@@ -332,6 +338,11 @@ typedef struct cf__helper cf__helper;
 struct cf__helper {
   /* Run other work until f is done or the deadline: 0 or CF_ETIMEDOUT. */
   int (*wait)(cf__helper *self, cf_future *f, int64_t deadline_abs);
+  /* The same for a wait on several futures (cf_wait, as_completed): until
+   * `event` (a future-shaped object over the waiter's event word) is done,
+   * running what fs[0..n) need. */
+  int (*wait_set)(cf__helper *self, cf_future *event, cf_future *const *fs, size_t n,
+                  int64_t deadline_abs);
 };
 /* initial-exec: the lib is PIC, and a general-dynamic TLS access would cost
  * a __tls_get_addr call on the hot path. */

@@ -72,8 +72,13 @@ void cf__event_dummy_init(cf_future *dummy, _Atomic uint32_t *word) {
   dummy->deadline = 0;
 }
 
-int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, int64_t deadline_abs) {
-  if (dummy && cf__current_helper) return cf__future_wait_until(dummy, deadline_abs);
+int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, cf_future *const *fs, size_t n,
+                   int64_t deadline_abs) {
+  cf__helper *h = cf__current_helper;
+  if (dummy && h) {
+    if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
+    return h->wait_set(h, dummy, fs, n, deadline_abs);
+  }
   uint32_t w = atomic_load(word);
   if (cf__st_done(w)) return 0;
   int64_t now = cf__now_ns();
@@ -295,7 +300,7 @@ int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns,
     if (cf__st_done(atomic_load(&w->ev)) && condition(fs, n, return_when, NULL)) break;
     int64_t task_dl = cf__min_task_deadline(fs, n, NULL);
     int64_t until = cf__deadline_min(deadline, task_dl);
-    int r = cf__event_wait(&w->ev, &w->dummy, until);
+    int r = cf__event_wait(&w->ev, &w->dummy, fs, n, until);
     if (r == 0) continue; /* re-check the condition */
     if (deadline >= 0 && cf__now_ns() >= deadline) {
       rc = CF_ETIMEDOUT;
@@ -445,7 +450,8 @@ int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
       if (ac_take(it)) continue;
       return CF_ETIMEDOUT;
     }
-    if (cf__event_wait(&it->ev, &it->dummy, until) != 0) expire_due(it->fs, it->n, it->seen);
+    if (cf__event_wait(&it->ev, &it->dummy, it->fs, it->n, until) != 0)
+      expire_due(it->fs, it->n, it->seen);
   }
 }
 

@@ -38,7 +38,8 @@ void cf__event_reset(_Atomic uint32_t *word);
  * (< 0: forever) passes: 0 or CF_ETIMEDOUT. `dummy`, if not NULL, is a
  * zeroed struct cf_future whose word is `word`: in a thread-pool worker the
  * wait then goes through cf__future_wait_until() and helps. */
-int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, int64_t deadline_abs);
+int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, cf_future *const *fs, size_t n,
+                   int64_t deadline_abs);
 
 /* Initialise `dummy` as a waitable stand-in for the event `word`. */
 void cf__event_dummy_init(cf_future *dummy, _Atomic uint32_t *word);

@@ -135,6 +135,45 @@ static inline cf_future *cf__deque_steal(cf__deque *d) {
   return f;
 }
 
+/* Owner: the index the next push will use (entries pushed from now on sit
+ * at this index and above, until popped). */
+static inline int64_t cf__deque_bottom(cf__deque *d) {
+  return atomic_load_explicit(&d->bottom, memory_order_relaxed); /* owner's own */
+}
+
+/* True if the entry at index i is at or above `base` (both from
+ * cf__deque_bottom, base possibly truncated to `bits` bits). Entries below a
+ * base stay within CF__DEQUE_CAP of it, so a wrapped difference can only make
+ * a newer entry look older, never an older one newer. */
+static inline bool cf__deque_at_or_above(int64_t i, uint64_t base, unsigned bits) {
+  uint64_t m = bits >= 64 ? ~0ull : (1ull << bits) - 1;
+  uint64_t d = ((uint64_t)i - base) & m;
+  return d < (m >> 1) + 1; /* "non-negative" in `bits`-bit arithmetic */
+}
+
+/* Owner: pop the bottom entry only if its index is at or above `base`
+ * (isolated helping: only what was pushed since a task started). */
+static inline cf_future *cf__deque_pop_above(cf__deque *d, uint64_t base, unsigned bits) {
+  int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1; /* owner's own */
+  if (!cf__deque_at_or_above(b, base, bits)) return NULL;
+  return cf__deque_pop(d);
+}
+
+/* Any thread: steal the top entry only if its index is at or above `base`
+ * (the top is the oldest: older entries in front block newer ones). NULL
+ * when empty or when the top is older, CF__DEQUE_ABORT on a lost race. */
+static inline cf_future *cf__deque_steal_above(cf__deque *d, uint64_t base, unsigned bits) {
+  /* seq_cst loads: as in cf__deque_steal() */
+  int64_t t = atomic_load(&d->top);
+  int64_t b = atomic_load(&d->bottom);
+  if (t >= b || !cf__deque_at_or_above(t, base, bits)) return NULL;
+  cf_future *f = atomic_load_explicit(&d->buf[t & d->mask], memory_order_relaxed);
+  if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                               memory_order_relaxed))
+    return CF__DEQUE_ABORT;
+  return f;
+}
+
 /* Any thread: how many items (a racy estimate, never negative). */
 static inline int64_t cf__deque_size(cf__deque *d) {
   /* relaxed: an estimate for stats and idle checks */

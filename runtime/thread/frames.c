@@ -27,10 +27,9 @@
  * After that RMW the frame may be gone (the joiner returned): the thief
  * touches nothing but the wake's address (a late wake on a reused address
  * is a spurious wake-up, which every futex waiter here tolerates). A drain
- * (shutdown with cancel, broken pool) that takes a frame fails it the same
- * way instead of running it. Private frames are never drained: their joins
- * run them. A full deque runs the task inside cf_spawn. Anything else (not
- * a worker of this pool, a large argument, a process pool) keeps an
+ * (shutdown with cancel, broken pool) that takes a frame runs it the same
+ * way: a frame is never cancelled (its spawner's task joins it). A full deque runs the task inside
+ * cf_spawn. Anything else (not a worker of this pool, a large argument, a process pool) keeps an
  * ordinary future in the frame.
  * The price of the split (Lace's too): a frame spawned by a task that then
  * computes for a long time without spawning, joining or waiting stays
@@ -121,8 +120,7 @@ static __attribute__((noinline)) int spawn_slow(cf_executor *ex, frame *fr, cf_f
 /* The private stack is full: straight into the deque. */
 static __attribute__((noinline)) void spawn_public(worker *w, pool *p, frame *fr) {
   if (__builtin_expect(cf__deque_push(&w->dq, frame_tag(fr)), 1)) {
-    /* no Dekker fence: see submit_slow() */
-    if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+    cf__park_notify_after_push(&p->park); /* park.h, site 4 */
     return;
   }
   /* the deque is full too: run it now (a sequential execution of the same
@@ -136,8 +134,7 @@ static __attribute__((noinline)) void spawn_publish(worker *w, pool *p) {
    * the next spawn */
   atomic_store_explicit(&w->want, false, memory_order_relaxed);
   cf__sched_publish(w);
-  /* no Dekker fence: see submit_slow() */
-  if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+  cf__park_notify_after_push(&p->park); /* park.h, site 4 */
 }
 
 int cf_spawn(cf_executor *ex, cf_frame *cfr, cf_fn fn, const void *arg, size_t len) {

@@ -11,9 +11,30 @@
  *     wakes another parked worker if more work is visible;
  *   - a parking worker announces itself (seq_cst RMW on `idle`, under the
  *     sleepers lock), then re-checks every queue, and only then sleeps.
- * Push-then-load against announce-then-check is Dekker's pattern over
- * seq_cst operations: either the parker's re-check sees the task or the
- * submitter's load sees the parker (and no searcher) and wakes someone.
+ * Push-then-load against announce-then-check is Dekker's pattern (store
+ * buffering): either the parker's re-check sees the task or the pusher's
+ * load sees the parker (and no searcher) and wakes someone. It needs a
+ * store-load barrier on both sides: the parker's is its seq_cst RMW on
+ * `idle`; the pusher's is a seq_cst operation between its push and its load
+ * of `idle` (x86 would otherwise let the load pass the buffered store).
+ *
+ * No lost wake-ups: every push site, and what orders it before the load.
+ *   1. Outside submit (pool.c submit_slow): the injector push is a seq_cst
+ *      exchange + fetch_add; cf__park_notify_one() loads `idle` seq_cst.
+ *   2. Submit from a worker (pool.c tp_submit, submit_slow): a release store
+ *      of the deque's bottom, then cf__park_notify_after_push(): seq_cst
+ *      fence, then the load.
+ *   3. A worker's batch from the injector into its deque (scheduler.c
+ *      cf__sched_take_injected): as 2.
+ *   4. Frames made stealable (frames.c spawn_publish, spawn_public; help.c
+ *      before a worker helps): as 2.
+ *   5. The last searcher that found work (scheduler.c): its seq_cst RMW on
+ *      `idle` (cf__park_end_search), then seq_cst loads of every queue; if
+ *      any has work it wakes another: the same pair with the roles turned.
+ * Not a push site: a spawn that keeps its frame private (frames.c) only
+ * reads `idle` as a hint (relaxed, no fence). A private frame is not in any
+ * queue, so there is nothing for a sleeper to miss; its join runs it, and
+ * it becomes stealable at the spawner's next spawn, join or wait (site 4).
  *
  * A woken worker is counted as searching by its waker (so that a burst of
  * submits wakes one worker at a time, not all of them). Sleep is a futex on
@@ -74,11 +95,21 @@ static inline bool cf__park_end_search(cf__park *s) {
  * parked worker if none is searching. */
 void cf__park_notify_one(cf__park *s);
 
-/* Cheap pre-check for cf__park_notify_one (relaxed: callers that need no
- * Dekker guarantee, e.g. a worker's own deque push, use it alone). */
+/* Cheap pre-check for cf__park_notify_one (relaxed: alone it is only a
+ * hint; see cf__park_notify_after_push). */
 static inline bool cf__park_should_notify(cf__park *s) {
   uint32_t v = atomic_load_explicit(&s->idle, memory_order_relaxed);
   return cf__idle_parked(v) > 0 && cf__idle_searching(v) == 0;
+}
+
+/* Any thread, right after a push that was not itself a seq_cst operation
+ * (a deque's release store of bottom): wake one parked worker if none is
+ * searching. The fence is the pusher's half of the Dekker pair (DESIGN):
+ * without it the load of `idle` may pass the buffered push, and a worker
+ * parking at that instant would miss both. */
+static inline void cf__park_notify_after_push(cf__park *s) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (cf__park_should_notify(s)) cf__park_notify_one(s);
 }
 
 /* Wake every parked worker (shutdown). */

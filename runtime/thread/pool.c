@@ -10,8 +10,8 @@
  * sets the flags and, when it must drain, waits for the count to reach zero
  * first, so no submit slips in behind the drain. A worker exits when the
  * pool is shut down, no submitter is in flight and every queue is empty.
- * A submit from inside a worker after shutdown is accepted (fork-join work
- * of a task that is still running) unless futures are being cancelled.
+ * A submit from inside a worker after shutdown is refused with
+ * CF_ESHUTDOWN, as from outside (push_inside() has the race argument).
  *
  * Bound (max_queued). `queued` counts tasks between submit and the moment a
  * worker takes them out of a queue. Outside submitters wait for room on a
@@ -64,49 +64,69 @@ static void wait_no_inflight(pool *p) {
   while (atomic_load(&p->gate) >= GATE_ONE) sched_yield();
 }
 
+/* Cancel (or fail with CF_EBROKEN) one future taken out of a queue by a
+ * drain, and drop the queue's reference. Runs its done-callbacks: never
+ * called with an internal lock held. */
+/* The pool whose drain runs on this thread (its callbacks may not destroy
+ * it: the drain still walks its queues). */
+static _Thread_local pool *tl_draining;
+
+static void settle_drained(pool *p, cf_future *f, bool broken) {
+  task_taken(p);
+  if (broken) {
+    cf__future_fail(f, CF_EBROKEN);
+  } else if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
+    atomic_fetch_add(&p->drained_cancelled, 1);
+  }
+  cf__future_unref(f);
+}
+
 /* Take every queued future out (any thread; the gate must be closed) and
- * cancel it, or fail it with CF_EBROKEN. */
+ * cancel it, or fail it with CF_EBROKEN. User code (done-callbacks) runs
+ * here, so no internal lock may be held while a future is settled: the
+ * injector's entries are collected under its consumer lock (linked through
+ * their now unused `next`) and settled after the unlock; deque entries are
+ * taken by steals, which hold nothing. A callback may call shutdown or
+ * drain again (another drain is then just another consumer). */
 static void drain(pool *p, bool broken) {
+  pool *outer = tl_draining;
+  tl_draining = p;
   for (;;) {
     bool any = false;
     while (!cf__injector_trylock(&p->inj)) sched_yield();
-    cf_future *f;
+    cf_future *f, *list = NULL, *last = NULL;
     while ((f = cf__injector_pop(&p->inj)) != NULL) {
-      any = true;
-      task_taken(p);
-      if (broken) {
-        cf__future_fail(f, CF_EBROKEN);
-      } else if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
-        atomic_fetch_add(&p->drained_cancelled, 1);
-      }
-      cf__future_unref(f);
+      /* relaxed: f left the queue; this thread alone reads the links */
+      atomic_store_explicit(&f->next, NULL, memory_order_relaxed);
+      if (last)
+        atomic_store_explicit(&last->next, f, memory_order_relaxed);
+      else
+        list = f;
+      last = f;
     }
     cf__injector_unlock(&p->inj);
+    while ((f = list) != NULL) {
+      list = atomic_load_explicit(&f->next, memory_order_relaxed);
+      any = true;
+      settle_drained(p, f, broken);
+    }
     for (unsigned i = 0; i < p->n; i++) {
       while ((f = cf__deque_steal(&p->w[i].dq)) != NULL) {
         if (f == CF__DEQUE_ABORT) continue;
         any = true;
         if (is_frame(f)) {
-          /* its spawner joins it: fail it instead of running user code in
-           * the drainer (cfutures.h: frames) */
-          frame *fr = frame_untag(f);
-          fr->res_len = 0;
-          fr->err = broken ? CF_EBROKEN : CF_ECANCELLED;
-          frame_publish(fr);
+          /* a frame is never cancelled: its spawner's running task joins
+           * it, so it runs here (no lock is held) */
+          cf__sched_run_frame(NULL, frame_untag(f));
           continue;
         }
-        task_taken(p);
-        if (broken) {
-          cf__future_fail(f, CF_EBROKEN);
-        } else if (cf__future_transition(f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED)) {
-          atomic_fetch_add(&p->drained_cancelled, 1);
-        }
-        cf__future_unref(f);
+        settle_drained(p, f, broken);
       }
     }
-    if (!any && !cf__injector_nonempty(&p->inj)) return;
+    if (!any && !cf__injector_nonempty(&p->inj)) break;
     if (!any) sched_yield(); /* a push is between its exchange and its link */
   }
+  tl_draining = outer;
 }
 
 void cf__tp_break(pool *p) {
@@ -146,6 +166,32 @@ static void queue_unroom(pool *p) {
   if (p->max_queued) task_taken(p);
 }
 
+/* A worker's submit: push f onto its own deque (the injector when full),
+ * then wake a sleeper if none searches (park.h, site 2). A submit from a
+ * task after shutdown is refused (CF_ESHUTDOWN, as Python does): the other
+ * workers may have exited, and a child that only its parent's worker could
+ * run would hang a parent that waits for it by other means than cfutures.
+ * The flags are re-read after the fence: a shutdown whose flag store we do
+ * not see then is ordered after our push, so the exiting workers' seq_cst
+ * re-check of every queue (should_exit) sees the child and they stay; a
+ * shutdown we do see takes the child back out if it is still there. */
+static inline int push_inside(pool *p, worker *w, cf_future *f) {
+  bool in_deque = cf__deque_push(&w->dq, f);
+  if (__builtin_expect(!in_deque, 0)) cf__injector_push(&p->inj, f); /* counted there */
+  atomic_thread_fence(memory_order_seq_cst); /* the Dekker pair's fence (park.h) */
+  /* relaxed: ordered by the fence (see above) */
+  uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
+  if (__builtin_expect(g & (GATE_SHUT | GATE_BROKEN), 0) && in_deque) {
+    cf_future *t = cf__deque_pop(&w->dq);
+    if (t == f) return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
+    /* f was stolen meanwhile (a thief runs it): t is an older entry */
+    if (t) (void)cf__deque_push(&w->dq, t);
+  }
+  if (in_deque) stat_inc(&w->st.submitted);
+  if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+  return 0;
+}
+
 __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg,
                                                  size_t len, int64_t deadline, unsigned flags,
                                                  cf_future **out) {
@@ -154,7 +200,7 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   if (inside) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
     uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
-    if (__builtin_expect(g & (GATE_BROKEN | GATE_CANCEL), 0))
+    if (__builtin_expect(g & (GATE_BROKEN | GATE_SHUT), 0))
       return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
   }
   if (p->max_queued && (rc = queue_room(p, flags, inside)) != 0) return rc;
@@ -175,14 +221,14 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   f->fn = fn;
   f->deadline = deadline;
   f->owner = p;
+  f->ext[0] = 0;
   if (inside) {
-    if (cf__deque_push(&w->dq, f))
-      stat_inc(&w->st.submitted);
-    else
-      cf__injector_push(&p->inj, f); /* counted by the injector */
-    /* no Dekker fence here: this worker runs its own deque before it can
-     * park, so a missed wake-up costs parallelism, never progress */
-    if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+    if ((rc = push_inside(p, w, f)) != 0) {
+      cf__future_unref(f);
+      cf__future_unref(f);
+      queue_unroom(p);
+      return rc;
+    }
     *out = f;
     return 0;
   }
@@ -210,7 +256,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued, 1)) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
     uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
-    if (__builtin_expect(!(g & (GATE_BROKEN | GATE_CANCEL)), 1)) {
+    if (__builtin_expect(!(g & (GATE_BROKEN | GATE_SHUT)), 1)) {
       cf_future *f = cf__future_alloc_fast();
       if (f) {
         cf__copy(f->arg_inline, arg, len);
@@ -218,12 +264,13 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->fn = fn;
         f->deadline = deadline;
         f->owner = p;
-        if (__builtin_expect(cf__deque_push(&w->dq, f), 1))
-          stat_inc(&w->st.submitted);
-        else
-          cf__injector_push(&p->inj, f); /* counted by the injector */
-        /* no Dekker fence: see submit_slow() */
-        if (cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+        f->ext[0] = 0;
+        int rc = push_inside(p, w, f);
+        if (__builtin_expect(rc != 0, 0)) {
+          cf__future_unref(f);
+          cf__future_unref(f);
+          return rc;
+        }
         *out = f;
         return 0;
       }
@@ -266,6 +313,7 @@ static int tp_shutdown(cf_executor *ex, unsigned flags) {
 
 static int tp_destroy(cf_executor *ex) {
   pool *p = (pool *)ex;
+  if (tl_draining == p) return CF_EINVAL; /* from a callback its own drain runs */
   tp_shutdown(ex, CF_SHUTDOWN_WAIT);
   drain(p, false); /* nothing should be left; stragglers are cancelled */
   for (unsigned i = 0; i < p->n; i++) cf__deque_free(&p->w[i].dq);
@@ -281,7 +329,8 @@ static int tp_stats(cf_executor *ex, cf_stats *out) {
   pool *p = (pool *)ex;
   uint64_t queued = cf__injector_len(&p->inj);
   /* relaxed: counters summed now, not a snapshot */
-  out->submitted = atomic_load_explicit(&p->inj.pushed, memory_order_relaxed);
+  out->submitted = atomic_load_explicit(&p->inj.pushed, memory_order_relaxed) -
+                   atomic_load_explicit(&p->requeued, memory_order_relaxed);
   out->cancelled = atomic_load_explicit(&p->drained_cancelled, memory_order_relaxed);
   for (unsigned i = 0; i < p->n; i++) {
     wstats *s = &p->w[i].st;
@@ -335,7 +384,7 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
     memcpy(&opt, o, o->size < sizeof opt ? o->size : sizeof opt);
   }
   unsigned n = opt.workers ? opt.workers : cf__online_cpus();
-  if (n > CF__MAX_WORKERS) return CF_EINVAL;
+  if (n > CF__MAX_WORKERS || opt.wait_help > CF_HELP_NONE) return CF_EINVAL;
   pool *p = aligned_alloc(CF__CACHE_LINE, (sizeof *p + CF__CACHE_LINE - 1) & ~(size_t)63);
   if (!p) return CF_ENOMEM;
   memset(p, 0, sizeof *p);
@@ -347,11 +396,13 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
   p->init = opt.initializer;
   p->init_arg = opt.initializer_arg;
   p->pin = opt.pin_cpus;
+  p->help = opt.wait_help;
   p->max_queued = opt.max_queued;
   atomic_init(&p->gate, 0);
   atomic_init(&p->flags, 0);
   atomic_init(&p->queued, 0);
   atomic_init(&p->drained_cancelled, 0);
+  atomic_init(&p->requeued, 0);
   ck_ec32_init(&p->ec, 0);
   pthread_mutex_init(&p->join_lock, NULL);
   cf__injector_init(&p->inj);
@@ -370,6 +421,7 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
     w->index = i;
     w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
     w->helper.wait = cf__help_future;
+    w->helper.wait_set = cf__help_set;
     if (cf__deque_init(&w->dq, CF__DEQUE_CAP) != 0) {
       rc = CF_ENOMEM;
       break;

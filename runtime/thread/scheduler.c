@@ -28,20 +28,20 @@
 
 _Thread_local worker *cf__tl_worker TLS_IE;
 
-/* Any worker but the spawner's fast path: run a frame that was stolen (or
- * popped by a helper). */
+/* A frame taken out of its spawner's deque by another thread: a thief (w),
+ * or a drain (w NULL: shutdown with cancel, a broken pool). Either way it
+ * runs: a frame belongs to its spawner's running task, which joins it, so
+ * shutdown never cancels it (cfutures.h: frames). */
 __attribute__((noinline)) void cf__sched_run_frame(worker *w, frame *fr) {
-  /* relaxed: the flags are hints here, as in run_task() */
-  uint32_t g = atomic_load_explicit(&w->pool->flags, memory_order_relaxed);
-  if (__builtin_expect(g & (GATE_CANCEL | GATE_BROKEN), 0)) {
-    fr->res_len = 0;
-    fr->err = (g & GATE_BROKEN) ? CF_EBROKEN : CF_ECANCELLED;
-  } else {
-    /* the runner's index, for the joiner's leapfrogging. relaxed: a hint;
-     * an RMW so that it never overwrites the joiner's FR_WAITERS */
-    atomic_fetch_or_explicit(&fr->word, (w->index + 1) << FR_THIEF_SHIFT, memory_order_relaxed);
-    frame_call(fr);
+  if (w) {
+    /* the runner's index and deque bottom, for the joiner's helping
+     * (help.c). relaxed: the joiner reads only these bits from it; an RMW
+     * so that it never overwrites the joiner's FR_WAITERS */
+    uint32_t note =
+        ((w->index + 1) << FR_THIEF_SHIFT) | ((uint32_t)cf__deque_bottom(&w->dq) << FR_BASE_SHIFT);
+    atomic_fetch_or_explicit(&fr->word, note, memory_order_relaxed);
   }
+  frame_call(fr);
   frame_publish(fr);
 }
 
@@ -89,16 +89,18 @@ cf_future *cf__sched_take_injected(worker *w) {
       cf_future *f = cf__injector_pop(&p->inj);
       if (!f) break;
       if (!cf__deque_push(&w->dq, f)) {
-        /* cannot happen with room > moved; keep it safe anyway */
-        cf__injector_unlock(&p->inj);
+        /* cannot happen: `room` under-estimates the free slots (a stale
+         * top only makes the deque look fuller). Kept safe anyway: back to
+         * the injector, not counted twice as submitted. */
+        atomic_fetch_add_explicit(&p->requeued, 1, memory_order_relaxed);
         cf__injector_push(&p->inj, f);
-        return first;
+        break;
       }
       moved++;
     }
   }
   cf__injector_unlock(&p->inj);
-  if (moved && cf__park_should_notify(&p->park)) cf__park_notify_one(&p->park);
+  if (moved) cf__park_notify_after_push(&p->park); /* park.h, site 3 */
   return first;
 }
 

@@ -83,10 +83,12 @@ struct pool {
   struct ck_ec32 ec; /* bumped when a queued task is taken (bounded pools) */
   size_t max_queued;
   alignas(CF__CACHE_LINE) _Atomic uint64_t drained_cancelled;
+  _Atomic uint64_t requeued; /* injector entries pushed back (stats: not submits) */
   char name[11];
   cf_init_fn init;
   void *init_arg;
   bool pin;
+  unsigned help; /* CF_HELP_*: what a waiting task runs (help.c) */
   pthread_mutex_t join_lock;
   bool joined;
 };
@@ -130,7 +132,8 @@ static inline bool all_queues_empty(pool *p) {
 /* The inside of a cf_frame (see DESIGN: frames). may_alias: the user's
  * object has the declared type cf_frame. */
 typedef struct __attribute__((may_alias)) frame {
-  /* FR_DONE | FR_WAITERS | thief index + 1 << FR_THIEF_SHIFT; 0 while queued.
+  /* FR_DONE | FR_WAITERS | thief index + 1 << FR_THIEF_SHIFT | the thief's
+   * deque bottom << FR_BASE_SHIFT; 0 while queued.
    * Touched only when the frame leaves its spawner's deque by a steal. */
   _Atomic uint32_t word;
   uint32_t magic; /* FR_QUEUED / FR_RAN / FR_FUTURE / FR_JOINED: spawner only */
@@ -171,7 +174,9 @@ static inline __attribute__((always_inline)) void copy48(void *dst, const void *
 
 #define FR_DONE 1u
 #define FR_WAITERS 2u
-#define FR_THIEF_SHIFT 8
+#define FR_THIEF_SHIFT 8 /* bits 8-15: the thief's index + 1 */
+#define FR_THIEF_MASK 0xffu
+#define FR_BASE_SHIFT 16 /* bits 16-31: the thief's deque bottom when it took it (help.c) */
 
 #define FR_QUEUED 0xcf5f0001u /* on the spawner's deque (or taken by a thief) */
 #define FR_RAN 0xcf5f0002u    /* the deque was full: ran inside cf_spawn */
@@ -221,10 +226,17 @@ static inline void frame_publish(frame *fr) {
 
 /* ---- running (scheduler.c) ----------------------------------------------------- */
 
-/* A frame taken by another thread than its spawner: run it and publish. */
+/* A frame taken by another thread than its spawner (a thief w, or a drain:
+ * w NULL): run it and publish. */
 void cf__sched_run_frame(worker *w, frame *fr);
 /* Owner: move the private frames to the deque, where thieves see them. */
 void cf__sched_publish(worker *w);
+
+/* The note a runner makes when it starts a future: where what the task
+ * spawns will lie on its deque (help.c), + 1 so that 0 means "none yet". */
+static inline uint64_t run_tag(worker *w) {
+  return (uint64_t)cf__deque_bottom(&w->dq) + 1;
+}
 
 /* Run a deque or injector entry known to be a future. */
 static inline void run_future_task(worker *w, cf_future *f) {
@@ -241,8 +253,12 @@ static inline void run_future_task(worker *w, cf_future *f) {
     cf__future_unref(f);
     return;
   }
-  int r = cf__future_run(f, w->index + 1);
-  stat_inc(r == 0 ? &w->st.cancelled : &w->st.completed);
+  int r = cf__future_run_tagged(f, w->index + 1, run_tag(w));
+  if (r == 1)
+    stat_inc(&w->st.completed);
+  else if (r == 0)
+    stat_inc(&w->st.cancelled);
+  /* r == -1: not run here (deadline passed, or a waiter ran it: help.c) */
 }
 
 /* Run any entry taken from a queue: a future or a tagged frame. */
@@ -274,6 +290,8 @@ void cf__tp_break(pool *p);
 
 /* cf__helper.wait of every worker: help until f is done or deadline. */
 int cf__help_future(cf__helper *h, cf_future *f, int64_t deadline);
+/* cf__helper.wait_set of every worker. */
+int cf__help_set(cf__helper *h, cf_future *event, cf_future *const *fs, size_t n, int64_t deadline);
 /* The spawner's join of a frame it found gone from the bottom of its deque
  * (t: what it popped instead, or NULL). Returns when the frame is done. */
 void cf__help_frame(worker *w, frame *fr, cf_future *t);
