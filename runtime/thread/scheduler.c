@@ -15,10 +15,21 @@
  *
  *
  * Idle workers. A worker that finds nothing becomes "searching" and keeps
- * looking for a bounded *time* (SEARCH_NS, by the clock), then parks on a
- * per-worker futex word (park.h has the wake-up protocol: a submit wakes one
- * parked worker only when no worker is searching; no lost wake-ups; no
- * timeouts, so an idle pool uses no CPU).
+ * looking for a bounded *time* (by the clock, never a count of pauses), then
+ * parks on a per-worker futex word (park.h has the wake-up protocol: a
+ * submit wakes one parked worker only when no worker is searching; no lost
+ * wake-ups; no timeouts, so an idle pool uses no CPU). The search window is
+ * adaptive, per worker, between SEARCH_MIN_NS and SEARCH_MAX_NS: spinning
+ * pays only when work arrives within the window, so the window follows the
+ * pace of recent arrivals. A search that finds work after e ns widens it to
+ * 2e; a window that passes with nothing halves it; a worker woken after
+ * sleeping s < SEARCH_MAX_NS widens it to 1.5 s (a search that long would
+ * have caught the work without a sleep and a wake). At a steady 10 k/s
+ * (100 us apart) every search fails, the window sinks to the minimum, and a
+ * worker costs what a condvar pool's does: a wake, the task, a sleep; at
+ * 40 k/s and more the window opens and tasks are found without waking
+ * anyone. At most half the workers (at least one) search at a time; the
+ * others park at once.
  */
 #include <sched.h>
 #include <stdio.h>
@@ -152,11 +163,44 @@ static void pin_to_cpu(unsigned i) {
   }
 }
 
+/* ---- the adaptive idle search (DESIGN: idle workers) ---- */
+
+/* Fewer than half the workers (at least one) search at once. */
+static inline bool search_allowed(worker *w) {
+  unsigned limit = w->pool->n / 2 ? w->pool->n / 2 : 1;
+  /* relaxed: a heuristic; the count includes this worker */
+  uint32_t v = atomic_load_explicit(&w->pool->park.idle, memory_order_relaxed);
+  return cf__idle_searching(v) <= limit;
+}
+
+static inline int64_t clamp_window(int64_t ns) {
+  return ns < SEARCH_MIN_NS ? SEARCH_MIN_NS : ns > SEARCH_MAX_NS ? SEARCH_MAX_NS : ns;
+}
+
+/* A search found work `after` ns in: work comes at about that pace, so a
+ * window of twice that would have caught it too. */
+static inline void search_found(worker *w, int64_t after) {
+  if (2 * after > w->search_ns) w->search_ns = clamp_window(2 * after);
+}
+
+/* A whole window passed with nothing: work comes more slowly than that. */
+static inline void search_failed(worker *w) {
+  w->search_ns = clamp_window(w->search_ns / 2);
+}
+
+/* Parked, woken after `slept` ns: had the search lasted that long it would
+ * have found the work without the two system calls of a sleep and a wake. */
+static inline void woke_after(worker *w, int64_t slept) {
+  if (slept < SEARCH_MAX_NS && slept + slept / 2 > w->search_ns)
+    w->search_ns = clamp_window(slept + slept / 2);
+}
+
 void *cf__sched_worker_main(void *arg) {
   worker *w = arg;
   pool *p = w->pool;
   cf__tl_worker = w;
   cf__current_helper = &w->helper;
+  w->search_ns = SEARCH_MAX_NS;
   char nm[16];
   snprintf(nm, sizeof nm, "%s-%u", p->name, w->index);
   (void)pthread_setname_np(pthread_self(), nm);
@@ -188,19 +232,23 @@ void *cf__sched_worker_main(void *arg) {
       cf__park_start_search(&p->park);
     }
     int64_t start = cf__now_ns(), now = start;
+    /* searchers beyond half the pool park at once (Tokio, Go) */
+    int64_t window = search_allowed(w) ? w->search_ns : 0;
     do {
       cf__cpu_relax();
       f = find_work(w);
-      if (f) goto found;
+      if (f) {
+        search_found(w, cf__now_ns() - start);
+        goto found;
+      }
       now = cf__now_ns();
       /* Past the first microseconds, let any thread that shares this CPU
        * run: the kernel tends to wake a task's waiter on the CPU of the
-       * worker that woke it, and without the yield the waiter sat behind
-       * our whole search (bench: thread round trip after idle, p50 66 us,
-       * 54 us of it waiting for the caller to get the CPU back). On a CPU
-       * of our own sched_yield returns at once. */
+       * worker that woke it, and without the yield the waiter sits behind
+       * our whole search. On a CPU of our own sched_yield returns at once. */
       if (now - start > SEARCH_YIELD_NS) sched_yield();
-    } while (now - start < SEARCH_NS);
+    } while (now - start < window);
+    if (window) search_failed(w);
     if (should_exit(p)) break;
     cf__park_prepare(&p->park, w->index, true);
     w->searching = false;
@@ -210,7 +258,9 @@ void *cf__sched_worker_main(void *arg) {
       cf__park_cancel(&p->park, w->index);
     } else {
       stat_inc(&w->st.parks);
+      int64_t slept = cf__now_ns();
       cf__park_wait(&p->park, w->index);
+      woke_after(w, cf__now_ns() - slept);
     }
     w->searching = true; /* both paths leave us counted as searching */
   }

@@ -31,7 +31,8 @@
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
-#define SEARCH_NS 50000      /* idle search before parking */
+#define SEARCH_MAX_NS 50000  /* the longest idle search before parking */
+#define SEARCH_MIN_NS 1000   /* the shortest (adaptive in between: scheduler.c) */
 #define SEARCH_YIELD_NS 3000 /* then search yielding the CPU between looks */
 #define HELP_SPIN_NS 20000   /* helper: look for work this long before blocking */
 #define HELP_BLOCK_NS 200000 /* helper: then block on the future this long */
@@ -57,6 +58,7 @@ typedef struct worker {
   unsigned index;
   bool searching;
   bool started;
+  int64_t search_ns; /* this worker's idle search window (scheduler.c), owner only */
   uint64_t rng;
   pthread_t thread;
   cf__helper helper;
