@@ -671,18 +671,12 @@ static unsigned log2_of(size_t v) {
 int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   if (!out) return CF_EINVAL;
   *out = NULL;
-  cf_options o;
-  cf_options_init(&o);
-  if (opts) {
-    size_t n = opts->size && opts->size < sizeof o ? opts->size : sizeof o;
-    memcpy(&o, opts, n);
-  }
-  unsigned nworkers = o.workers ? o.workers : cf__online_cpus();
-  size_t nslots = o.max_futures ? o.max_futures : 16384;
-  size_t ring = o.ring_capacity ? o.ring_capacity : 1024;
-  if (nworkers > CF__MAX_WORKERS || nslots > CF__HINT_IDX_MASK || ring < 2 || (ring & (ring - 1)) ||
-      ring > ((size_t)1 << 24) || o.max_arg_size > UINT32_MAX || o.max_result_size > UINT32_MAX)
-    return CF_EINVAL;
+  cf__options o;
+  if (cf__options_load(opts, &o) != 0) return CF_EINVAL;
+  _Static_assert(CF__MAX_FUTURES <= CF__HINT_IDX_MASK, "a slot index fits a hint");
+  unsigned nworkers = o.workers;
+  size_t nslots = o.max_futures;
+  size_t ring = o.ring_capacity;
 
   cf__pool *p = calloc(1, sizeof *p);
   if (!p) return CF_ENOMEM;
@@ -695,10 +689,11 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   p->max_result = o.max_result_size;
   p->max_queued = o.max_queued;
   p->nslots = (uint32_t)nslots;
-  snprintf(p->name, 11, "%s", o.name && *o.name ? o.name : "cfproc");
+  memcpy(p->name, o.name, sizeof p->name);
   p->init = o.initializer;
   p->init_arg = o.initializer_arg;
   p->pin = o.pin_cpus;
+  p->cpus = o.cpus;
   p->evfd = p->sock = p->zsock = -1;
   p->free_head = CF__NO_FREE;
   pthread_mutex_init(&p->mu, NULL);

@@ -153,21 +153,6 @@ static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
 
 /* ---- the loop ---- */
 
-static void set_name(cf__pool *p, unsigned idx) {
-  char name[16];
-  snprintf(name, sizeof name, "%.10s-%u", p->name, idx % 1000u);
-  prctl(PR_SET_NAME, name, 0, 0, 0);
-}
-
-static void pin(unsigned idx) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  if (n <= 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(idx % (unsigned)n, &set);
-  (void)sched_setaffinity(0, sizeof set, &set);
-}
-
 /* Pop a hint, spinning then sleeping while the ring is empty. Exits the
  * process when the pool enters its exit phase and the ring is empty. */
 static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
@@ -308,8 +293,8 @@ void cf__worker_main(cf__pool *p, unsigned idx, pid_t zygote) {
   cf__worker_rec *rec = &p->seg.workers[idx];
   atomic_store(&rec->pid, (int32_t)getpid());
   if (cf__seg_check(&p->seg) != 0) _exit(2);
-  set_name(p, idx);
-  if (p->pin) pin(idx);
+  cf__worker_name_self(p->name, idx);
+  if (p->pin) cf__worker_pin_self(&p->cpus, idx);
   if (p->init && p->init(p->init_arg) != 0) {
     atomic_store(&rec->init_failed, 1);
     _exit(3);

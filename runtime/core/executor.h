@@ -41,7 +41,4 @@ struct cf_executor {
   _Atomic bool stop_all;
 };
 
-/* Defaults of cf_options_init(), shared by both pools. */
-unsigned cf__online_cpus(void);
-
 #endif /* CF_RUNTIME_EXECUTOR_H */

@@ -26,6 +26,7 @@
 #include "executor.h"
 #include "future.h"
 #include "injector.h"
+#include "options.h"
 #include "park.h"
 #include "sys.h"
 
@@ -83,10 +84,11 @@ struct pool {
   struct ck_ec32 ec; /* bumped when a queued task is taken (bounded pools) */
   size_t max_queued;
   alignas(CF__CACHE_LINE) _Atomic uint64_t drained_cancelled;
-  char name[11];
+  char name[CF__NAME_PREFIX_MAX + 1];
   cf_init_fn init;
   void *init_arg;
   bool pin;
+  cf__cpumask cpus; /* pin: the creating thread's CPUs */
   pthread_mutex_t join_lock;
   bool joined;
 };
