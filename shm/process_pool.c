@@ -499,22 +499,6 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
 
 /* ---- shutdown and destroy ---- */
 
-/* Wait until a slot word is done (shared futex, WAITERS protocol). */
-static void wait_word(_Atomic uint32_t *word) {
-  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
-  while (!cf__st_done(w)) {
-    if (!(w & CF__ST_WAITERS)) {
-      /* relaxed: the bit only asks the completer for a wake-up */
-      if (!atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_WAITERS, memory_order_relaxed,
-                                                 memory_order_relaxed))
-        continue;
-      w |= CF__ST_WAITERS;
-    }
-    cf__futex_wait(word, w, -1, true);
-    w = atomic_load_explicit(word, memory_order_acquire);
-  }
-}
-
 static void cancel_all(cf__pool *p, bool running) {
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && !running) break;
@@ -542,7 +526,7 @@ static void drain(cf__pool *p) {
     pthread_mutex_unlock(&p->mu);
     /* No submit takes a slot after shutdown: a slot in use stays valid
      * until done, and one freed meanwhile is done. */
-    if (in_use) wait_word(&cf__pp_slot(p, s)->word);
+    if (in_use) (void)cf__word_wait(&cf__pp_slot(p, s)->word, -1, true);
   }
 }
 

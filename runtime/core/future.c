@@ -447,65 +447,61 @@ int cf__future_run(cf_future *f, unsigned owner) {
 
 /* ---- waiting ---------------------------------------------------------- */
 
-#define SPIN_NS 2000
-#define YIELD_AFTER_NS 1000 /* process futures: spin this long before yielding */
+#define SPIN_NS 2000        /* spin this long before FUTEX_WAIT (DESIGN.md) */
+#define YIELD_AFTER_NS 1000 /* shared words: spin this long before yielding */
 
-/* The task deadline of a thread future has passed: fail it. Returns once
- * the future is done or a concurrent claimer is about to make it so. */
-static void expire(cf_future *f) {
-  (void)cf__future_fail(f, CF_ETIMEDOUT);
-}
-
-int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
-  _Atomic uint32_t *word = f->word;
-  bool shared = f->shared;
-  int64_t task_dl = is_local(f) ? f->deadline : 0;
+int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
+  /* acquire (every load of the word here): pairs with the completer's
+   * release CAS, so the outcome it wrote is visible once the word is done */
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
   if (cf__st_done(w)) return 0;
   int64_t now = cf__now_ns();
-  int64_t limit = deadline_abs;
-  if (task_dl > 0 && (limit < 0 || task_dl < limit)) limit = task_dl;
-  if (limit < 0 || now < limit) {
+  if (deadline_abs < 0 || now < deadline_abs) {
     int64_t spin_start = now, spin_end = now + SPIN_NS;
     for (;;) {
       /* the word every pause (a PAUSE costs 10-140 cycles by CPU), the
-       * clock every 32 (every 4 and a yield for a process future) */
+       * clock every 32 (every 4 and a yield on a shared word) */
       for (int i = 0; i < (shared ? 4 : 32); i++) {
-        /* acquire: pairs with the completer's release CAS (result bytes) */
         if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
         cf__cpu_relax();
       }
-      /* A process future's worker may share this CPU: let it run (on a
-       * CPU of our own this returns at once). Sharing one CPU, the round
-       * trip drops from ~6.6 to ~3.1 us (the worker no longer waits for our
-       * spin to end and our FUTEX_WAIT); on two it stays ~0.8 us. */
+      /* A shared word is completed by a worker process, which may share
+       * this CPU: let it run (on a CPU of our own this returns at once). */
       now = cf__now_ns();
       if (shared && now - spin_start > YIELD_AFTER_NS) sched_yield();
-      if (now >= spin_end || (limit >= 0 && now >= limit)) break;
+      if (now >= spin_end || (deadline_abs >= 0 && now >= deadline_abs)) break;
     }
   }
   for (;;) {
     w = atomic_load_explicit(word, memory_order_acquire);
     if (cf__st_done(w)) return 0;
-    now = cf__now_ns();
-    if (task_dl > 0 && now >= task_dl) {
-      expire(f);
-      /* lost the claim to a completer: it is about to write the word */
-      for (;;) {
-        if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
-        cf__cpu_relax();
-      }
-    }
-    if (deadline_abs >= 0 && now >= deadline_abs) return CF_ETIMEDOUT;
+    if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
     if (!(w & CF__ST_WAITERS)) {
-      /* relaxed: the bit only tells the completer to wake us; the futex
-       * syscall re-checks the word */
+      /* relaxed: the bit only tells the completer to wake us; both are RMWs
+       * of this word, and the futex call re-checks it */
       if (!atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_WAITERS, memory_order_relaxed,
                                                  memory_order_relaxed))
         continue;
       w |= CF__ST_WAITERS;
     }
-    cf__futex_wait(word, w, limit, shared);
+    /* returns on a wake-up (perhaps spurious or stale), a changed word, a
+     * signal or the deadline: the loop re-reads the word in every case */
+    cf__futex_wait(word, w, deadline_abs, shared);
+  }
+}
+
+int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
+  int64_t task_dl = is_local(f) ? f->deadline : 0;
+  if (task_dl <= 0) return cf__word_wait(f->word, deadline_abs, f->shared);
+  int64_t limit = deadline_abs >= 0 && deadline_abs < task_dl ? deadline_abs : task_dl;
+  if (cf__word_wait(f->word, limit, f->shared) == 0) return 0;
+  if (cf__now_ns() < task_dl) return CF_ETIMEDOUT; /* the wait's own deadline */
+  /* The task deadline passed: fail the future. Whether this call or a
+   * concurrent completer claimed the outcome, the word is about to be done. */
+  (void)cf__future_fail(f, CF_ETIMEDOUT);
+  for (;;) {
+    if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+    cf__cpu_relax();
   }
 }
 

@@ -312,18 +312,29 @@ void cf__future_run_callbacks(cf_future *f);
  * True if this call failed it. Used for deadlines and a broken pool. */
 bool cf__future_fail(cf_future *f, int err);
 
-/* Like cf__future_wait_until but never helps: spin, then block on the word.
- * For the thread pool's helper itself (a bounded block between rounds). */
+/* The one spin-then-futex wait, for every waiter on a word with the state
+ * word's layout (a future's, an event's, a process slot's): until *word is
+ * done or the absolute deadline (CLOCK_MONOTONIC ns; < 0: forever) passes.
+ * Spins ~2 us by the clock (cf__cpu_relax; on a shared word it yields the
+ * CPU after 1 us), then sets WAITERS and FUTEX_WAIT_BITSETs on the word with
+ * that absolute deadline, looping until it is done. `shared` is the word's
+ * futex flavour (never mixed on one word). 0 (done, read with acquire) or
+ * CF_ETIMEDOUT. Any thread. */
+int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared);
+
+/* Like cf__future_wait_until but never helps: cf__word_wait on f's word,
+ * failing a thread future whose task deadline passes meanwhile. For the
+ * thread pool's helper itself (a bounded block between rounds). */
 int cf__future_block_until(cf_future *f, int64_t deadline_abs);
 
 /* Set STOP on the word (cooperative stop). */
 void cf__future_request_stop(cf_future *f);
 
 /* Wait until f is done or the absolute deadline (CLOCK_MONOTONIC ns; < 0:
- * forever) passes: spins ~2 us, then FUTEX_WAIT_BITSET on the word with the
- * WAITERS bit set. Honours the task deadline (fails the future with
- * CF_ETIMEDOUT when it passes). In a thread-pool worker, helps instead of
- * blocking (cf__helper). Returns 0 (done) or CF_ETIMEDOUT. */
+ * forever) passes: cf__future_block_until, or in a thread-pool worker, help
+ * instead of blocking (cf__helper). The done check is inline in future.c's
+ * callers; the wait itself is out of line. Returns 0 (done) or
+ * CF_ETIMEDOUT. */
 int cf__future_wait_until(cf_future *f, int64_t deadline_abs);
 
 /* A thread that can run other tasks while it waits (a thread-pool worker)

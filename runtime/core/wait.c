@@ -47,8 +47,6 @@
 
 /* ---- the event ---------------------------------------------------------- */
 
-#define SPIN_NS 2000 /* spin this long before sleeping (see DESIGN.md) */
-
 void cf__event_signal(_Atomic uint32_t *word) {
   uint32_t old = atomic_load(word);
   for (;;) {
@@ -74,27 +72,7 @@ void cf__event_dummy_init(cf_future *dummy, _Atomic uint32_t *word) {
 
 int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, int64_t deadline_abs) {
   if (dummy && cf__current_helper) return cf__future_wait_until(dummy, deadline_abs);
-  uint32_t w = atomic_load(word);
-  if (cf__st_done(w)) return 0;
-  int64_t now = cf__now_ns();
-  int64_t spin_end = now + SPIN_NS;
-  while (now < spin_end && (deadline_abs < 0 || now < deadline_abs)) {
-    for (int i = 0; i < 32; i++) cf__cpu_relax();
-    if (cf__st_done(atomic_load(word))) return 0;
-    now = cf__now_ns();
-  }
-  for (;;) {
-    w = atomic_load(word);
-    if (cf__st_done(w)) return 0;
-    if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
-    if (!(w & CF__ST_WAITERS)) {
-      if (!atomic_compare_exchange_weak(word, &w, w | CF__ST_WAITERS)) continue;
-      w |= CF__ST_WAITERS;
-    }
-    /* Returns on wake, on a changed word, on a signal, or at the deadline:
-     * the loop re-reads the word in every case. */
-    cf__futex_wait(word, w, deadline_abs, false);
-  }
+  return cf__word_wait(word, deadline_abs, false);
 }
 
 /* Only thread futures: a process future's deadline is enforced by its
