@@ -103,14 +103,9 @@ static void set_outcome(cf__slot *sl, int err) {
 
 static int w_ret(cf_call *c, const void *v, size_t len) {
   wcall *wc = (wcall *)c;
-  if (c->outcome) return CF_EINVAL;
-  if (len && !v) return CF_EINVAL;
-  if (len > wc->p->max_result) {
-    c->outcome = 2;
-    c->err = CF_E2BIG;
-    set_outcome(wc->sl, CF_E2BIG);
-    return CF_E2BIG;
-  }
+  int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
+  if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
+  if (rc != 0) return rc;
   unsigned char *dst = cf__slot_res(&wc->p->seg, wc->sl, wc->s, len);
   if (len) {
     memcpy(dst, v, len / 2);
@@ -122,13 +117,12 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   /* relaxed: published by the release of the completing CAS */
   atomic_store_explicit(&wc->sl->res_len, (uint32_t)len, memory_order_relaxed);
   set_outcome(wc->sl, 0);
-  c->outcome = 1;
   return 0;
 }
 
 static int w_fail(cf_call *c, int code, const char *msg) {
   wcall *wc = (wcall *)c;
-  if (c->outcome) return CF_EINVAL;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
   if (n) memcpy(wc->sl->msg, msg, n);
   wc->sl->msg[n] = 0;
@@ -136,8 +130,6 @@ static int w_fail(cf_call *c, int code, const char *msg) {
   atomic_store_explicit(&wc->sl->msg_len, (uint32_t)n, memory_order_relaxed);
   atomic_store_explicit(&wc->sl->code, code, memory_order_relaxed);
   atomic_store_explicit(&wc->sl->err, CF_ETASK, memory_order_relaxed);
-  c->outcome = 2;
-  c->err = CF_ETASK;
   return 0;
 }
 
@@ -251,18 +243,18 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
     wc.c.arg = cf__slot_arg(&p->seg, sl, s, alen);
     wc.c.arg_len = alen;
     ((cf_fn)fn)(&wc.c);
-    if (wc.c.outcome == 2) err = wc.c.err;
+    if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
     if (wc.deadline && cf__now_ns() >= wc.deadline) {
       /* finished past its deadline: fails like a thread task would */
       err = CF_ETIMEDOUT;
       set_outcome(sl, err);
     }
-    if (wc.c.outcome == 0) {
+    if (wc.c.outcome == CF__OUTCOME_NONE) {
       atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed); /* see set_outcome */
       set_outcome(sl, 0);
     }
   }
-  if (wc.c.outcome == 0 && err) set_outcome(sl, err);
+  if (wc.c.outcome == CF__OUTCOME_NONE && err) set_outcome(sl, err);
   uint32_t to = err ? CF_STATE_FAILED : CF_STATE_FINISHED;
   uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
   for (;;) {

@@ -319,33 +319,23 @@ void cf__future_request_stop(cf_future *f) {
 
 static inline __attribute__((always_inline)) int local_ret(cf_call *c, const void *v, size_t len) {
   cf_future *f = c->ctx;
-  if (c->outcome) return CF_EINVAL;
-  if (len && !v) return CF_EINVAL;
-  if (len > c->max_result || len > UINT32_MAX) {
-    c->outcome = 2;
-    c->err = CF_E2BIG;
-    return CF_E2BIG;
-  }
+  int rc = cf__call_record_return(c, v, len);
+  if (rc != 0) return rc;
   if (len <= CF__INLINE_RES) {
     cf__copy(f->res_inline, v, len);
   } else {
     void *p = cf__alloc(len);
-    if (!p) {
-      c->outcome = 2;
-      c->err = CF_ENOMEM;
-      return CF_ENOMEM;
-    }
+    if (!p) return cf__call_record_error(c, CF_ENOMEM);
     memcpy(p, v, len);
     f->res_heap = p;
   }
   f->res_len = (uint32_t)len;
-  c->outcome = 1;
   return 0;
 }
 
 static int local_fail(cf_call *c, int code, const char *msg) {
   cf_future *f = c->ctx;
-  if (c->outcome) return CF_EINVAL;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   f->task_code = code;
   if (msg) {
     size_t n = strnlen(msg, CF_MESSAGE_MAX - 1);
@@ -356,8 +346,6 @@ static int local_fail(cf_call *c, int code, const char *msg) {
       f->msg = m;
     }
   }
-  c->outcome = 2;
-  c->err = CF_ETASK;
   return 0;
 }
 
@@ -412,13 +400,13 @@ int cf__future_run(cf_future *f, unsigned owner) {
       .arg_len = f->arg_len,
       .ctx = f,
       .max_result = UINT32_MAX,
-      .outcome = 0,
+      .outcome = CF__OUTCOME_NONE,
       .err = 0,
   };
   f->fn(&c);
   uint32_t to = CF_STATE_FINISHED;
   int32_t err = CF__ERR_OK;
-  if (c.outcome == 2) {
+  if (c.outcome == CF__OUTCOME_FAILED) {
     to = CF_STATE_FAILED;
     err = c.err;
   }

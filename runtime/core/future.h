@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "debug.h"
 
 #define CF__ST_MASK 0x7u
 #define CF__ST_WAITERS 0x8u
@@ -166,6 +167,14 @@ struct cf__cb {
 
 extern const cf__future_vtbl cf__local_future_vtbl;
 
+/* What a running task did with its cf_call so far (cf_call.outcome). */
+enum {
+  CF__OUTCOME_NONE = 0,     /* neither returned nor failed yet */
+  CF__OUTCOME_RETURNED = 1, /* cf_call_return stored its result */
+  CF__OUTCOME_FAILED = 2,   /* cf_call_fail, or a result that could not be
+                               stored: cf_call.err says which CF_E* */
+};
+
 /* The running task's context: built on the stack of whoever runs it. */
 typedef struct cf__call_ops {
   int (*ret)(cf_call *c, const void *v, size_t len);
@@ -178,10 +187,42 @@ struct cf_call {
   const void *arg;
   size_t arg_len;
   void *ctx;         /* the future (thread pool) or the slot (process pool) */
-  size_t max_result; /* CF_E2BIG above it; SIZE_MAX: no limit */
-  int outcome;       /* 0 nothing yet, 1 returned, 2 failed */
-  int err;           /* outcome 2: the CF_E* the future fails with */
+  size_t max_result; /* CF_E2BIG above it; at most UINT32_MAX */
+  int outcome;       /* CF__OUTCOME_* */
+  int err;           /* CF__OUTCOME_FAILED: the CF_E* the future fails with */
 };
+
+/* The outcome checks every cf__call_ops implementation makes, inline (a
+ * frame's return stays call-free). */
+
+/* A result that could not be stored (CF_E2BIG, CF_ENOMEM): the call fails
+ * with `err`, which is returned. */
+static inline int cf__call_record_error(cf_call *c, int err) {
+  c->outcome = CF__OUTCOME_FAILED;
+  c->err = err;
+  return err;
+}
+
+/* Before ops->ret stores `len` bytes: CF_EINVAL for a second outcome or a
+ * NULL value with len > 0 (nothing recorded); CF_E2BIG past max_result (the
+ * call fails with it); else 0: recorded as returned, the caller stores the
+ * bytes (or calls cf__call_record_error if it cannot). */
+static inline int cf__call_record_return(cf_call *c, const void *v, size_t len) {
+  if (__builtin_expect(c->outcome != CF__OUTCOME_NONE || (len && !v), 0)) return CF_EINVAL;
+  cf__assert(c->max_result <= UINT32_MAX);
+  if (__builtin_expect(len > c->max_result, 0)) return cf__call_record_error(c, CF_E2BIG);
+  c->outcome = CF__OUTCOME_RETURNED;
+  return 0;
+}
+
+/* Before ops->fail stores its code and message: CF_EINVAL for a second
+ * outcome, else 0: recorded as failed with CF_ETASK. */
+static inline int cf__call_record_fail(cf_call *c) {
+  if (c->outcome != CF__OUTCOME_NONE) return CF_EINVAL;
+  c->outcome = CF__OUTCOME_FAILED;
+  c->err = CF_ETASK;
+  return 0;
+}
 
 /* ---- allocation (any thread) ---- */
 

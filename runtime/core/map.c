@@ -99,7 +99,6 @@ typedef struct inner_ctx {
   packbuf *out;
   cf_call *outer;
   size_t rec; /* offset of this item's rec_hdr in out */
-  bool set;   /* returned or failed already */
 } inner_ctx;
 
 static rec_hdr *rec_at(inner_ctx *x) {
@@ -108,21 +107,17 @@ static rec_hdr *rec_at(inner_ctx *x) {
 
 static int inner_ret(cf_call *c, const void *v, size_t len) {
   inner_ctx *x = c->ctx;
-  if (x->set || (len && !v)) return CF_EINVAL;
-  x->set = true;
-  if (len > c->max_result) {
-    rec_at(x)->status = CF_E2BIG;
-    return CF_E2BIG;
-  }
-  if (!pb_put(x->out, v, len)) return CF_ENOMEM;
+  int rc = cf__call_record_return(c, v, len);
+  if (rc == CF_E2BIG) rec_at(x)->status = CF_E2BIG;
+  if (rc != 0) return rc;
+  if (!pb_put(x->out, v, len)) return cf__call_record_error(c, CF_ENOMEM); /* fails the chunk */
   rec_at(x)->len = len;
   return 0;
 }
 
 static int inner_fail(cf_call *c, int code, const char *msg) {
   inner_ctx *x = c->ctx;
-  if (x->set) return CF_EINVAL;
-  x->set = true;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
   if (msg) {
     size_t room = pad8(n + 1);
@@ -173,13 +168,13 @@ static void chunk_runner(cf_call *outer) {
     rec_hdr h = {0, 0, 0};
     size_t rec = out.len;
     if (!pb_put(&out, &h, sizeof h)) goto oom;
-    inner_ctx x = {&out, outer, rec, false};
+    inner_ctx x = {&out, outer, rec};
     cf_call inner = {.ops = &inner_ops,
                      .arg = item,
                      .arg_len = ilen,
                      .ctx = &x,
                      .max_result = outer->max_result,
-                     .outcome = 0};
+                     .outcome = CF__OUTCOME_NONE};
     fn(&inner);
     if (out.oom) goto oom;
   }

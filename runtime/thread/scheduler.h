@@ -202,12 +202,12 @@ static inline __attribute__((always_inline)) void frame_call(frame *fr) {
       .arg_len = fr->arg_len,
       .ctx = fr,
       .max_result = UINT32_MAX,
-      .outcome = 0,
+      .outcome = CF__OUTCOME_NONE,
       .err = 0,
   };
   fr->res_len = 0;
   fr->fn(&c);
-  fr->err = c.outcome == 2 ? c.err : 0;
+  fr->err = c.outcome == CF__OUTCOME_FAILED ? c.err : 0;
 }
 
 /* A frame taken out of its spawner's deque by another thread (a thief, a
