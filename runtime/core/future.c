@@ -47,12 +47,7 @@
  * alive. Every completer holds a reference while it completes (the
  * runner its task reference, a canceller or expirer a user handle).
  *
- * Allocation. Each thread keeps a free list of futures (capped, flushed to
- * the allocator by a pthread key destructor at thread exit), so a steady
- * state allocates nothing per task. Debug builds (CF_DEBUG) never reuse a
- * freed future: it goes to a bounded FIFO quarantine with its magic set to
- * CF__FUTURE_DEAD, so a double release is caught (CF_EINVAL) instead of
- * hitting a recycled object.
+ * Allocation: from the calling thread's cache (fcache.h).
  */
 #include "future.h"
 
@@ -61,89 +56,18 @@
 #include <sched.h>
 #include <string.h>
 
+#include "fcache.h"
 #include "sys.h"
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
 _Thread_local cf__helper *cf__current_helper TLS_IE;
 
-static const bool debug_build =
-#ifdef CF_DEBUG
-    true;
-#else
-    false;
-#endif
-
 static inline bool is_local(const cf_future *f) {
   return f->vt == &cf__local_future_vtbl;
 }
 static inline bool valid(const cf_future *f) {
   return f && f->magic == CF__FUTURE_MAGIC;
-}
-
-/* ---- the per-thread future cache --------------------------------------- */
-
-#define CACHE_CAP 256
-
-typedef cf__fcache fcache;
-
-_Thread_local fcache cf__tl_fcache TLS_IE;
-#define tl_cache cf__tl_fcache
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
-static void cache_flush(void *p) {
-  fcache *c = p;
-  cf_future *f = c->head;
-  while (f) {
-    cf_future *next = atomic_load_explicit(&f->next, memory_order_relaxed);
-    cf__free(f, sizeof *f);
-    f = next;
-  }
-  c->head = NULL;
-  c->n = 0;
-}
-
-static void cache_key_create(void) {
-  (void)pthread_key_create(&cache_key, cache_flush);
-}
-
-/* Debug quarantine: the last QUARANTINE freed futures stay mapped with a
- * dead magic; older ones go back to the allocator. */
-#define QUARANTINE 65536
-static cf_future *quarantine[QUARANTINE];
-static size_t quarantine_next;
-static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static inline __attribute__((always_inline)) void future_free(cf_future *f) {
-  /* (debug_build is a compile-time constant: both branches always compile) */
-  f->magic = CF__FUTURE_DEAD;
-  if (debug_build) {
-    pthread_mutex_lock(&quarantine_lock);
-    cf_future *old = quarantine[quarantine_next];
-    quarantine[quarantine_next] = f;
-    quarantine_next = (quarantine_next + 1) % QUARANTINE;
-    pthread_mutex_unlock(&quarantine_lock);
-    if (old) cf__free(old, sizeof *old);
-    return;
-  }
-  fcache *c = &tl_cache;
-  if (__builtin_expect(!c->registered, 0)) {
-    /* First free in this thread: arrange the flush at thread exit. */
-    pthread_once(&cache_once, cache_key_create);
-    if (pthread_setspecific(cache_key, c) != 0) {
-      cf__free(f, sizeof *f);
-      return;
-    }
-    c->registered = true;
-  }
-  if (c->n >= CACHE_CAP) {
-    cf__free(f, sizeof *f);
-    return;
-  }
-  atomic_store_explicit(&f->next, c->head, memory_order_relaxed); /* thread-private list */
-  c->head = f;
-  c->n++;
 }
 
 const cf_future cf__future_template = {
@@ -153,12 +77,8 @@ const cf_future cf__future_template = {
 };
 
 cf_future *cf__future_alloc(void) {
-  fcache *c = &tl_cache;
-  cf_future *f = c->head;
-  if (f) {
-    c->head = atomic_load_explicit(&f->next, memory_order_relaxed); /* thread-private list */
-    c->n--;
-  } else {
+  cf_future *f = cf__fcache_take();
+  if (!f) {
     f = cf__alloc(sizeof *f);
     if (!f) return NULL;
   }
@@ -197,7 +117,7 @@ void cf__future_destroy(cf_future *f) {
   cf__cb *cbs = atomic_load_explicit(&f->callbacks, memory_order_relaxed);
   if (f->vt == &cf__local_future_vtbl && !f->arg_heap && !f->res_heap && !f->msg &&
       (cbs == NULL || cbs == CF__CB_CLOSED)) {
-    future_free(f);
+    cf__fcache_put(f);
     return;
   }
   if (f->vt && f->vt->destroy) f->vt->destroy(f);
@@ -205,7 +125,7 @@ void cf__future_destroy(cf_future *f) {
   if (f->res_heap) cf__free(f->res_heap, f->res_len);
   if (f->msg) cf__free(f->msg, strlen(f->msg) + 1);
   free_cb_list(atomic_load_explicit(&f->callbacks, memory_order_relaxed));
-  future_free(f);
+  cf__fcache_put(f);
 }
 
 /* ---- completion ------------------------------------------------------- */

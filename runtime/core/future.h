@@ -226,46 +226,11 @@ static inline int cf__call_record_fail(cf_call *c) {
 
 /* ---- allocation (any thread) ---- */
 
-/* A zeroed-as-needed future from the calling thread's cache; one user
- * handle and one internal reference (the executor's), word = &state =
- * PENDING, vt = &cf__local_future_vtbl. NULL on ENOMEM. */
+/* A zeroed-as-needed future from the calling thread's cache (fcache.h:
+ * cf__future_alloc_fast is the inline version); one user handle and one
+ * internal reference (the executor's), word = &state = PENDING,
+ * vt = &cf__local_future_vtbl. NULL on ENOMEM. */
 cf_future *cf__future_alloc(void);
-
-/* The per-thread cache behind cf__future_alloc(), for its inline fast path
- * (future.c owns it; release builds only: debug builds never fill it). */
-typedef struct cf__fcache {
-  cf_future *head;
-  unsigned n;
-  bool registered;
-} cf__fcache;
-extern _Thread_local cf__fcache cf__tl_fcache __attribute__((tls_model("initial-exec")));
-extern const cf_future cf__future_template;
-
-/* Like cf__future_alloc(), inline when the calling thread's cache has a
- * future, but leaves fn, deadline, owner, ext and arg_len to the caller
- * (the thread pool's submit sets them). */
-static inline cf_future *cf__future_alloc_fast(void) {
-  cf__fcache *c = &cf__tl_fcache;
-  cf_future *f = c->head;
-  if (__builtin_expect(!f, 0)) return cf__future_alloc();
-  /* relaxed: a thread-private list */
-  c->head = atomic_load_explicit(&f->next, memory_order_relaxed);
-  c->n--;
-  /* relaxed and plain stores: published by the queue that hands f over */
-  f->word = &f->state;
-  atomic_store_explicit(&f->state, CF_STATE_PENDING, memory_order_relaxed);
-  f->magic = CF__FUTURE_MAGIC;
-  atomic_store_explicit(&f->rc, CF__RC_HANDLE + CF__RC_REF, memory_order_relaxed);
-  f->vt = &cf__local_future_vtbl;
-  f->res_len = 0;
-  f->arg_heap = NULL;
-  f->res_heap = NULL;
-  atomic_store_explicit(&f->err, 0, memory_order_relaxed);
-  f->msg = NULL;
-  atomic_store_explicit(&f->callbacks, NULL, memory_order_relaxed);
-  f->shared = 0;
-  return f;
-}
 
 /* Copy the argument in: CF_ENOMEM. */
 int cf__future_set_arg(cf_future *f, const void *arg, size_t len);

@@ -24,6 +24,7 @@
 
 #include "deque.h"
 #include "executor.h"
+#include "fcache.h"
 #include "future.h"
 #include "injector.h"
 #include "options.h"
