@@ -13,6 +13,7 @@
 #define CF_RUNTIME_DEBUG_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +34,19 @@ static const bool cf__debug =
  * owner-only calls (never 0). */
 static inline uintptr_t cf__debug_thread(void) {
   return (uintptr_t)pthread_self();
+}
+
+/* Objects used by one thread at a time (a map, an as_completed iterator):
+ * every call enters and leaves; entering one that another call is inside
+ * aborts. relaxed: callers order their use themselves; the exchange only
+ * has to see an overlapping call. */
+static inline void cf__debug_enter(_Atomic bool *busy) {
+  if (!cf__debug) return;
+  bool was = atomic_exchange_explicit(busy, true, memory_order_relaxed);
+  cf__assert(!was);
+}
+static inline void cf__debug_leave(_Atomic bool *busy) {
+  if (cf__debug) atomic_store_explicit(busy, false, memory_order_relaxed);
 }
 
 #endif /* CF_RUNTIME_DEBUG_H */

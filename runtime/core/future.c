@@ -288,8 +288,9 @@ static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop};
  * single fetch_sub instead of cf__future_unref's CAS loop. acq_rel: as in
  * cf__future_unref. */
 static inline void unref_task(cf_future *f) {
-  if (atomic_fetch_sub_explicit(&f->rc, CF__RC_REF, memory_order_acq_rel) == CF__RC_REF)
-    cf__future_destroy(f);
+  uint64_t old = atomic_fetch_sub_explicit(&f->rc, CF__RC_REF, memory_order_acq_rel);
+  cf__assert((old >> 32) != 0); /* the runner holds the task reference */
+  if (old == CF__RC_REF) cf__future_destroy(f);
 }
 
 int cf__future_run(cf_future *f, unsigned owner) {

@@ -243,16 +243,17 @@ static inline const void *cf__future_arg(const cf_future *f) {
 void cf__future_destroy(cf_future *f);
 static inline void cf__future_ref(cf_future *f) {
   /* relaxed: the caller already holds a reference, nothing to order */
-  atomic_fetch_add_explicit(&f->rc, CF__RC_REF, memory_order_relaxed);
+  uint64_t old = atomic_fetch_add_explicit(&f->rc, CF__RC_REF, memory_order_relaxed);
+  cf__assert(old != 0);
 }
 static inline void cf__future_unref(cf_future *f) {
   /* Drops an internal reference, or, when none is left, a handle: after
-   * cf__future_alloc() two unrefs free the future (the old contract, where
-   * the user's handles held one internal reference). acq_rel: our writes to
-   * f happen before the destroy of whoever drops the last reference, and
-   * that destroy sees everyone's writes. */
+   * cf__future_alloc() two unrefs free a future nobody was given. acq_rel:
+   * our writes to f happen before the destroy of whoever drops the last
+   * reference, and that destroy sees everyone's writes. */
   uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed), n;
   do {
+    cf__assert(v != 0); /* the caller holds a reference */
     n = v - ((v >> 32) ? CF__RC_REF : CF__RC_HANDLE);
   } while (!atomic_compare_exchange_weak_explicit(&f->rc, &v, n, memory_order_acq_rel,
                                                   memory_order_relaxed));

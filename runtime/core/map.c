@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug.h"
 #include "executor.h"
 #include "future.h"
 #include "sys.h"
@@ -201,6 +202,7 @@ typedef struct array_src {
 } array_src;
 
 struct cf_map {
+  _Atomic bool busy; /* debug builds: inside cf_map_next (one thread at a time) */
   cf_executor *ex;
   cf_fn fn;
   cf_map_source src;
@@ -428,8 +430,7 @@ static void load_chunk(cf_map *m) {
   m->res_items = cnt < s->count ? (size_t)cnt : s->count;
 }
 
-int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
-  if (!m || (cap > 0 && !out)) return CF_EINVAL;
+static int map_next(cf_map *m, void *out, size_t cap, size_t *len) {
   if (m->inflight == 0) {
     if (m->src_err) {
       int rc = m->src_err;
@@ -499,6 +500,14 @@ int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
   return rc;
 }
 
+int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
+  if (!m || (cap > 0 && !out)) return CF_EINVAL;
+  cf__debug_enter(&m->busy);
+  int rc = map_next(m, out, cap, len);
+  cf__debug_leave(&m->busy);
+  return rc;
+}
+
 int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
   if (!m || !m->last_err) return CF_EINVAL;
   if (code) *code = m->last_code;
@@ -513,6 +522,7 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
 
 void cf_map_free(cf_map *m) {
   if (!m) return;
+  cf__assert(!atomic_load_explicit(&m->busy, memory_order_relaxed)); /* not inside cf_map_next */
   for (size_t i = 0; i < m->inflight; i++) {
     slot *s = &m->ring[(m->head + i) % m->window];
     /* Only what has not started: a running task (a process task would be
