@@ -181,7 +181,7 @@ bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too,
 /* ---- the future vtable ---- */
 
 static inline cf__pool *fpool(cf_future *f) {
-  return f->owner;
+  return (cf__pool *)f->executor;
 }
 static inline uint32_t fslot(cf_future *f) {
   return (uint32_t)f->ext[0];
@@ -430,7 +430,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   f->word = &sl->word;
   f->shared = 1;
   f->vt = &pp_future_vtbl;
-  f->owner = p;
+  f->executor = &p->base;
   f->ext[0] = s;
   f->ext[1] = gen;
   f->fn = fn;

@@ -37,7 +37,7 @@ struct cf_executor {
   const cf__executor_vtbl *vt;
   uint32_t magic;
   /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
-   * f->owner is this executor then sees cf_call_stop_requested(). */
+   * f->executor is this executor then sees cf_call_stop_requested(). */
   _Atomic bool stop_all;
 };
 

@@ -3,11 +3,7 @@
  * public cf_future_* / cf_call_* calls.
  *
  * DESIGN
- * State. One 32-bit word per future (future.h has the layout). Every
- * transition is a CAS on the whole word. The transition to a done state
- * consumes the WAITERS bit and calls FUTEX_WAKE only if it was set in the
- * word it replaced; PENDING -> RUNNING keeps WAITERS/NOTIFY (the waiters
- * still sleep), so a sleeping waiter is always woken by the completion.
+ * The state word, its transitions and the reference count are in future.h.
  *
  * Outcome claim (thread futures). A RUNNING thread task can be failed from
  * outside only by its deadline (a waiter that reaches it fails the future
@@ -41,10 +37,7 @@
  * runs the list itself (the exchange makes that idempotent). A push that
  * meets CF__CB_CLOSED runs its callback at once.
  *
- * Lifetime. f->rc packs user handles (low half) and internal references
- * (the executor's task, registered waiters: high half): a release is one
- * CAS, and a release too many returns CF_EINVAL while the object is still
- * alive. Every completer holds a reference while it completes (the
+ * Lifetime. Every completer holds a reference while it completes (the
  * runner its task reference, a canceller or expirer a user handle).
  *
  * Allocation: from the calling thread's cache (fcache.h).
@@ -56,6 +49,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "executor.h"
 #include "fcache.h"
 #include "sys.h"
 
@@ -269,15 +263,12 @@ static int local_fail(cf_call *c, int code, const char *msg) {
   return 0;
 }
 
-/* A thread pool sets f->owner to its cf_executor; stop_all is its kill
- * switch (shutdown with CF_SHUTDOWN_KILL). */
-#include "executor.h"
-
+/* stop_all: the executor's kill switch (shutdown with CF_SHUTDOWN_KILL). */
 static bool local_stop(cf_call *c) {
   cf_future *f = c->ctx;
   if (atomic_load_explicit(f->word, memory_order_relaxed) & CF__ST_STOP) return true;
   if (f->deadline && cf__now_ns() >= f->deadline) return true;
-  cf_executor *ex = f->owner;
+  cf_executor *ex = f->executor;
   /* relaxed: a polled hint */
   return ex && atomic_load_explicit(&ex->stop_all, memory_order_relaxed);
 }

@@ -23,13 +23,16 @@
  *
  * The completer publishes the result bytes before the CAS that makes the
  * word done (release); readers load the word with acquire before reading
- * them. FUTEX_WAKE is called only when the WAITERS bit was set in the word
- * the completing CAS replaced.
+ * them. The transition to done consumes WAITERS and NOTIFY, and FUTEX_WAKE
+ * is called only when WAITERS was set in the word it replaced; PENDING ->
+ * RUNNING keeps them (the waiters still sleep), so a sleeping waiter is
+ * always woken by the completion. Waiters wait with cf__word_wait.
  *
  * Lifetime: `rc` packs the user's handles (cf_future_retain/release, low
- * half) and internal references (the executor's task, each registered
- * waiter: high half), so a release too many is seen (CF_EINVAL: no handle
- * left) instead of freeing a future a worker still runs.
+ * 32 bits) and internal references (the executor's task, each registered
+ * waiter: high 32 bits), so that a release is one atomic and a release too
+ * many is seen (CF_EINVAL: no handle left) instead of freeing a future a
+ * worker still runs. The object is freed when the whole word reaches 0.
  */
 #ifndef CF_RUNTIME_FUTURE_H
 #define CF_RUNTIME_FUTURE_H
@@ -113,19 +116,15 @@ struct cf_future {
    * until someone claims the outcome with a CAS, CF__ERR_OK for FINISHED. */
   _Atomic int32_t err;
   uint32_t res_len;
-  uint32_t magic; /* CF__FUTURE_MAGIC while live */
-  /* References, packed so that a release is one atomic: the low 32 bits
-   * count the user's handles (cf_future_retain/release), the high 32 bits
-   * internal references (the executor's task, registered waiters). The
-   * object is freed when the whole word reaches 0. */
-  _Atomic uint64_t rc;
+  uint32_t magic;      /* CF__FUTURE_MAGIC while live */
+  _Atomic uint64_t rc; /* handles and internal references (DESIGN: Lifetime) */
   /* done callbacks: a LIFO of cf__cb, CF__CB_CLOSED once they have run */
   _Atomic(cf__cb *) callbacks;
   unsigned char res_inline[CF__INLINE_RES];
 
   _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
   const cf__future_vtbl *vt;
-  void *owner; /* executor-private (thread pool: its cf_executor) */
+  cf_executor *executor; /* the executor that runs it (NULL: none) */
 
   /* the task */
   cf_fn fn;
@@ -339,9 +338,7 @@ void cf__future_request_stop(cf_future *f);
 
 /* Wait until f is done or the absolute deadline (CLOCK_MONOTONIC ns; < 0:
  * forever) passes: cf__future_block_until, or in a thread-pool worker, help
- * instead of blocking (cf__helper). The done check is inline in future.c's
- * callers; the wait itself is out of line. Returns 0 (done) or
- * CF_ETIMEDOUT. */
+ * instead of blocking (cf__helper). Returns 0 (done) or CF_ETIMEDOUT. */
 int cf__future_wait_until(cf_future *f, int64_t deadline_abs);
 
 /* A thread that can run other tasks while it waits (a thread-pool worker)

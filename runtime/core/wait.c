@@ -111,7 +111,7 @@ static bool valid_future(const cf_future *f) {
 /* ---- cf_wait ------------------------------------------------------------ */
 
 typedef struct waiter {
-  _Atomic uint32_t refs;    /* the owner (a cf_wait call or the thread's
+  _Atomic uint32_t refs;    /* its holder (a cf_wait call or the thread's
                                cache) + one per registered callback */
   _Atomic uint32_t ev;      /* the event (wait.h) */
   _Atomic size_t remaining; /* FIRST_EXCEPTION: callbacks not yet run */

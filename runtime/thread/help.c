@@ -124,7 +124,7 @@ static __attribute__((noinline)) int help_future_slow(worker *w, cf_future *f, i
       .f = f,
       .word = f->word,
       .task_dl = f->vt == &cf__local_future_vtbl ? f->deadline : 0,
-      .mine = f->owner == (void *)w->pool && !f->shared,
+      .mine = f->executor == &w->pool->base && !f->shared,
   };
   return help_until(w, &tg, NULL, deadline);
 }

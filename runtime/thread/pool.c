@@ -174,7 +174,7 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   }
   f->fn = fn;
   f->deadline = deadline;
-  f->owner = p;
+  f->executor = &p->base;
   if (inside) {
     if (cf__deque_push(&w->dq, f))
       stat_inc(&w->st.submitted);
@@ -217,7 +217,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->arg_len = (uint32_t)len;
         f->fn = fn;
         f->deadline = deadline;
-        f->owner = p;
+        f->executor = &p->base;
         if (__builtin_expect(cf__deque_push(&w->dq, f), 1))
           stat_inc(&w->st.submitted);
         else
