@@ -94,23 +94,43 @@ bool cf_call_stop_requested(cf_call *call);
 
 typedef int (*cf_init_fn)(void *arg); /* 0 = ok; anything else breaks the pool */
 
+/* Pool options, the same for every executor. Start from zero or from
+ * cf_options_init(), then set what you need:
+ *
+ *     cf_options o = {0};            // or: cf_options o; cf_options_init(&o);
+ *     o.workers = 4;
+ *     cf_thread_pool_new(&o, &ex);
+ *
+ * A field left 0 (NULL, false) takes its default; a NULL options pointer
+ * means every default. `size` tells which version of this struct the caller
+ * built against: fields past it take their defaults (a larger size is read
+ * up to the fields this library knows). A zeroed struct (size 0) is read as
+ * this first version, so a field added by a later header is read only when
+ * size covers it: cf_options_init() sets size = sizeof(cf_options). Values
+ * out of range give CF_EINVAL from every pool constructor. */
 typedef struct cf_options {
-  size_t size;            /* sizeof(cf_options); set by cf_options_init */
-  unsigned workers;       /* 0: the number of online CPUs */
-  const char *name;       /* worker name prefix shown in /proc (<= 10 chars used) */
+  size_t size;            /* sizeof(cf_options) (cf_options_init), or 0 */
+  unsigned workers;       /* 1..255; 0: the CPUs the creating thread may run on */
+  const char *name;       /* worker name prefix (0: "cfpool"): workers are named
+                             "<prefix>-<i>" in /proc, prefix cut to 10 chars */
   cf_init_fn initializer; /* run once in each worker before any task */
   void *initializer_arg;
-  bool pin_cpus;     /* pin worker i to online CPU i % ncpu */
-  size_t max_queued; /* 0: unbounded (thread pool); bound on queued tasks */
-  /* process pool only */
-  unsigned max_tasks_per_worker; /* 0: never recycle a worker */
-  size_t max_arg_size;           /* default 64 KiB; larger gives CF_E2BIG at submit */
-  size_t max_result_size;        /* default 64 KiB */
-  size_t ring_capacity;          /* queued tasks in the ring (power of two), default 1024 */
-  size_t max_futures;            /* live process futures (slots), default 16384: a
-                                    future holds its slot until it is done AND
-                                    released; with none free, submit waits
-                                    (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
+  bool pin_cpus;     /* pin worker i to the (i mod n)-th of the n CPUs the
+                        creating thread may run on (its affinity mask, read
+                        when the pool is created) */
+  size_t max_queued; /* bound on queued tasks; 0: unbounded */
+  /* process pool only (checked by every pool) */
+  unsigned max_tasks_per_worker; /* replace a worker after this many tasks; 0: never */
+  size_t max_arg_size;           /* 0: 64 KiB; at most UINT32_MAX; larger
+                                    arguments give CF_E2BIG at submit */
+  size_t max_result_size;        /* 0: 64 KiB; at most UINT32_MAX */
+  size_t ring_capacity;          /* queued tasks in the ring: a power of two in
+                                    2..2^24; 0: 1024 */
+  size_t max_futures;            /* live process futures (slots), at most
+                                    2^20 - 1; 0: 16384. A future holds its slot
+                                    until it is done AND released; with none
+                                    free, submit waits (CF_EAGAIN with
+                                    CF_SUBMIT_NOWAIT) */
   /* thread pool only */
   unsigned wait_help; /* CF_HELP_*: what a task that waits on a future (or
                          joins a stolen frame) runs meanwhile on its worker */
@@ -131,8 +151,8 @@ enum {
   CF_HELP_NONE = 2,
 };
 
-/* Fill `o` with the defaults. Always call it before setting fields, so that a
- * program built against an older header keeps working. */
+/* Fill `o` with the defaults (size = sizeof *o, and the default values
+ * written out). */
 void cf_options_init(cf_options *o);
 
 /* ---- Executors ---------------------------------------------------------- */

@@ -54,6 +54,7 @@
 
 #include "executor.h"
 #include "future.h"
+#include "options.h"
 #include "segment.h"
 
 /* Parent-private per-slot state, guarded by pool->mu. */
@@ -112,10 +113,11 @@ typedef struct cf__pool {
   unsigned max_tasks;
   size_t max_arg, max_result, max_queued;
   uint32_t nslots;
-  char name[16];
+  char name[CF__NAME_PREFIX_MAX + 1];
   cf_init_fn init;
   void *init_arg;
   bool pin;
+  cf__cpumask cpus; /* pin: the creating thread's CPUs */
   cf__text_range text[CF__MAX_TEXT_RANGES];
   unsigned ntext;
 

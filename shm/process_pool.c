@@ -181,7 +181,7 @@ bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too,
 /* ---- the future vtable ---- */
 
 static inline cf__pool *fpool(cf_future *f) {
-  return f->owner;
+  return (cf__pool *)f->executor;
 }
 static inline uint32_t fslot(cf_future *f) {
   return (uint32_t)f->ext[0];
@@ -430,7 +430,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   f->word = &sl->word;
   f->shared = 1;
   f->vt = &pp_future_vtbl;
-  f->owner = p;
+  f->executor = &p->base;
   f->ext[0] = s;
   f->ext[1] = gen;
   f->fn = fn;
@@ -499,22 +499,6 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
 
 /* ---- shutdown and destroy ---- */
 
-/* Wait until a slot word is done (shared futex, WAITERS protocol). */
-static void wait_word(_Atomic uint32_t *word) {
-  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
-  while (!cf__st_done(w)) {
-    if (!(w & CF__ST_WAITERS)) {
-      /* relaxed: the bit only asks the completer for a wake-up */
-      if (!atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_WAITERS, memory_order_relaxed,
-                                                 memory_order_relaxed))
-        continue;
-      w |= CF__ST_WAITERS;
-    }
-    cf__futex_wait(word, w, -1, true);
-    w = atomic_load_explicit(word, memory_order_acquire);
-  }
-}
-
 static void cancel_all(cf__pool *p, bool running) {
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && !running) break;
@@ -542,7 +526,7 @@ static void drain(cf__pool *p) {
     pthread_mutex_unlock(&p->mu);
     /* No submit takes a slot after shutdown: a slot in use stays valid
      * until done, and one freed meanwhile is done. */
-    if (in_use) wait_word(&cf__pp_slot(p, s)->word);
+    if (in_use) (void)cf__word_wait(&cf__pp_slot(p, s)->word, -1, true);
   }
 }
 
@@ -671,18 +655,12 @@ static unsigned log2_of(size_t v) {
 int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   if (!out) return CF_EINVAL;
   *out = NULL;
-  cf_options o;
-  cf_options_init(&o);
-  if (opts) {
-    size_t n = opts->size && opts->size < sizeof o ? opts->size : sizeof o;
-    memcpy(&o, opts, n);
-  }
-  unsigned nworkers = o.workers ? o.workers : cf__online_cpus();
-  size_t nslots = o.max_futures ? o.max_futures : 16384;
-  size_t ring = o.ring_capacity ? o.ring_capacity : 1024;
-  if (nworkers > CF__MAX_WORKERS || nslots > CF__HINT_IDX_MASK || ring < 2 || (ring & (ring - 1)) ||
-      ring > ((size_t)1 << 24) || o.max_arg_size > UINT32_MAX || o.max_result_size > UINT32_MAX)
-    return CF_EINVAL;
+  cf__options o;
+  if (cf__options_load(opts, &o) != 0) return CF_EINVAL;
+  _Static_assert(CF__MAX_FUTURES <= CF__HINT_IDX_MASK, "a slot index fits a hint");
+  unsigned nworkers = o.workers;
+  size_t nslots = o.max_futures;
+  size_t ring = o.ring_capacity;
 
   cf__pool *p = calloc(1, sizeof *p);
   if (!p) return CF_ENOMEM;
@@ -695,10 +673,11 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   p->max_result = o.max_result_size;
   p->max_queued = o.max_queued;
   p->nslots = (uint32_t)nslots;
-  snprintf(p->name, 11, "%s", o.name && *o.name ? o.name : "cfproc");
+  memcpy(p->name, o.name, sizeof p->name);
   p->init = o.initializer;
   p->init_arg = o.initializer_arg;
   p->pin = o.pin_cpus;
+  p->cpus = o.cpus;
   p->evfd = p->sock = p->zsock = -1;
   p->free_head = CF__NO_FREE;
   pthread_mutex_init(&p->mu, NULL);

@@ -103,14 +103,9 @@ static void set_outcome(cf__slot *sl, int err) {
 
 static int w_ret(cf_call *c, const void *v, size_t len) {
   wcall *wc = (wcall *)c;
-  if (c->outcome) return CF_EINVAL;
-  if (len && !v) return CF_EINVAL;
-  if (len > wc->p->max_result) {
-    c->outcome = 2;
-    c->err = CF_E2BIG;
-    set_outcome(wc->sl, CF_E2BIG);
-    return CF_E2BIG;
-  }
+  int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
+  if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
+  if (rc != 0) return rc;
   unsigned char *dst = cf__slot_res(&wc->p->seg, wc->sl, wc->s, len);
   if (len) {
     memcpy(dst, v, len / 2);
@@ -122,13 +117,12 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   /* relaxed: published by the release of the completing CAS */
   atomic_store_explicit(&wc->sl->res_len, (uint32_t)len, memory_order_relaxed);
   set_outcome(wc->sl, 0);
-  c->outcome = 1;
   return 0;
 }
 
 static int w_fail(cf_call *c, int code, const char *msg) {
   wcall *wc = (wcall *)c;
-  if (c->outcome) return CF_EINVAL;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
   if (n) memcpy(wc->sl->msg, msg, n);
   wc->sl->msg[n] = 0;
@@ -136,8 +130,6 @@ static int w_fail(cf_call *c, int code, const char *msg) {
   atomic_store_explicit(&wc->sl->msg_len, (uint32_t)n, memory_order_relaxed);
   atomic_store_explicit(&wc->sl->code, code, memory_order_relaxed);
   atomic_store_explicit(&wc->sl->err, CF_ETASK, memory_order_relaxed);
-  c->outcome = 2;
-  c->err = CF_ETASK;
   return 0;
 }
 
@@ -152,21 +144,6 @@ static bool w_stop(cf_call *c) {
 static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
 
 /* ---- the loop ---- */
-
-static void set_name(cf__pool *p, unsigned idx) {
-  char name[16];
-  snprintf(name, sizeof name, "%.10s-%u", p->name, idx % 1000u);
-  prctl(PR_SET_NAME, name, 0, 0, 0);
-}
-
-static void pin(unsigned idx) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  if (n <= 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(idx % (unsigned)n, &set);
-  (void)sched_setaffinity(0, sizeof set, &set);
-}
 
 /* Pop a hint, spinning then sleeping while the ring is empty. Exits the
  * process when the pool enters its exit phase and the ring is empty. */
@@ -266,18 +243,18 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
     wc.c.arg = cf__slot_arg(&p->seg, sl, s, alen);
     wc.c.arg_len = alen;
     ((cf_fn)fn)(&wc.c);
-    if (wc.c.outcome == 2) err = wc.c.err;
+    if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
     if (wc.deadline && cf__now_ns() >= wc.deadline) {
       /* finished past its deadline: fails like a thread task would */
       err = CF_ETIMEDOUT;
       set_outcome(sl, err);
     }
-    if (wc.c.outcome == 0) {
+    if (wc.c.outcome == CF__OUTCOME_NONE) {
       atomic_store_explicit(&sl->res_len, 0, memory_order_relaxed); /* see set_outcome */
       set_outcome(sl, 0);
     }
   }
-  if (wc.c.outcome == 0 && err) set_outcome(sl, err);
+  if (wc.c.outcome == CF__OUTCOME_NONE && err) set_outcome(sl, err);
   uint32_t to = err ? CF_STATE_FAILED : CF_STATE_FINISHED;
   uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
   for (;;) {
@@ -308,8 +285,8 @@ void cf__worker_main(cf__pool *p, unsigned idx, pid_t zygote) {
   cf__worker_rec *rec = &p->seg.workers[idx];
   atomic_store(&rec->pid, (int32_t)getpid());
   if (cf__seg_check(&p->seg) != 0) _exit(2);
-  set_name(p, idx);
-  if (p->pin) pin(idx);
+  cf__worker_name_self(p->name, idx);
+  if (p->pin) cf__worker_pin_self(&p->cpus, idx);
   if (p->init && p->init(p->init_arg) != 0) {
     atomic_store(&rec->init_failed, 1);
     _exit(3);

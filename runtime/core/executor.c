@@ -1,13 +1,10 @@
 /*
  * executor.c — the public executor calls: argument checks once, then
- * dispatch through the executor's vtable (executor.h). Also cf_strerror and
- * the option defaults both pools share.
+ * dispatch through the executor's vtable (executor.h). Also cf_strerror.
  */
 #include "executor.h"
 
-#include <sched.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "future.h"
 #include "sys.h"
@@ -49,34 +46,6 @@ const char *cf_strerror(int code) {
     default:
       return "unknown error";
   }
-}
-
-/* The CPUs this process may run on: the default worker count, capped at
- * CF__MAX_WORKERS so that the defaults work on any host. */
-unsigned cf__online_cpus(void) {
-  cpu_set_t set;
-  long n = 0;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
-  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
-  if (n <= 0) n = 1;
-  return n > CF__MAX_WORKERS ? CF__MAX_WORKERS : (unsigned)n;
-}
-
-void cf_options_init(cf_options *o) {
-  if (!o) return;
-  memset(o, 0, sizeof *o);
-  o->size = sizeof *o;
-  o->workers = 0;
-  o->name = NULL;
-  o->initializer = NULL;
-  o->initializer_arg = NULL;
-  o->pin_cpus = false;
-  o->max_queued = 0;
-  o->max_tasks_per_worker = 0;
-  o->max_arg_size = 64 * 1024;
-  o->max_result_size = 64 * 1024;
-  o->ring_capacity = 1024;
-  o->max_futures = 16384;
 }
 
 static inline bool valid_ex(const cf_executor *ex) {

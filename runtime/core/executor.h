@@ -37,11 +37,8 @@ struct cf_executor {
   const cf__executor_vtbl *vt;
   uint32_t magic;
   /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
-   * f->owner is this executor then sees cf_call_stop_requested(). */
+   * f->executor is this executor then sees cf_call_stop_requested(). */
   _Atomic bool stop_all;
 };
-
-/* Defaults of cf_options_init(), shared by both pools. */
-unsigned cf__online_cpus(void);
 
 #endif /* CF_RUNTIME_EXECUTOR_H */

@@ -3,11 +3,7 @@
  * public cf_future_* / cf_call_* calls.
  *
  * DESIGN
- * State. One 32-bit word per future (future.h has the layout). Every
- * transition is a CAS on the whole word. The transition to a done state
- * consumes the WAITERS bit and calls FUTEX_WAKE only if it was set in the
- * word it replaced; PENDING -> RUNNING keeps WAITERS/NOTIFY (the waiters
- * still sleep), so a sleeping waiter is always woken by the completion.
+ * The state word, its transitions and the reference count are in future.h.
  *
  * Outcome claim (thread futures). A RUNNING thread task can be failed from
  * outside only by its deadline (a waiter that reaches it fails the future
@@ -41,18 +37,10 @@
  * runs the list itself (the exchange makes that idempotent). A push that
  * meets CF__CB_CLOSED runs its callback at once.
  *
- * Lifetime. f->rc packs user handles (low half) and internal references
- * (the executor's task, registered waiters: high half): a release is one
- * CAS, and a release too many returns CF_EINVAL while the object is still
- * alive. Every completer holds a reference while it completes (the
+ * Lifetime. Every completer holds a reference while it completes (the
  * runner its task reference, a canceller or expirer a user handle).
  *
- * Allocation. Each thread keeps a free list of futures (capped, flushed to
- * the allocator by a pthread key destructor at thread exit), so a steady
- * state allocates nothing per task. Debug builds (CF_DEBUG) never reuse a
- * freed future: it goes to a bounded FIFO quarantine with its magic set to
- * CF__FUTURE_DEAD, so a double release is caught (CF_EINVAL) instead of
- * hitting a recycled object.
+ * Allocation: from the calling thread's cache (fcache.h).
  */
 #include "future.h"
 
@@ -61,89 +49,19 @@
 #include <sched.h>
 #include <string.h>
 
+#include "executor.h"
+#include "fcache.h"
 #include "sys.h"
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
 _Thread_local cf__helper *cf__current_helper TLS_IE;
 
-static const bool debug_build =
-#ifdef CF_DEBUG
-    true;
-#else
-    false;
-#endif
-
 static inline bool is_local(const cf_future *f) {
   return f->vt == &cf__local_future_vtbl;
 }
 static inline bool valid(const cf_future *f) {
   return f && f->magic == CF__FUTURE_MAGIC;
-}
-
-/* ---- the per-thread future cache --------------------------------------- */
-
-#define CACHE_CAP 256
-
-typedef cf__fcache fcache;
-
-_Thread_local fcache cf__tl_fcache TLS_IE;
-#define tl_cache cf__tl_fcache
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
-static void cache_flush(void *p) {
-  fcache *c = p;
-  cf_future *f = c->head;
-  while (f) {
-    cf_future *next = atomic_load_explicit(&f->next, memory_order_relaxed);
-    cf__free(f, sizeof *f);
-    f = next;
-  }
-  c->head = NULL;
-  c->n = 0;
-}
-
-static void cache_key_create(void) {
-  (void)pthread_key_create(&cache_key, cache_flush);
-}
-
-/* Debug quarantine: the last QUARANTINE freed futures stay mapped with a
- * dead magic; older ones go back to the allocator. */
-#define QUARANTINE 65536
-static cf_future *quarantine[QUARANTINE];
-static size_t quarantine_next;
-static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static inline __attribute__((always_inline)) void future_free(cf_future *f) {
-  /* (debug_build is a compile-time constant: both branches always compile) */
-  f->magic = CF__FUTURE_DEAD;
-  if (debug_build) {
-    pthread_mutex_lock(&quarantine_lock);
-    cf_future *old = quarantine[quarantine_next];
-    quarantine[quarantine_next] = f;
-    quarantine_next = (quarantine_next + 1) % QUARANTINE;
-    pthread_mutex_unlock(&quarantine_lock);
-    if (old) cf__free(old, sizeof *old);
-    return;
-  }
-  fcache *c = &tl_cache;
-  if (__builtin_expect(!c->registered, 0)) {
-    /* First free in this thread: arrange the flush at thread exit. */
-    pthread_once(&cache_once, cache_key_create);
-    if (pthread_setspecific(cache_key, c) != 0) {
-      cf__free(f, sizeof *f);
-      return;
-    }
-    c->registered = true;
-  }
-  if (c->n >= CACHE_CAP) {
-    cf__free(f, sizeof *f);
-    return;
-  }
-  atomic_store_explicit(&f->next, c->head, memory_order_relaxed); /* thread-private list */
-  c->head = f;
-  c->n++;
 }
 
 const cf_future cf__future_template = {
@@ -153,12 +71,8 @@ const cf_future cf__future_template = {
 };
 
 cf_future *cf__future_alloc(void) {
-  fcache *c = &tl_cache;
-  cf_future *f = c->head;
-  if (f) {
-    c->head = atomic_load_explicit(&f->next, memory_order_relaxed); /* thread-private list */
-    c->n--;
-  } else {
+  cf_future *f = cf__fcache_take();
+  if (!f) {
     f = cf__alloc(sizeof *f);
     if (!f) return NULL;
   }
@@ -197,7 +111,7 @@ void cf__future_destroy(cf_future *f) {
   cf__cb *cbs = atomic_load_explicit(&f->callbacks, memory_order_relaxed);
   if (f->vt == &cf__local_future_vtbl && !f->arg_heap && !f->res_heap && !f->msg &&
       (cbs == NULL || cbs == CF__CB_CLOSED)) {
-    future_free(f);
+    cf__fcache_put(f);
     return;
   }
   if (f->vt && f->vt->destroy) f->vt->destroy(f);
@@ -205,7 +119,7 @@ void cf__future_destroy(cf_future *f) {
   if (f->res_heap) cf__free(f->res_heap, f->res_len);
   if (f->msg) cf__free(f->msg, strlen(f->msg) + 1);
   free_cb_list(atomic_load_explicit(&f->callbacks, memory_order_relaxed));
-  future_free(f);
+  cf__fcache_put(f);
 }
 
 /* ---- completion ------------------------------------------------------- */
@@ -319,33 +233,23 @@ void cf__future_request_stop(cf_future *f) {
 
 static inline __attribute__((always_inline)) int local_ret(cf_call *c, const void *v, size_t len) {
   cf_future *f = c->ctx;
-  if (c->outcome) return CF_EINVAL;
-  if (len && !v) return CF_EINVAL;
-  if (len > c->max_result || len > UINT32_MAX) {
-    c->outcome = 2;
-    c->err = CF_E2BIG;
-    return CF_E2BIG;
-  }
+  int rc = cf__call_record_return(c, v, len);
+  if (rc != 0) return rc;
   if (len <= CF__INLINE_RES) {
     cf__copy(f->res_inline, v, len);
   } else {
     void *p = cf__alloc(len);
-    if (!p) {
-      c->outcome = 2;
-      c->err = CF_ENOMEM;
-      return CF_ENOMEM;
-    }
+    if (!p) return cf__call_record_error(c, CF_ENOMEM);
     memcpy(p, v, len);
     f->res_heap = p;
   }
   f->res_len = (uint32_t)len;
-  c->outcome = 1;
   return 0;
 }
 
 static int local_fail(cf_call *c, int code, const char *msg) {
   cf_future *f = c->ctx;
-  if (c->outcome) return CF_EINVAL;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   f->task_code = code;
   if (msg) {
     size_t n = strnlen(msg, CF_MESSAGE_MAX - 1);
@@ -356,20 +260,15 @@ static int local_fail(cf_call *c, int code, const char *msg) {
       f->msg = m;
     }
   }
-  c->outcome = 2;
-  c->err = CF_ETASK;
   return 0;
 }
 
-/* A thread pool sets f->owner to its cf_executor; stop_all is its kill
- * switch (shutdown with CF_SHUTDOWN_KILL). */
-#include "executor.h"
-
+/* stop_all: the executor's kill switch (shutdown with CF_SHUTDOWN_KILL). */
 static bool local_stop(cf_call *c) {
   cf_future *f = c->ctx;
   if (atomic_load_explicit(f->word, memory_order_relaxed) & CF__ST_STOP) return true;
   if (f->deadline && cf__now_ns() >= f->deadline) return true;
-  cf_executor *ex = f->owner;
+  cf_executor *ex = f->executor;
   /* relaxed: a polled hint */
   return ex && atomic_load_explicit(&ex->stop_all, memory_order_relaxed);
 }
@@ -380,8 +279,9 @@ static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop};
  * single fetch_sub instead of cf__future_unref's CAS loop. acq_rel: as in
  * cf__future_unref. */
 static inline void unref_task(cf_future *f) {
-  if (atomic_fetch_sub_explicit(&f->rc, CF__RC_REF, memory_order_acq_rel) == CF__RC_REF)
-    cf__future_destroy(f);
+  uint64_t old = atomic_fetch_sub_explicit(&f->rc, CF__RC_REF, memory_order_acq_rel);
+  cf__assert((old >> 32) != 0); /* the runner holds the task reference */
+  if (old == CF__RC_REF) cf__future_destroy(f);
 }
 
 int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
@@ -415,13 +315,13 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
       .arg_len = f->arg_len,
       .ctx = f,
       .max_result = UINT32_MAX,
-      .outcome = 0,
+      .outcome = CF__OUTCOME_NONE,
       .err = 0,
   };
   f->fn(&c);
   uint32_t to = CF_STATE_FINISHED;
   int32_t err = CF__ERR_OK;
-  if (c.outcome == 2) {
+  if (c.outcome == CF__OUTCOME_FAILED) {
     to = CF_STATE_FAILED;
     err = c.err;
   }
@@ -450,69 +350,65 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
 
 /* ---- waiting ---------------------------------------------------------- */
 
-#define SPIN_NS 2000
-#define YIELD_AFTER_NS 1000 /* process futures: spin this long before yielding */
+#define SPIN_NS 2000        /* spin this long before FUTEX_WAIT (DESIGN.md) */
+#define YIELD_AFTER_NS 1000 /* shared words: spin this long before yielding */
 
-/* The task deadline of a thread future has passed: fail it. Returns once
- * the future is done or a concurrent claimer is about to make it so. */
-static void expire(cf_future *f) {
-  (void)cf__future_fail(f, CF_ETIMEDOUT);
-}
-
-int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
-  _Atomic uint32_t *word = f->word;
-  bool shared = f->shared;
-  int64_t task_dl = is_local(f) ? f->deadline : 0;
+int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
+  /* acquire (every load of the word here): pairs with the completer's
+   * release CAS, so the outcome it wrote is visible once the word is done */
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
   if (cf__st_done(w)) return 0;
   int64_t now = cf__now_ns();
-  int64_t limit = deadline_abs;
-  if (task_dl > 0 && (limit < 0 || task_dl < limit)) limit = task_dl;
-  if (limit < 0 || now < limit) {
+  if (deadline_abs < 0 || now < deadline_abs) {
     int64_t spin_start = now, spin_end = now + SPIN_NS;
     for (;;) {
       /* the word every pause (a PAUSE costs 10-140 cycles by CPU), the
-       * clock every 32 (every 4 and a yield for a process future) */
+       * clock every 32 (every 4 and a yield on a shared word) */
       for (int i = 0; i < (shared ? 4 : 32); i++) {
-        /* acquire: pairs with the completer's release CAS (result bytes) */
         if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
         cf__cpu_relax();
       }
-      /* A process future's worker may share this CPU: let it run (on a
-       * CPU of our own this returns at once). Sharing one CPU, the round
-       * trip drops from ~6.6 to ~3.1 us (the worker no longer waits for our
-       * spin to end and our FUTEX_WAIT); on two it stays ~0.8 us. */
+      /* A shared word is completed by a worker process, which may share
+       * this CPU: let it run (on a CPU of our own this returns at once). */
       now = cf__now_ns();
       if (shared && now - spin_start > YIELD_AFTER_NS) sched_yield();
-      if (now >= spin_end || (limit >= 0 && now >= limit)) break;
+      if (now >= spin_end || (deadline_abs >= 0 && now >= deadline_abs)) break;
     }
   }
   for (;;) {
     w = atomic_load_explicit(word, memory_order_acquire);
     if (cf__st_done(w)) return 0;
-    now = cf__now_ns();
-    if (task_dl > 0 && now >= task_dl) {
-      expire(f);
-      /* lost the claim to a completer: it is about to write the word (it
-       * may share our CPU: yield between looks after the first few) */
-      for (int i = 0;; i++) {
-        if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
-        if (i < 64)
-          cf__cpu_relax();
-        else
-          sched_yield();
-      }
-    }
-    if (deadline_abs >= 0 && now >= deadline_abs) return CF_ETIMEDOUT;
+    if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
     if (!(w & CF__ST_WAITERS)) {
-      /* relaxed: the bit only tells the completer to wake us; the futex
-       * syscall re-checks the word */
+      /* relaxed: the bit only tells the completer to wake us; both are RMWs
+       * of this word, and the futex call re-checks it */
       if (!atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_WAITERS, memory_order_relaxed,
                                                  memory_order_relaxed))
         continue;
       w |= CF__ST_WAITERS;
     }
-    cf__futex_wait(word, w, limit, shared);
+    /* returns on a wake-up (perhaps spurious or stale), a changed word, a
+     * signal or the deadline: the loop re-reads the word in every case */
+    cf__futex_wait(word, w, deadline_abs, shared);
+  }
+}
+
+int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
+  int64_t task_dl = is_local(f) ? f->deadline : 0;
+  if (task_dl <= 0) return cf__word_wait(f->word, deadline_abs, f->shared);
+  int64_t limit = deadline_abs >= 0 && deadline_abs < task_dl ? deadline_abs : task_dl;
+  if (cf__word_wait(f->word, limit, f->shared) == 0) return 0;
+  if (cf__now_ns() < task_dl) return CF_ETIMEDOUT; /* the wait's own deadline */
+  /* The task deadline passed: fail the future. Whether this call or a
+   * concurrent completer claimed the outcome, the word is about to be done. */
+  (void)cf__future_fail(f, CF_ETIMEDOUT);
+  /* the claim's winner may share our CPU: yield between looks after a few */
+  for (int i = 0;; i++) {
+    if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+    if (i < 64)
+      cf__cpu_relax();
+    else
+      sched_yield();
   }
 }
 

@@ -23,13 +23,16 @@
  *
  * The completer publishes the result bytes before the CAS that makes the
  * word done (release); readers load the word with acquire before reading
- * them. FUTEX_WAKE is called only when the WAITERS bit was set in the word
- * the completing CAS replaced.
+ * them. The transition to done consumes WAITERS and NOTIFY, and FUTEX_WAKE
+ * is called only when WAITERS was set in the word it replaced; PENDING ->
+ * RUNNING keeps them (the waiters still sleep), so a sleeping waiter is
+ * always woken by the completion. Waiters wait with cf__word_wait.
  *
  * Lifetime: `rc` packs the user's handles (cf_future_retain/release, low
- * half) and internal references (the executor's task, each registered
- * waiter: high half), so a release too many is seen (CF_EINVAL: no handle
- * left) instead of freeing a future a worker still runs.
+ * 32 bits) and internal references (the executor's task, each registered
+ * waiter: high 32 bits), so that a release is one atomic and a release too
+ * many is seen (CF_EINVAL: no handle left) instead of freeing a future a
+ * worker still runs. The object is freed when the whole word reaches 0.
  */
 #ifndef CF_RUNTIME_FUTURE_H
 #define CF_RUNTIME_FUTURE_H
@@ -40,6 +43,7 @@
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "debug.h"
 
 #define CF__ST_MASK 0x7u
 #define CF__ST_WAITERS 0x8u
@@ -112,19 +116,15 @@ struct cf_future {
    * until someone claims the outcome with a CAS, CF__ERR_OK for FINISHED. */
   _Atomic int32_t err;
   uint32_t res_len;
-  uint32_t magic; /* CF__FUTURE_MAGIC while live */
-  /* References, packed so that a release is one atomic: the low 32 bits
-   * count the user's handles (cf_future_retain/release), the high 32 bits
-   * internal references (the executor's task, registered waiters). The
-   * object is freed when the whole word reaches 0. */
-  _Atomic uint64_t rc;
+  uint32_t magic;      /* CF__FUTURE_MAGIC while live */
+  _Atomic uint64_t rc; /* handles and internal references (DESIGN: Lifetime) */
   /* done callbacks: a LIFO of cf__cb, CF__CB_CLOSED once they have run */
   _Atomic(cf__cb *) callbacks;
   unsigned char res_inline[CF__INLINE_RES];
 
   _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
   const cf__future_vtbl *vt;
-  void *owner; /* executor-private (thread pool: its cf_executor) */
+  cf_executor *executor; /* the executor that runs it (NULL: none) */
 
   /* the task */
   cf_fn fn;
@@ -166,6 +166,14 @@ struct cf__cb {
 
 extern const cf__future_vtbl cf__local_future_vtbl;
 
+/* What a running task did with its cf_call so far (cf_call.outcome). */
+enum {
+  CF__OUTCOME_NONE = 0,     /* neither returned nor failed yet */
+  CF__OUTCOME_RETURNED = 1, /* cf_call_return stored its result */
+  CF__OUTCOME_FAILED = 2,   /* cf_call_fail, or a result that could not be
+                               stored: cf_call.err says which CF_E* */
+};
+
 /* The running task's context: built on the stack of whoever runs it. */
 typedef struct cf__call_ops {
   int (*ret)(cf_call *c, const void *v, size_t len);
@@ -178,53 +186,50 @@ struct cf_call {
   const void *arg;
   size_t arg_len;
   void *ctx;         /* the future (thread pool) or the slot (process pool) */
-  size_t max_result; /* CF_E2BIG above it; SIZE_MAX: no limit */
-  int outcome;       /* 0 nothing yet, 1 returned, 2 failed */
-  int err;           /* outcome 2: the CF_E* the future fails with */
+  size_t max_result; /* CF_E2BIG above it; at most UINT32_MAX */
+  int outcome;       /* CF__OUTCOME_* */
+  int err;           /* CF__OUTCOME_FAILED: the CF_E* the future fails with */
 };
+
+/* The outcome checks every cf__call_ops implementation makes, inline (a
+ * frame's return stays call-free). */
+
+/* A result that could not be stored (CF_E2BIG, CF_ENOMEM): the call fails
+ * with `err`, which is returned. */
+static inline int cf__call_record_error(cf_call *c, int err) {
+  c->outcome = CF__OUTCOME_FAILED;
+  c->err = err;
+  return err;
+}
+
+/* Before ops->ret stores `len` bytes: CF_EINVAL for a second outcome or a
+ * NULL value with len > 0 (nothing recorded); CF_E2BIG past max_result (the
+ * call fails with it); else 0: recorded as returned, the caller stores the
+ * bytes (or calls cf__call_record_error if it cannot). */
+static inline int cf__call_record_return(cf_call *c, const void *v, size_t len) {
+  if (__builtin_expect(c->outcome != CF__OUTCOME_NONE || (len && !v), 0)) return CF_EINVAL;
+  cf__assert(c->max_result <= UINT32_MAX);
+  if (__builtin_expect(len > c->max_result, 0)) return cf__call_record_error(c, CF_E2BIG);
+  c->outcome = CF__OUTCOME_RETURNED;
+  return 0;
+}
+
+/* Before ops->fail stores its code and message: CF_EINVAL for a second
+ * outcome, else 0: recorded as failed with CF_ETASK. */
+static inline int cf__call_record_fail(cf_call *c) {
+  if (c->outcome != CF__OUTCOME_NONE) return CF_EINVAL;
+  c->outcome = CF__OUTCOME_FAILED;
+  c->err = CF_ETASK;
+  return 0;
+}
 
 /* ---- allocation (any thread) ---- */
 
-/* A zeroed-as-needed future from the calling thread's cache; one user
- * handle and one internal reference (the executor's), word = &state =
- * PENDING, vt = &cf__local_future_vtbl. NULL on ENOMEM. */
+/* A zeroed-as-needed future from the calling thread's cache (fcache.h:
+ * cf__future_alloc_fast is the inline version); one user handle and one
+ * internal reference (the executor's), word = &state = PENDING,
+ * vt = &cf__local_future_vtbl. NULL on ENOMEM. */
 cf_future *cf__future_alloc(void);
-
-/* The per-thread cache behind cf__future_alloc(), for its inline fast path
- * (future.c owns it; release builds only: debug builds never fill it). */
-typedef struct cf__fcache {
-  cf_future *head;
-  unsigned n;
-  bool registered;
-} cf__fcache;
-extern _Thread_local cf__fcache cf__tl_fcache __attribute__((tls_model("initial-exec")));
-extern const cf_future cf__future_template;
-
-/* Like cf__future_alloc(), inline when the calling thread's cache has a
- * future, but leaves fn, deadline, owner, ext and arg_len to the caller
- * (the thread pool's submit sets them). */
-static inline cf_future *cf__future_alloc_fast(void) {
-  cf__fcache *c = &cf__tl_fcache;
-  cf_future *f = c->head;
-  if (__builtin_expect(!f, 0)) return cf__future_alloc();
-  /* relaxed: a thread-private list */
-  c->head = atomic_load_explicit(&f->next, memory_order_relaxed);
-  c->n--;
-  /* relaxed and plain stores: published by the queue that hands f over */
-  f->word = &f->state;
-  atomic_store_explicit(&f->state, CF_STATE_PENDING, memory_order_relaxed);
-  f->magic = CF__FUTURE_MAGIC;
-  atomic_store_explicit(&f->rc, CF__RC_HANDLE + CF__RC_REF, memory_order_relaxed);
-  f->vt = &cf__local_future_vtbl;
-  f->res_len = 0;
-  f->arg_heap = NULL;
-  f->res_heap = NULL;
-  atomic_store_explicit(&f->err, 0, memory_order_relaxed);
-  f->msg = NULL;
-  atomic_store_explicit(&f->callbacks, NULL, memory_order_relaxed);
-  f->shared = 0;
-  return f;
-}
 
 /* Copy the argument in: CF_ENOMEM. */
 int cf__future_set_arg(cf_future *f, const void *arg, size_t len);
@@ -237,16 +242,17 @@ static inline const void *cf__future_arg(const cf_future *f) {
 void cf__future_destroy(cf_future *f);
 static inline void cf__future_ref(cf_future *f) {
   /* relaxed: the caller already holds a reference, nothing to order */
-  atomic_fetch_add_explicit(&f->rc, CF__RC_REF, memory_order_relaxed);
+  uint64_t old = atomic_fetch_add_explicit(&f->rc, CF__RC_REF, memory_order_relaxed);
+  cf__assert(old != 0);
 }
 static inline void cf__future_unref(cf_future *f) {
   /* Drops an internal reference, or, when none is left, a handle: after
-   * cf__future_alloc() two unrefs free the future (the old contract, where
-   * the user's handles held one internal reference). acq_rel: our writes to
-   * f happen before the destroy of whoever drops the last reference, and
-   * that destroy sees everyone's writes. */
+   * cf__future_alloc() two unrefs free a future nobody was given. acq_rel:
+   * our writes to f happen before the destroy of whoever drops the last
+   * reference, and that destroy sees everyone's writes. */
   uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed), n;
   do {
+    cf__assert(v != 0); /* the caller holds a reference */
     n = v - ((v >> 32) ? CF__RC_REF : CF__RC_HANDLE);
   } while (!atomic_compare_exchange_weak_explicit(&f->rc, &v, n, memory_order_acq_rel,
                                                   memory_order_relaxed));
@@ -318,18 +324,27 @@ void cf__future_run_callbacks(cf_future *f);
  * True if this call failed it. Used for deadlines and a broken pool. */
 bool cf__future_fail(cf_future *f, int err);
 
-/* Like cf__future_wait_until but never helps: spin, then block on the word.
- * For the thread pool's helper itself (a bounded block between rounds). */
+/* The one spin-then-futex wait, for every waiter on a word with the state
+ * word's layout (a future's, an event's, a process slot's): until *word is
+ * done or the absolute deadline (CLOCK_MONOTONIC ns; < 0: forever) passes.
+ * Spins ~2 us by the clock (cf__cpu_relax; on a shared word it yields the
+ * CPU after 1 us), then sets WAITERS and FUTEX_WAIT_BITSETs on the word with
+ * that absolute deadline, looping until it is done. `shared` is the word's
+ * futex flavour (never mixed on one word). 0 (done, read with acquire) or
+ * CF_ETIMEDOUT. Any thread. */
+int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared);
+
+/* Like cf__future_wait_until but never helps: cf__word_wait on f's word,
+ * failing a thread future whose task deadline passes meanwhile. For the
+ * thread pool's helper itself (a bounded block between rounds). */
 int cf__future_block_until(cf_future *f, int64_t deadline_abs);
 
 /* Set STOP on the word (cooperative stop). */
 void cf__future_request_stop(cf_future *f);
 
 /* Wait until f is done or the absolute deadline (CLOCK_MONOTONIC ns; < 0:
- * forever) passes: spins ~2 us, then FUTEX_WAIT_BITSET on the word with the
- * WAITERS bit set. Honours the task deadline (fails the future with
- * CF_ETIMEDOUT when it passes). In a thread-pool worker, helps instead of
- * blocking (cf__helper). Returns 0 (done) or CF_ETIMEDOUT. */
+ * forever) passes: cf__future_block_until, or in a thread-pool worker, help
+ * instead of blocking (cf__helper). Returns 0 (done) or CF_ETIMEDOUT. */
 int cf__future_wait_until(cf_future *f, int64_t deadline_abs);
 
 /* A thread that can run other tasks while it waits (a thread-pool worker)

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug.h"
 #include "executor.h"
 #include "future.h"
 #include "sys.h"
@@ -99,7 +100,6 @@ typedef struct inner_ctx {
   packbuf *out;
   cf_call *outer;
   size_t rec; /* offset of this item's rec_hdr in out */
-  bool set;   /* returned or failed already */
 } inner_ctx;
 
 static rec_hdr *rec_at(inner_ctx *x) {
@@ -108,21 +108,17 @@ static rec_hdr *rec_at(inner_ctx *x) {
 
 static int inner_ret(cf_call *c, const void *v, size_t len) {
   inner_ctx *x = c->ctx;
-  if (x->set || (len && !v)) return CF_EINVAL;
-  x->set = true;
-  if (len > c->max_result) {
-    rec_at(x)->status = CF_E2BIG;
-    return CF_E2BIG;
-  }
-  if (!pb_put(x->out, v, len)) return CF_ENOMEM;
+  int rc = cf__call_record_return(c, v, len);
+  if (rc == CF_E2BIG) rec_at(x)->status = CF_E2BIG;
+  if (rc != 0) return rc;
+  if (!pb_put(x->out, v, len)) return cf__call_record_error(c, CF_ENOMEM); /* fails the chunk */
   rec_at(x)->len = len;
   return 0;
 }
 
 static int inner_fail(cf_call *c, int code, const char *msg) {
   inner_ctx *x = c->ctx;
-  if (x->set) return CF_EINVAL;
-  x->set = true;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
   if (msg) {
     size_t room = pad8(n + 1);
@@ -173,13 +169,13 @@ static void chunk_runner(cf_call *outer) {
     rec_hdr h = {0, 0, 0};
     size_t rec = out.len;
     if (!pb_put(&out, &h, sizeof h)) goto oom;
-    inner_ctx x = {&out, outer, rec, false};
+    inner_ctx x = {&out, outer, rec};
     cf_call inner = {.ops = &inner_ops,
                      .arg = item,
                      .arg_len = ilen,
                      .ctx = &x,
                      .max_result = outer->max_result,
-                     .outcome = 0};
+                     .outcome = CF__OUTCOME_NONE};
     fn(&inner);
     if (out.oom) goto oom;
   }
@@ -206,6 +202,7 @@ typedef struct array_src {
 } array_src;
 
 struct cf_map {
+  _Atomic bool busy; /* debug builds: inside cf_map_next (one thread at a time) */
   cf_executor *ex;
   cf_fn fn;
   cf_map_source src;
@@ -433,8 +430,7 @@ static void load_chunk(cf_map *m) {
   m->res_items = cnt < s->count ? (size_t)cnt : s->count;
 }
 
-int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
-  if (!m || (cap > 0 && !out)) return CF_EINVAL;
+static int map_next(cf_map *m, void *out, size_t cap, size_t *len) {
   if (m->inflight == 0) {
     if (m->src_err) {
       int rc = m->src_err;
@@ -504,6 +500,14 @@ int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
   return rc;
 }
 
+int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
+  if (!m || (cap > 0 && !out)) return CF_EINVAL;
+  cf__debug_enter(&m->busy);
+  int rc = map_next(m, out, cap, len);
+  cf__debug_leave(&m->busy);
+  return rc;
+}
+
 int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
   if (!m || !m->last_err) return CF_EINVAL;
   if (code) *code = m->last_code;
@@ -518,6 +522,7 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
 
 void cf_map_free(cf_map *m) {
   if (!m) return;
+  cf__assert(!atomic_load_explicit(&m->busy, memory_order_relaxed)); /* not inside cf_map_next */
   for (size_t i = 0; i < m->inflight; i++) {
     slot *s = &m->ring[(m->head + i) % m->window];
     /* Only what has not started: a running task (a process task would be

@@ -42,12 +42,11 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "debug.h"
 #include "future.h"
 #include "sys.h"
 
 /* ---- the event ---------------------------------------------------------- */
-
-#define SPIN_NS 2000 /* spin this long before sleeping (see DESIGN.md) */
 
 void cf__event_signal(_Atomic uint32_t *word) {
   uint32_t old = atomic_load(word);
@@ -60,6 +59,7 @@ void cf__event_signal(_Atomic uint32_t *word) {
 
 void cf__event_reset(_Atomic uint32_t *word) {
   uint32_t old = atomic_load(word);
+  cf__assert(cf__st_done(old)); /* only a signalled event is reset */
   /* Signallers never write a done word; only the consumer resets. */
   atomic_store(word, cf__st_make(cf__st_gen(old) + 1, 0, CF_STATE_PENDING));
 }
@@ -79,27 +79,7 @@ int cf__event_wait(_Atomic uint32_t *word, cf_future *dummy, cf_future *const *f
     if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
     return h->wait_set(h, dummy, fs, n, deadline_abs);
   }
-  uint32_t w = atomic_load(word);
-  if (cf__st_done(w)) return 0;
-  int64_t now = cf__now_ns();
-  int64_t spin_end = now + SPIN_NS;
-  while (now < spin_end && (deadline_abs < 0 || now < deadline_abs)) {
-    for (int i = 0; i < 32; i++) cf__cpu_relax();
-    if (cf__st_done(atomic_load(word))) return 0;
-    now = cf__now_ns();
-  }
-  for (;;) {
-    w = atomic_load(word);
-    if (cf__st_done(w)) return 0;
-    if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
-    if (!(w & CF__ST_WAITERS)) {
-      if (!atomic_compare_exchange_weak(word, &w, w | CF__ST_WAITERS)) continue;
-      w |= CF__ST_WAITERS;
-    }
-    /* Returns on wake, on a changed word, on a signal, or at the deadline:
-     * the loop re-reads the word in every case. */
-    cf__futex_wait(word, w, deadline_abs, false);
-  }
+  return cf__word_wait(word, deadline_abs, false);
 }
 
 /* Only thread futures: a process future's deadline is enforced by its
@@ -136,7 +116,7 @@ static bool valid_future(const cf_future *f) {
 /* ---- cf_wait ------------------------------------------------------------ */
 
 typedef struct waiter {
-  _Atomic uint32_t refs;    /* the owner (a cf_wait call or the thread's
+  _Atomic uint32_t refs;    /* its holder (a cf_wait call or the thread's
                                cache) + one per registered callback */
   _Atomic uint32_t ev;      /* the event (wait.h) */
   _Atomic size_t remaining; /* FIRST_EXCEPTION: callbacks not yet run */
@@ -148,7 +128,9 @@ typedef struct waiter {
 } waiter;
 
 static void waiter_unref(waiter *w) {
-  if (atomic_fetch_sub(&w->refs, 1) == 1) cf__free(w, w->bytes);
+  uint32_t old = atomic_fetch_sub(&w->refs, 1);
+  cf__assert(old > 0);
+  if (old == 1) cf__free(w, w->bytes);
 }
 
 static void waiter_cb(cf_future *f, void *arg) {
@@ -189,6 +171,7 @@ static void cache_drop(void) {
 }
 
 static void cache_keep(waiter *w) {
+  cf__assert(tl_waiter == NULL); /* the cache holds one waiter at most */
   pthread_once(&waiter_once, waiter_key_create);
   if (pthread_setspecific(waiter_key, w) != 0) {
     waiter_unref(w);
@@ -329,7 +312,9 @@ struct cf_as_completed {
   _Atomic uint32_t refs;    /* the iterator + one per registered callback */
   _Atomic uint32_t ev;      /* signalled after each push (wait.h) */
   _Atomic(ac_node *) inbox; /* nodes of done futures, LIFO, pushed by callbacks */
-  /* consumer-owned: */
+  /* consumer-owned (one cf_as_completed_next at a time: `busy` checks it in
+   * debug builds): */
+  _Atomic bool busy;
   ac_node *ready; /* FIFO taken from inbox */
   size_t n, yielded, registered;
   int64_t deadline;
@@ -341,7 +326,9 @@ struct cf_as_completed {
 };
 
 static void ac_unref(cf_as_completed *it) {
-  if (atomic_fetch_sub(&it->refs, 1) == 1) cf__free(it, it->bytes);
+  uint32_t old = atomic_fetch_sub(&it->refs, 1);
+  cf__assert(old > 0);
+  if (old == 1) cf__free(it, it->bytes);
 }
 
 static void ac_cb(cf_future *f, void *arg) {
@@ -375,6 +362,7 @@ int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_a
   atomic_init(&it->refs, 1);
   atomic_init(&it->ev, CF_STATE_PENDING);
   atomic_init(&it->inbox, NULL);
+  atomic_init(&it->busy, false);
   cf__event_dummy_init(&it->dummy, &it->ev);
   for (size_t i = 0; i < n; i++) {
     it->fs[i] = fs[i];
@@ -423,8 +411,7 @@ static bool ac_take(cf_as_completed *it) {
   return true;
 }
 
-int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
-  if (!it) return CF_EINVAL;
+static int ac_next(cf_as_completed *it, cf_future **f, size_t *index) {
   if (it->yielded == it->n) return CF_EDONE;
   for (;;) {
     if (!it->ready) ac_take(it);
@@ -455,8 +442,17 @@ int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
   }
 }
 
+int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
+  if (!it) return CF_EINVAL;
+  cf__debug_enter(&it->busy);
+  int rc = ac_next(it, f, index);
+  cf__debug_leave(&it->busy);
+  return rc;
+}
+
 void cf_as_completed_free(cf_as_completed *it) {
   if (!it) return;
+  cf__assert(!atomic_load_explicit(&it->busy, memory_order_relaxed)); /* not inside _next */
   for (size_t i = 0; i < it->n; i++) cf__future_unref(it->fs[i]);
   ac_unref(it);
 }

@@ -7,12 +7,12 @@
  * state word (future.h): state PENDING or FINISHED, the WAITERS bit, and a
  * generation. Signalling CASes PENDING -> FINISHED and calls FUTEX_WAKE only
  * if WAITERS was set in the word it replaced. The single consumer waits
- * (spin ~2 us, then FUTEX_WAIT_BITSET on the word with WAITERS set), and may
- * reset a FINISHED event to PENDING with a new generation; signallers never
- * write a FINISHED word, so the reset is the only writer at that moment.
- * Because the word has the future layout, an event embedded in a dummy
- * struct cf_future can be waited with cf__future_wait_until(), which lets a
- * thread-pool worker run other tasks while it waits.
+ * with cf__word_wait (future.h, private futex), and may reset a FINISHED
+ * event to PENDING with a new generation; signallers never write a FINISHED
+ * word, so the reset is the only writer at that moment. Because the word has
+ * the future layout, an event embedded in a dummy struct cf_future can be
+ * waited with cf__future_wait_until(), which lets a thread-pool worker run
+ * other tasks while it waits.
  *
  * Lost wake-ups: a producer publishes its news (seq_cst) before signalling;
  * the consumer resets, then re-reads the news (seq_cst), then waits on the

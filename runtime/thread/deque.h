@@ -33,7 +33,8 @@
  * mask never change after init and share a read-mostly line; top_cache is
  * owner-only (Lace's habit of keeping thief-read fields apart).
  *
- * Roles: cf__deque_push/cf__deque_pop: the owner thread only.
+ * Roles: cf__deque_push/cf__deque_pop: the owner thread only (debug builds
+ * check it: the first thread that pushes or pops is the owner).
  * cf__deque_steal: any thread. cf__deque_size: any thread (approximate).
  */
 #ifndef CF_RUNTIME_DEQUE_H
@@ -45,6 +46,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "debug.h"
 #include "future.h"
 
 #define CF__CACHE_LINE 64
@@ -59,13 +61,25 @@ typedef struct cf__deque {
   alignas(CF__CACHE_LINE) _Atomic(cf_future *) *buf; /* read-only after init */
   int64_t mask;
   alignas(CF__CACHE_LINE) int64_t top_cache; /* owner only */
+  _Atomic uintptr_t owner_dbg;               /* debug builds: the owner thread */
 } cf__deque;
+
+/* Debug builds: the caller is the deque's owner (the first caller is). */
+static inline void cf__deque_assert_owner(cf__deque *d) {
+  if (!cf__debug) return;
+  uintptr_t me = cf__debug_thread(), o = 0;
+  /* relaxed: a debug check; nothing is published */
+  if (!atomic_compare_exchange_strong_explicit(&d->owner_dbg, &o, me, memory_order_relaxed,
+                                               memory_order_relaxed))
+    cf__assert(o == me);
+}
 
 /* Any thread, before use: capacity is a power of two. 0 or CF_ENOMEM. */
 static inline int cf__deque_init(cf__deque *d, int64_t capacity) {
   atomic_init(&d->top, 0);
   atomic_init(&d->bottom, 0);
   d->top_cache = 0;
+  atomic_init(&d->owner_dbg, 0);
   d->mask = capacity - 1;
   d->buf = calloc((size_t)capacity, sizeof *d->buf);
   return d->buf ? 0 : CF_ENOMEM;
@@ -78,6 +92,7 @@ static inline void cf__deque_free(cf__deque *d) {
 
 /* Owner: push f at the bottom. False when the ring is full. */
 static inline bool cf__deque_push(cf__deque *d, cf_future *f) {
+  cf__deque_assert_owner(d);
   int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed); /* owner's own */
   if (__builtin_expect(b - d->top_cache > d->mask, 0)) {
     /* acquire: pairs with a thief's CAS of top, so its read of the slot we
@@ -94,6 +109,7 @@ static inline bool cf__deque_push(cf__deque *d, cf_future *f) {
 
 /* Owner: pop from the bottom (LIFO). NULL when empty. */
 static inline cf_future *cf__deque_pop(cf__deque *d) {
+  cf__deque_assert_owner(d);
   int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1; /* owner's own */
   /* Empty for sure (top only grows): skip the fence. relaxed: a stale top
    * is smaller, so this never reports empty wrongly. */

@@ -39,44 +39,34 @@
 
 #include "scheduler.h"
 
+/* A result over CF_FRAME_INLINE_RESULT bytes. */
 static __attribute__((noinline)) int frame_ret_slow(cf_call *c, const void *v, size_t len) {
   frame *fr = c->ctx;
-  if (c->outcome || (len && !v)) return CF_EINVAL;
-  if (len > UINT32_MAX) {
-    c->outcome = 2;
-    c->err = CF_E2BIG;
-    return CF_E2BIG;
-  }
+  int rc = cf__call_record_return(c, v, len);
+  if (rc != 0) return rc;
   void *p = cf__alloc(len);
-  if (!p) {
-    c->outcome = 2;
-    c->err = CF_ENOMEM;
-    return CF_ENOMEM;
-  }
+  if (!p) return cf__call_record_error(c, CF_ENOMEM);
   memcpy(p, v, len);
   fr->u.res_heap = p; /* freed by cf_join */
   fr->res_len = (uint32_t)len;
-  c->outcome = 1;
   return 0;
 }
 
 static int frame_ret(cf_call *c, const void *v, size_t len) {
-  if (__builtin_expect(c->outcome || len > CF_FRAME_INLINE_RESULT || (len && !v), 0))
-    return frame_ret_slow(c, v, len);
+  if (__builtin_expect(len > CF_FRAME_INLINE_RESULT, 0)) return frame_ret_slow(c, v, len);
+  int rc = cf__call_record_return(c, v, len);
+  if (__builtin_expect(rc != 0, 0)) return rc;
   frame *fr = c->ctx;
   copy48(fr->res, v, len);
   fr->res_len = (uint32_t)len;
-  c->outcome = 1;
   return 0;
 }
 
 static int frame_fail(cf_call *c, int code, const char *msg) {
   (void)msg; /* frames keep only the code (cfutures.h) */
   frame *fr = c->ctx;
-  if (c->outcome) return CF_EINVAL;
+  if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   fr->code = code;
-  c->outcome = 2;
-  c->err = CF_ETASK;
   return 0;
 }
 

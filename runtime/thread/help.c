@@ -146,7 +146,7 @@ static cf_future *next_work_set(worker *w, const target *tg, bool *ran) {
     /* acquire: as in help_until() */
     uint32_t s = atomic_load_explicit(f->word, memory_order_acquire);
     if (cf__st_done(s)) continue;
-    target one = {.f = f, .word = f->word, .mine = f->owner == (void *)w->pool && !f->shared};
+    target one = {.f = f, .word = f->word, .mine = f->executor == &w->pool->base && !f->shared};
     if (!one.mine) continue;
     cf_future *t = next_work(w, &one, s, ran);
     if (t || *ran) return t;
@@ -264,7 +264,7 @@ static __attribute__((noinline)) int help_future_slow(worker *w, cf_future *f, i
       .f = f,
       .word = f->word,
       .task_dl = f->vt == &cf__local_future_vtbl ? f->deadline : 0,
-      .mine = f->owner == (void *)w->pool && !f->shared,
+      .mine = f->executor == &w->pool->base && !f->shared,
   };
   return help_until(w, &tg, NULL, deadline);
 }

@@ -34,6 +34,7 @@ void cf__injector_push(cf__injector *q, cf_future *f) {
 }
 
 cf_future *cf__injector_pop(cf__injector *q) {
+  cf__assert(atomic_load_explicit(&q->lock, memory_order_relaxed)); /* the consumer lock is held */
   cf_future *tail = q->tail;
   /* acquire: pairs with the release link store in push_node() */
   cf_future *next = atomic_load_explicit(&tail->next, memory_order_acquire);

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "debug.h"
 #include "deque.h"
 #include "future.h"
 

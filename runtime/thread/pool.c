@@ -220,7 +220,7 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   }
   f->fn = fn;
   f->deadline = deadline;
-  f->owner = p;
+  f->executor = &p->base;
   f->ext[0] = 0;
   if (inside) {
     if ((rc = push_inside(p, w, f)) != 0) {
@@ -263,7 +263,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->arg_len = (uint32_t)len;
         f->fn = fn;
         f->deadline = deadline;
-        f->owner = p;
+        f->executor = &p->base;
         f->ext[0] = 0;
         int rc = push_inside(p, w, f);
         if (__builtin_expect(rc != 0, 0)) {
@@ -377,14 +377,9 @@ int cf__thread_pool_worker_index(const cf_executor *ex) {
 int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
   if (!out) return CF_EINVAL;
   *out = NULL;
-  cf_options opt;
-  cf_options_init(&opt);
-  if (o) {
-    if (o->size < offsetof(cf_options, max_queued) + sizeof o->max_queued) return CF_EINVAL;
-    memcpy(&opt, o, o->size < sizeof opt ? o->size : sizeof opt);
-  }
-  unsigned n = opt.workers ? opt.workers : cf__online_cpus();
-  if (n > CF__MAX_WORKERS || opt.wait_help > CF_HELP_NONE) return CF_EINVAL;
+  cf__options opt;
+  if (cf__options_load(o, &opt) != 0) return CF_EINVAL;
+  unsigned n = opt.workers;
   pool *p = aligned_alloc(CF__CACHE_LINE, (sizeof *p + CF__CACHE_LINE - 1) & ~(size_t)63);
   if (!p) return CF_ENOMEM;
   memset(p, 0, sizeof *p);
@@ -392,11 +387,12 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
   p->base.magic = CF__EXECUTOR_MAGIC;
   atomic_init(&p->base.stop_all, false);
   p->n = n;
-  snprintf(p->name, sizeof p->name, "%s", opt.name && opt.name[0] ? opt.name : "cfpool");
+  memcpy(p->name, opt.name, sizeof p->name);
   p->init = opt.initializer;
   p->init_arg = opt.initializer_arg;
   p->pin = opt.pin_cpus;
   p->help = opt.wait_help;
+  p->cpus = opt.cpus;
   p->max_queued = opt.max_queued;
   atomic_init(&p->gate, 0);
   atomic_init(&p->flags, 0);

@@ -145,24 +145,6 @@ static bool should_exit(pool *p) {
   return all_queues_empty(p);
 }
 
-static void pin_to_cpu(unsigned i) {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return;
-  int count = CPU_COUNT(&set);
-  if (count <= 0) return;
-  int want = (int)(i % (unsigned)count), seen = 0;
-  for (int c = 0; c < CPU_SETSIZE; c++) {
-    if (!CPU_ISSET(c, &set)) continue;
-    if (seen++ == want) {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(c, &one);
-      (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);
-      return;
-    }
-  }
-}
-
 /* ---- the adaptive idle search (DESIGN: idle workers) ---- */
 
 /* Fewer than half the workers (at least one) search at once. */
@@ -201,10 +183,8 @@ void *cf__sched_worker_main(void *arg) {
   cf__tl_worker = w;
   cf__current_helper = &w->helper;
   w->search_ns = SEARCH_MAX_NS;
-  char nm[16];
-  snprintf(nm, sizeof nm, "%s-%u", p->name, w->index);
-  (void)pthread_setname_np(pthread_self(), nm);
-  if (p->pin) pin_to_cpu(w->index);
+  cf__worker_name_self(p->name, w->index);
+  if (p->pin) cf__worker_pin_self(&p->cpus, w->index);
   if (p->init && p->init(p->init_arg) != 0) {
     cf__tp_break(p);
     goto out;

@@ -24,8 +24,10 @@
 
 #include "deque.h"
 #include "executor.h"
+#include "fcache.h"
 #include "future.h"
 #include "injector.h"
+#include "options.h"
 #include "park.h"
 #include "sys.h"
 
@@ -86,11 +88,12 @@ struct pool {
   size_t max_queued;
   alignas(CF__CACHE_LINE) _Atomic uint64_t drained_cancelled;
   _Atomic uint64_t requeued; /* injector entries pushed back (stats: not submits) */
-  char name[11];
+  char name[CF__NAME_PREFIX_MAX + 1];
   cf_init_fn init;
   void *init_arg;
   bool pin;
-  unsigned help; /* CF_HELP_*: what a waiting task runs (help.c) */
+  cf__cpumask cpus; /* pin: the creating thread's CPUs */
+  unsigned help;    /* CF_HELP_*: what a waiting task runs (help.c) */
   pthread_mutex_t join_lock;
   bool joined;
 };
@@ -207,12 +210,12 @@ static inline __attribute__((always_inline)) void frame_call(frame *fr) {
       .arg_len = fr->arg_len,
       .ctx = fr,
       .max_result = UINT32_MAX,
-      .outcome = 0,
+      .outcome = CF__OUTCOME_NONE,
       .err = 0,
   };
   fr->res_len = 0;
   fr->fn(&c);
-  fr->err = c.outcome == 2 ? c.err : 0;
+  fr->err = c.outcome == CF__OUTCOME_FAILED ? c.err : 0;
 }
 
 /* A frame taken out of its spawner's deque by another thread (a thief, a
