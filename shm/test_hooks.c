@@ -1,9 +1,14 @@
 /*
- * test_hooks.c — the test hooks (test_hooks.h).
+ * test_hooks.c — the test hooks (test_hooks.h); compiled only with
+ * CF_TEST_HOOKS.
  */
 #include "test_hooks.h"
 
 #include "pool.h"
+
+#ifndef CF_TEST_HOOKS
+#error "test_hooks.c is built only with CF_TEST_HOOKS (see CMakeLists.txt)"
+#endif
 
 void cf__test_set_fault_hook(cf__fault_hook_fn hook) {
   cf__fault_hook = hook;

@@ -2,6 +2,12 @@
  * test_hooks.h — the process pool's test hooks: the fault hook of the
  * workers and accessors for the pids the tests kill (internal, tests
  * only).
+ *
+ * They exist only in a library built with CF_TEST_HOOKS (a CMake option,
+ * on in debug-checked builds: the Debug tree and the sanitizer trees). In
+ * any other build these functions are not in the library: a test that
+ * calls them does not link there, and tests/CMakeLists.txt builds such
+ * tests only with the option on.
  */
 #ifndef CF_SHM_TEST_HOOKS_H
 #define CF_SHM_TEST_HOOKS_H

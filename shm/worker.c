@@ -45,7 +45,9 @@
 
 #define SPIN_NS 50000 /* idle spin before sleeping: covers a round trip */
 
+#ifdef CF_TEST_HOOKS
 cf__fault_hook_fn cf__fault_hook; /* fault.h */
+#endif
 
 /* ---- the task's context ---- */
 

@@ -4,7 +4,8 @@
  * function pointers, crashing tasks, respawn and recycling, deadline kills,
  * cancelling a running task, forced shutdown, a rogue worker writing
  * corrupt lengths into its slot, the zygote or the parent killed with
- * SIGKILL, full ring/slots with CF_SUBMIT_NOWAIT, callbacks and orphaned futures — and no
+ * SIGKILL (with CF_TEST_HOOKS only: they need the pids), full ring/slots
+ * with CF_SUBMIT_NOWAIT, callbacks and orphaned futures — and no
  * segment left behind after any of them (no mapping of the memfd in this
  * process, nothing in /dev/shm).
  *
@@ -29,7 +30,9 @@
 #include "cfutures.h"
 #include "future.h"  /* cf_call: a rogue task reaches its slot through c->ctx */
 #include "segment.h" /* cf__slot */
+#ifdef CF_TEST_HOOKS
 #include "test_hooks.h"
+#endif
 #include "testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -796,6 +799,10 @@ static void test_two_pools(void) {
   expect_no_leak();
 }
 
+/* The two kill tests need the pids of the pool's processes: the test hooks
+ * (test_hooks.h), in builds with CF_TEST_HOOKS only. */
+#ifdef CF_TEST_HOOKS
+
 /* ---- the zygote killed: the pool is broken, nothing hangs ---- */
 
 static void test_zygote_killed(void) {
@@ -881,8 +888,13 @@ static void test_parent_killed(void) {
   prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
   expect_no_leak();
 }
+
+#endif /* CF_TEST_HOOKS */
+
 int main(int argc, char **argv) {
+#ifdef CF_TEST_HOOKS
   if (argc > 1 && strcmp(argv[1], "--child-pool") == 0) return child_pool();
+#endif
   main_pid = getpid();
   sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   assert_true(sh != MAP_FAILED);
@@ -907,7 +919,9 @@ int main(int argc, char **argv) {
   CF_RUN(test_max_queued);
   CF_RUN(test_destroy_from_callback_refused);
   CF_RUN(test_two_pools);
+#ifdef CF_TEST_HOOKS
   CF_RUN(test_zygote_killed);
   CF_RUN(test_parent_killed);
+#endif
   return cf_test_done("test_process_pool");
 }
