@@ -187,6 +187,7 @@ static void cancel_all(cf__pool *p, bool running) {
 
 /* Wait until every slot in use is done. */
 static void wait_all_done(cf__pool *p) {
+  cf__assert(!cf__sv_is_current(p)); /* its callbacks may be what they wait for */
   for (uint32_t s = 0; s < p->cfg.nslots; s++) {
     cf__pp_lock(p);
     bool in_use = p->slots.ps[s].in_use;
@@ -197,7 +198,11 @@ static void wait_all_done(cf__pool *p) {
   }
 }
 
+/* Enter the exit phase, kill the workers if kill_them, and, if `wait`,
+ * wait until every worker is reaped (not on the supervisor: it reaps
+ * them). */
 static void stop_workers(cf__pool *p, bool kill_them, bool wait) {
+  cf__assert(!wait || !cf__sv_is_current(p));
   cf__wake_workers_to_exit(p->cfg.seg.ctl);
   cf__pp_lock(p);
   if (kill_them && !p->zygote_dead) {
@@ -238,6 +243,7 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
 static int pp_destroy(cf_executor *ex) {
   cf__pool *p = pool_of(ex);
   if (cf__pp_in_child) return CF_EINVAL;
+  cf__assert(!cf__sv_is_current(p)); /* refused by is_worker (executor.c) */
   pp_shutdown(ex, CF_SHUTDOWN_WAIT);
   cf__pp_lock(p);
   p->sv_stop = true;

@@ -11,6 +11,7 @@
 #include "registry.h"
 
 bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s) {
+  cf__assert(cf__pp_locked(p));
   cf__pslot *ps = &p->slots.ps[s];
   if (!ps->in_use || ps->f || ps->quarantine) return false;
   /* acquire: pairs with the completing CAS, so that the slot's last use
@@ -23,6 +24,7 @@ bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s) {
 }
 
 void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st) {
+  cf__assert(cf__pp_locked(p));
   cf__pslot *ps = &p->slots.ps[s];
   if (ps->watched && ps->f) {
     st->f = ps->f; /* the pool's reference moves to st */
@@ -32,6 +34,7 @@ void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st) {
 }
 
 void cf__pp_settle_finish(cf__pool *p, cf__settle *st) {
+  cf__assert(!cf__pp_locked(p));
   if (st->wake) cf__future_wake(st->word, st->old, true);
   if (st->f) {
     cf__future_run_callbacks(st->f);
@@ -42,6 +45,8 @@ void cf__pp_settle_finish(cf__pool *p, cf__settle *st) {
 
 bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too, uint32_t to,
                         int err, const cf_crash_info *ci, bool dead, cf__settle *st) {
+  cf__assert(cf__pp_locked(p) && !cf__pp_in_child);
+  cf__assert(to == CF_STATE_FAILED || to == CF_STATE_CANCELLED);
   memset(st, 0, sizeof *st);
   cf__pslot *ps = &p->slots.ps[s];
   if (!ps->in_use || ps->gen != gen) return false;

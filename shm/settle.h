@@ -43,6 +43,7 @@ typedef struct cf__settle {
  * (Dekker): either that scan sees the PENDING word, or the submitter sees
  * `doomed` and fails its slot itself. */
 static inline void cf__pp_doom(cf__pool *p) {
+  cf__assert(cf__pp_locked(p));
   atomic_store_explicit(&p->doomed, true, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
 }

@@ -23,6 +23,7 @@ void cf__slots_fini(cf__slots *t) {
 }
 
 bool cf__slots_deadline_add(cf__slots *t, uint32_t s, int64_t when) {
+  cf__assert(s < t->n && t->ps[s].in_use);
   if (t->nheap == t->heap_cap) {
     size_t cap = t->heap_cap ? 2 * t->heap_cap : 64;
     cf__deadline *h = realloc(t->heap, cap * sizeof *h);

@@ -77,6 +77,7 @@ static inline bool cf__slots_full(const cf__slots *t) {
  * are cleared. */
 static inline uint32_t cf__slots_alloc(cf__slots *t, cf_future *f) {
   uint32_t s = t->free_head;
+  cf__assert(s < t->n && !t->ps[s].in_use);
   cf__pslot *ps = &t->ps[s];
   t->free_head = ps->next_free;
   ps->gen = (ps->gen + 1) & CF__SLOT_GEN_MAX;
@@ -93,6 +94,7 @@ static inline uint32_t cf__slots_alloc(cf__slots *t, cf_future *f) {
 /* Free slot s: in use, not quarantined (the caller checked that nothing
  * holds it any more). It is the next one allocated. */
 static inline void cf__slots_free(cf__slots *t, uint32_t s) {
+  cf__assert(s < t->n && t->ps[s].in_use && !t->ps[s].quarantine);
   cf__pslot *ps = &t->ps[s];
   ps->in_use = 0;
   ps->orphan = 0;

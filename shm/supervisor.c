@@ -62,6 +62,7 @@ bool cf__sv_is_current(const cf__pool *p) {
 /* ---- deadlines ---- */
 
 static void expire_deadlines(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   int64_t now = cf__now_ns();
   for (;;) {
     cf__pp_lock(p);
@@ -95,6 +96,7 @@ static void settle_slot(cf__pool *p, uint32_t s, uint32_t genbits, bool check_ge
 
 /* Settle the slot of every notice on the cq: how many there were. */
 static int drain_cq(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   cf__seg_ctl *ctl = p->cfg.seg.ctl;
   int n = 0;
   uint32_t h;
@@ -107,6 +109,7 @@ static int drain_cq(cf__pool *p) {
 
 /* Every watched or orphaned slot that is done (lost or overflowed notices). */
 static void rescan(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   for (uint32_t s = 0; s < p->cfg.nslots; s++) {
     cf__pp_lock(p);
     cf__pslot *ps = &p->slots.ps[s];
@@ -122,6 +125,7 @@ static void rescan(cf__pool *p) {
  * full. False only if the list cannot grow (ENOMEM): the caller fails the
  * task rather than lose it. */
 static bool repush_add(cf__pool *p, uint32_t h) {
+  cf__assert(cf__pp_locked(p));
   cf__seg *seg = &p->cfg.seg;
   if (p->nrepush == 0 && cf__ring_push(&seg->ctl->sq, seg->sq, seg->p.sq_log2, h) == 0) {
     cf__wake_worker(seg->ctl);
@@ -139,6 +143,7 @@ static bool repush_add(cf__pool *p, uint32_t h) {
 }
 
 static void repush_retry(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   cf__seg *seg = &p->cfg.seg;
   cf__pp_lock(p);
   while (p->nrepush) {
@@ -153,6 +158,7 @@ static void repush_retry(cf__pool *p) {
 /* ---- failing every pending task (broken pool) ---- */
 
 static void fail_pending(cf__pool *p, int err) {
+  cf__assert(cf__sv_is_current(p));
   for (uint32_t s = 0; s < p->cfg.nslots; s++) {
     cf__settle st;
     cf__pp_lock(p);
@@ -168,6 +174,7 @@ static void fail_pending(cf__pool *p, int err) {
 /* mu held: the slot worker idx owned when it died, if RUNNING: fail it. */
 static bool fail_owned_locked(cf__pool *p, unsigned idx, uint32_t s, const cf_crash_info *ci,
                               cf__settle *st) {
+  cf__assert(cf__pp_locked(p));
   if (s >= p->cfg.nslots || !p->slots.ps[s].in_use) return false;
   uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
   if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1) return false;
@@ -179,6 +186,7 @@ static bool fail_owned_locked(cf__pool *p, unsigned idx, uint32_t s, const cf_cr
 }
 
 static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
+  cf__assert(cf__sv_is_current(p));
   cf_crash_info ci = {
       .pid = pid,
       .signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
@@ -258,6 +266,7 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
 }
 
 static void on_zygote_death(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   cf__pp_lock(p);
   p->zygote_dead = true;
   p->broken = true;
@@ -300,6 +309,7 @@ static void on_zygote_death(cf__pool *p) {
 
 /* Send again the SPAWNs whose fork failed, once their time has come. */
 static void retry_spawns(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   cf__pp_lock(p);
   if (p->nretry && cf__now_ns() >= p->retry_at) {
     bool go = !p->broken && !p->zygote_dead && !p->sv_stop &&
@@ -319,6 +329,7 @@ static void retry_spawns(cf__pool *p) {
 
 /* Read every message the zygote sent. */
 static void read_zygote(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   for (;;) {
     cf__zmsg m;
     ssize_t r = recv(p->cfg.sock, &m, sizeof m, MSG_DONTWAIT);

@@ -263,6 +263,7 @@ static void run_one(const cf__pool_cfg *cfg, unsigned idx, uint32_t s, uint32_t 
 void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t zygote) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (getppid() != zygote) _exit(0); /* the zygote died before the prctl */
+  cf__assert(cf__pp_in_child);       /* inherited from the zygote */
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
