@@ -65,7 +65,7 @@ int cf__ring_pop(cf__ring_idx *r, _Atomic uint64_t *cells, unsigned log2cap, uin
         return 0;
       }
     } else if (d > 0) {
-      /* Index h was drained already (d == 1), and maybe refilled for the
+      /* Index h was emptied already (d == 1), and maybe refilled for the
        * next lap (d == 2) while its consumer stalled before advancing head:
        * head lags, help it on; a stale h makes the CAS fail and we reload. */
       help_advance(&r->head, h);

@@ -22,8 +22,9 @@
  * first and commits the cell later; ck_ring's MP enqueue serialises commits
  * through one word: in both, a process that dies in between stalls the ring.)
  *
- * Cells fill and drain in index order: a producer only fills cell t after
- * tail reached t, i.e. after every earlier cell was filled (same for head).
+ * Cells are filled and emptied in index order: a producer only fills cell t
+ * after tail reached t, i.e. after every earlier cell was filled (same for
+ * head).
  * seq comparisons are modular (int32 difference), so the ring runs for 2^31
  * laps before a stale index could be mistaken for a live one; a stale index
  * is at most a few operations old. Every operation is seq_cst: the idle /
@@ -43,7 +44,7 @@
 
 typedef struct cf__ring_idx {
   alignas(64) _Atomic uint64_t tail; /* next index to fill */
-  alignas(64) _Atomic uint64_t head; /* next index to drain */
+  alignas(64) _Atomic uint64_t head; /* next index to pop */
   char pad_[64 - sizeof(uint64_t)];
 } cf__ring_idx;
 

@@ -14,7 +14,8 @@
  *   ctl      ring indices, idle/wake words, supervisor wake word, phase
  *   workers  one cf__worker_rec per worker (cache-line each)
  *   sq       submission ring cells: hints of PENDING slots
- *   cq       completion ring cells: hints of slots completed with NOTIFY
+ *   cq       completion ring cells: notices (hints of slots completed with
+ *            NOTIFY)
  *   slots    max_futures task slots (cf__slot)
  *   arena    per slot: max_arg_size bytes, then max_result_size bytes
  *
@@ -26,7 +27,7 @@
  * Hints (ring values) are 32 bits: the slot index in the low CF__HINT_IDX_BITS
  * bits and the low bits of the slot generation above them. A hint is only a
  * hint: a task is claimed by the CAS on its slot word, so a stale or
- * duplicate hint is dropped by whoever pops it.
+ * duplicate hint is dropped by whoever takes it.
  */
 #ifndef CF_SHM_SEGMENT_H
 #define CF_SHM_SEGMENT_H
@@ -161,6 +162,9 @@ int cf__seg_create(cf__seg *s, const cf__seg_params *p);
 int cf__seg_check(const cf__seg *s);
 void cf__seg_unmap(cf__seg *s);
 
+static inline cf__slot *cf__seg_slot(const cf__seg *s, uint32_t slot) {
+  return &s->slots[slot];
+}
 static inline unsigned char *cf__seg_arg_area(const cf__seg *s, uint32_t slot) {
   return s->arena + (uint64_t)slot * s->region_size;
 }

@@ -6,21 +6,20 @@
  * asks it for the workers, and then loops on poll() over two fds:
  *   - the zygote socket: SPAWNED / SPAWN_FAILED / DIED reports; end of file
  *     means the zygote died (and with it every worker): the pool is broken;
- *   - an eventfd, written by workers that queued a completion notice while
- *     the supervisor slept (ctl->sv_sleeping, see worker.c) and by parent
- *     threads that need it (new earliest deadline, shutdown).
- * The poll timeout is the earliest task deadline (a binary min-heap).
+ *   - the eventfd that kicks it: written by workers that queued a notice
+ *     while it slept and by parent threads that need it (idle.h).
+ * The poll timeout is the earliest task deadline (slots.h).
  *
  * Plain waits never involve this thread: a worker wakes a waiting parent
  * thread directly (FUTEX_WAKE on the slot word). The supervisor handles:
- *   - completion notices (slots whose word had NOTIFY): run the callbacks
- *     of watched futures (this is how callbacks, cf_wait and as_completed
- *     learn of process futures) and free orphaned slots;
+ *   - notices (slots whose word had NOTIFY): settle them (settle.h): this
+ *     is how callbacks, cf_wait and as_completed learn of process futures,
+ *     and how orphaned slots are freed;
  *   - worker deaths: fail the slot the worker owned (CF_ECRASHED with pid,
  *     signal or exit status), wake its waiters and run its callbacks; a
  *     completed slot whose wake-up or notice may have died with the worker
  *     is woken and settled again (both are idempotent); a hint the worker
- *     popped but never claimed is pushed back; slots quarantined by the dead
+ *     took but never claimed is pushed back; slots quarantined by the dead
  *     worker are released; the worker is respawned from the zygote;
  *   - deadlines: a PENDING task past its deadline fails CF_ETIMEDOUT, a
  *     RUNNING one too and its worker is killed and replaced;
@@ -35,7 +34,10 @@
  * on the pool itself (a waiting shutdown or destroy there is refused; a
  * submit that waits for a free slot could wait for this very thread).
  */
+#include "supervisor.h"
+
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -44,73 +46,61 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include "idle.h"
+#include "protocol.h"
+#include "settle.h"
 #include "sys.h"
+#include "zygote.h"
 
-void cf__sv_kick(cf__pool *p) {
-  uint64_t one = 1;
-  ssize_t r = write(p->evfd, &one, sizeof one);
-  (void)r;
+/* The pool whose supervisor this thread is (NULL on every other thread). */
+static _Thread_local const cf__pool *tl_supervised;
+
+bool cf__sv_is_current(const cf__pool *p) {
+  return tl_supervised == p;
 }
 
-/* ---- deadline heap (mu held) ---- */
-
-static void heap_pop(cf__pool *p) {
-  cf__deadline *h = p->heap;
-  h[0] = h[--p->nheap];
-  size_t i = 0;
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < p->nheap && h[l].when < h[m].when) m = l;
-    if (r < p->nheap && h[r].when < h[m].when) m = r;
-    if (m == i) break;
-    cf__deadline t = h[i];
-    h[i] = h[m];
-    h[m] = t;
-    i = m;
-  }
-}
+/* ---- deadlines ---- */
 
 static void expire_deadlines(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   int64_t now = cf__now_ns();
   for (;;) {
-    pthread_mutex_lock(&p->mu);
-    if (p->nheap == 0 || p->heap[0].when > now) {
-      pthread_mutex_unlock(&p->mu);
+    cf__pp_lock(p);
+    uint32_t s;
+    if (!cf__slots_deadline_pop_due(&p->slots, now, &s)) {
+      cf__pp_unlock(p);
       return;
     }
-    cf__deadline d = p->heap[0];
-    heap_pop(p);
     cf__settle st;
-    /* use, not gen: gen wraps, and a hot slot is reused very often */
-    bool done =
-        p->ps[d.slot].use == d.use &&
-        cf__pp_fail_locked(p, d.slot, d.gen, true, CF_STATE_FAILED, CF_ETIMEDOUT, NULL, false, &st);
-    pthread_mutex_unlock(&p->mu);
+    bool done = cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_ETIMEDOUT,
+                                   NULL, false, &st);
+    cf__pp_unlock(p);
     if (done) cf__pp_settle_finish(p, &st);
   }
 }
 
-/* ---- completion notices ---- */
+/* ---- notices ---- */
 
 static void settle_slot(cf__pool *p, uint32_t s, uint32_t genbits, bool check_gen) {
-  if (s >= p->nslots) return; /* untrusted hint */
+  if (s >= p->cfg.nslots) return; /* untrusted hint */
   cf__settle st;
   memset(&st, 0, sizeof st);
-  pthread_mutex_lock(&p->mu);
-  cf__pslot *ps = &p->ps[s];
+  cf__pp_lock(p);
+  cf__pslot *ps = &p->slots.ps[s];
   bool go = ps->in_use && (!check_gen || cf__hint_genbits(ps->gen) == genbits) &&
             cf__st_done(atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire));
   if (go) cf__pp_settle_locked(p, s, &st);
-  pthread_mutex_unlock(&p->mu);
+  cf__pp_unlock(p);
   if (go) cf__pp_settle_finish(p, &st);
 }
 
+/* Settle the slot of every notice on the cq: how many there were. */
 static int drain_cq(cf__pool *p) {
-  cf__seg_ctl *ctl = p->seg.ctl;
+  cf__assert(cf__sv_is_current(p));
+  cf__seg_ctl *ctl = p->cfg.seg.ctl;
   int n = 0;
   uint32_t h;
-  while (cf__ring_pop(&ctl->cq, p->seg.cq, p->seg.p.cq_log2, &h, NULL) == 0) {
+  while (cf__ring_pop(&ctl->cq, p->cfg.seg.cq, p->cfg.seg.p.cq_log2, &h, NULL) == 0) {
     settle_slot(p, cf__hint_slot(h), cf__hint_gen(h), true);
     n++;
   }
@@ -119,25 +109,26 @@ static int drain_cq(cf__pool *p) {
 
 /* Every watched or orphaned slot that is done (lost or overflowed notices). */
 static void rescan(cf__pool *p) {
-  for (uint32_t s = 0; s < p->nslots; s++) {
-    pthread_mutex_lock(&p->mu);
-    cf__pslot *ps = &p->ps[s];
+  cf__assert(cf__sv_is_current(p));
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
+    cf__pp_lock(p);
+    cf__pslot *ps = &p->slots.ps[s];
     bool want = ps->in_use && (ps->watched || ps->orphan);
-    pthread_mutex_unlock(&p->mu);
+    cf__pp_unlock(p);
     if (want) settle_slot(p, s, 0, false);
   }
 }
 
 /* ---- hints to put back ---- */
 
-static void wake_worker(cf__pool *p);
-
 /* mu held. Put a hint back: into the ring, or into the list when the ring is
  * full. False only if the list cannot grow (ENOMEM): the caller fails the
  * task rather than lose it. */
 static bool repush_add(cf__pool *p, uint32_t h) {
-  if (p->nrepush == 0 && cf__ring_push(&p->seg.ctl->sq, p->seg.sq, p->seg.p.sq_log2, h) == 0) {
-    wake_worker(p);
+  cf__assert(cf__pp_locked(p));
+  cf__seg *seg = &p->cfg.seg;
+  if (p->nrepush == 0 && cf__ring_push(&seg->ctl->sq, seg->sq, seg->p.sq_log2, h) == 0) {
+    cf__wake_worker(seg->ctl);
     return true;
   }
   if (p->nrepush == p->repush_cap) {
@@ -151,34 +142,29 @@ static bool repush_add(cf__pool *p, uint32_t h) {
   return true;
 }
 
-static void wake_worker(cf__pool *p) {
-  cf__seg_ctl *ctl = p->seg.ctl;
-  if (atomic_load(&ctl->nsleep)) { /* seq_cst: Dekker with next_hint() */
-    atomic_fetch_add(&ctl->wake_seq, 1);
-    cf__futex_wake(&ctl->wake_seq, 1, true);
-  }
-}
-
 static void repush_retry(cf__pool *p) {
-  pthread_mutex_lock(&p->mu);
+  cf__assert(cf__sv_is_current(p));
+  cf__seg *seg = &p->cfg.seg;
+  cf__pp_lock(p);
   while (p->nrepush) {
     uint32_t h = p->repush[p->nrepush - 1];
-    if (cf__ring_push(&p->seg.ctl->sq, p->seg.sq, p->seg.p.sq_log2, h) != 0) break;
+    if (cf__ring_push(&seg->ctl->sq, seg->sq, seg->p.sq_log2, h) != 0) break;
     p->nrepush--;
-    wake_worker(p);
+    cf__wake_worker(seg->ctl);
   }
-  pthread_mutex_unlock(&p->mu);
+  cf__pp_unlock(p);
 }
 
 /* ---- failing every pending task (broken pool) ---- */
 
 static void fail_pending(cf__pool *p, int err) {
-  for (uint32_t s = 0; s < p->nslots; s++) {
+  cf__assert(cf__sv_is_current(p));
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
     cf__settle st;
-    pthread_mutex_lock(&p->mu);
-    bool done = p->ps[s].in_use && cf__pp_fail_locked(p, s, p->ps[s].gen, false, CF_STATE_FAILED,
-                                                      err, NULL, false, &st);
-    pthread_mutex_unlock(&p->mu);
+    cf__pp_lock(p);
+    bool done = p->slots.ps[s].in_use && cf__pp_fail_locked(p, s, p->slots.ps[s].gen, false,
+                                                            CF_STATE_FAILED, err, NULL, false, &st);
+    cf__pp_unlock(p);
     if (done) cf__pp_settle_finish(p, &st);
   }
 }
@@ -188,26 +174,29 @@ static void fail_pending(cf__pool *p, int err) {
 /* mu held: the slot worker idx owned when it died, if RUNNING: fail it. */
 static bool fail_owned_locked(cf__pool *p, unsigned idx, uint32_t s, const cf_crash_info *ci,
                               cf__settle *st) {
-  if (s >= p->nslots || !p->ps[s].in_use) return false;
+  cf__assert(cf__pp_locked(p));
+  if (s >= p->cfg.nslots || !p->slots.ps[s].in_use) return false;
   uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
   if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1) return false;
-  if (!cf__pp_fail_locked(p, s, p->ps[s].gen, true, CF_STATE_FAILED, CF_ECRASHED, ci, true, st))
+  if (!cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_ECRASHED, ci, true,
+                          st))
     return false;
   atomic_fetch_add_explicit(&p->crashed, 1, memory_order_relaxed); /* statistic */
   return true;
 }
 
 static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
+  cf__assert(cf__sv_is_current(p));
   cf_crash_info ci = {
       .pid = pid,
       .signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
       .exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
   };
-  cf__worker_rec *rec = &p->seg.workers[idx];
+  cf__worker_rec *rec = &p->cfg.seg.workers[idx];
   cf__settle st;
   bool newly_broken = false;
 
-  pthread_mutex_lock(&p->mu);
+  cf__pp_lock(p);
   cf__pworker *w = &p->w[idx];
   if (w->alive) p->nalive--;
   w->alive = false;
@@ -219,7 +208,7 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
   if (!found) {
     /* Its last slot may be done with a wake-up or notice lost in the
      * death: wake (spuriously at worst) and settle again. */
-    if (cs < p->nslots && p->ps[cs].in_use) {
+    if (cs < p->cfg.nslots && p->slots.ps[cs].in_use) {
       _Atomic uint32_t *word = &cf__pp_slot(p, cs)->word;
       uint32_t wd = atomic_load_explicit(word, memory_order_acquire);
       if (cf__st_done(wd) && cf__st_owner(wd) == idx + 1) {
@@ -232,42 +221,43 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
       }
     }
   }
-  pthread_mutex_unlock(&p->mu);
+  cf__pp_unlock(p);
   if (found) cf__pp_settle_finish(p, &st);
   unsigned freed = 0;
-  pthread_mutex_lock(&p->mu);
+  cf__pp_lock(p);
   uint32_t t = atomic_load(&rec->taking);
   cf__settle lost_st;
   bool lost = false;
   if (t != CF__HINT_NONE && !repush_add(p, t)) {
     uint32_t ls = cf__hint_slot(t);
-    if (ls < p->nslots && p->ps[ls].in_use && cf__hint_genbits(p->ps[ls].gen) == cf__hint_gen(t))
-      lost = cf__pp_fail_locked(p, ls, p->ps[ls].gen, false, CF_STATE_FAILED, CF_ENOMEM, NULL,
+    if (ls < p->cfg.nslots && p->slots.ps[ls].in_use &&
+        cf__hint_genbits(p->slots.ps[ls].gen) == cf__hint_gen(t))
+      lost = cf__pp_fail_locked(p, ls, p->slots.ps[ls].gen, false, CF_STATE_FAILED, CF_ENOMEM, NULL,
                                 false, &lost_st);
   }
-  for (uint32_t s = 0; s < p->nslots; s++) {
-    if (p->ps[s].quarantine == idx + 1) {
-      p->ps[s].quarantine = 0;
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
+    if (p->slots.ps[s].quarantine == idx + 1) {
+      p->slots.ps[s].quarantine = 0;
       freed += cf__pp_maybe_free_locked(p, s);
     }
   }
   atomic_store(&rec->taking, CF__HINT_NONE);
   atomic_store(&rec->cur_slot, CF__HINT_NONE);
-  if (atomic_exchange(&rec->asleep, 0)) atomic_fetch_sub(&p->seg.ctl->nsleep, 1);
+  if (atomic_exchange(&rec->asleep, 0)) atomic_fetch_sub(&p->cfg.seg.ctl->nsleep, 1);
   bool init_failed = atomic_exchange(&rec->init_failed, 0);
   if (init_failed && !p->broken) {
     p->broken = true;
     cf__pp_doom(p);
     newly_broken = true;
   }
-  if (!p->broken && !p->zygote_dead && atomic_load(&p->seg.ctl->phase) == CF__PHASE_RUN) {
+  if (!p->broken && !p->zygote_dead && atomic_load(&p->cfg.seg.ctl->phase) == CF__PHASE_RUN) {
     w->spawning = true;
     p->nspawning++;
     atomic_fetch_add_explicit(&p->respawned, 1, memory_order_relaxed); /* statistic */
-    cf__zsend(p->sock, CF__Z_SPAWN, (int)idx, 0, 0);
+    cf__zsend(p->cfg.sock, CF__Z_SPAWN, (int)idx, 0, 0);
   }
   pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
+  cf__pp_unlock(p);
   if (lost) cf__pp_settle_finish(p, &lost_st);
   while (freed--) cf__pp_unref(p);
   if (newly_broken) fail_pending(p, CF_EBROKEN);
@@ -276,13 +266,14 @@ static void on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
 }
 
 static void on_zygote_death(cf__pool *p) {
-  pthread_mutex_lock(&p->mu);
+  cf__assert(cf__sv_is_current(p));
+  cf__pp_lock(p);
   p->zygote_dead = true;
   p->broken = true;
   cf__pp_doom(p);
   /* Every worker dies with the zygote (PDEATHSIG) but nobody will report
    * it: fail what they ran; their slots stay quarantined for good. */
-  for (unsigned i = 0; i < p->nworkers; i++) {
+  for (unsigned i = 0; i < p->cfg.nworkers; i++) {
     p->w[i].alive = false;
     p->w[i].spawning = false;
     p->w[i].retry = false;
@@ -291,22 +282,23 @@ static void on_zygote_death(cf__pool *p) {
   p->nspawning = 0;
   p->nretry = 0;
   pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-  for (uint32_t s = 0; s < p->nslots; s++) {
+  cf__pp_unlock(p);
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
     cf__settle st;
-    pthread_mutex_lock(&p->mu);
+    cf__pp_lock(p);
     bool done = false;
-    if (p->ps[s].in_use) {
+    cf__pslot *ps = &p->slots.ps[s];
+    if (ps->in_use) {
       uint32_t w = atomic_load(&cf__pp_slot(p, s)->word);
       unsigned o = cf__st_owner(w);
       cf_crash_info ci = {.pid = 0, .signal = SIGKILL, .exit_status = -1};
-      if (cf__st_state(w) == CF_STATE_RUNNING && o >= 1 && o <= p->nworkers) {
-        done = cf__pp_fail_locked(p, s, p->ps[s].gen, true, CF_STATE_FAILED, CF_ECRASHED, &ci,
-                                  false, &st);
-        p->ps[s].quarantine = (uint8_t)o; /* never released */
+      if (cf__st_state(w) == CF_STATE_RUNNING && o >= 1 && o <= p->cfg.nworkers) {
+        done =
+            cf__pp_fail_locked(p, s, ps->gen, true, CF_STATE_FAILED, CF_ECRASHED, &ci, false, &st);
+        ps->quarantine = (uint8_t)o; /* never released */
       }
     }
-    pthread_mutex_unlock(&p->mu);
+    cf__pp_unlock(p);
     if (done) cf__pp_settle_finish(p, &st);
   }
   fail_pending(p, CF_EBROKEN);
@@ -317,37 +309,39 @@ static void on_zygote_death(cf__pool *p) {
 
 /* Send again the SPAWNs whose fork failed, once their time has come. */
 static void retry_spawns(cf__pool *p) {
-  pthread_mutex_lock(&p->mu);
+  cf__assert(cf__sv_is_current(p));
+  cf__pp_lock(p);
   if (p->nretry && cf__now_ns() >= p->retry_at) {
     bool go = !p->broken && !p->zygote_dead && !p->sv_stop &&
-              atomic_load(&p->seg.ctl->phase) == CF__PHASE_RUN;
-    for (unsigned i = 0; i < p->nworkers; i++) {
+              atomic_load(&p->cfg.seg.ctl->phase) == CF__PHASE_RUN;
+    for (unsigned i = 0; i < p->cfg.nworkers; i++) {
       if (!p->w[i].retry) continue;
       p->w[i].retry = false;
       p->nretry--;
       if (!go) continue;
       p->w[i].spawning = true;
       p->nspawning++;
-      cf__zsend(p->sock, CF__Z_SPAWN, (int)i, 0, 0);
+      cf__zsend(p->cfg.sock, CF__Z_SPAWN, (int)i, 0, 0);
     }
   }
-  pthread_mutex_unlock(&p->mu);
+  cf__pp_unlock(p);
 }
 
 /* Read every message the zygote sent. */
 static void read_zygote(cf__pool *p) {
+  cf__assert(cf__sv_is_current(p));
   for (;;) {
     cf__zmsg m;
-    ssize_t r = recv(p->sock, &m, sizeof m, MSG_DONTWAIT);
+    ssize_t r = recv(p->cfg.sock, &m, sizeof m, MSG_DONTWAIT);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (r <= 0) {
       if (!p->zygote_dead) on_zygote_death(p);
       return;
     }
-    if (r != (ssize_t)sizeof m || m.idx < 0 || (unsigned)m.idx >= p->nworkers) continue;
+    if (r != (ssize_t)sizeof m || m.idx < 0 || (unsigned)m.idx >= p->cfg.nworkers) continue;
     if (m.type == CF__Z_SPAWNED || m.type == CF__Z_SPAWN_FAILED) {
-      pthread_mutex_lock(&p->mu);
+      cf__pp_lock(p);
       cf__pworker *w = &p->w[m.idx];
       if (w->spawning) p->nspawning--;
       w->spawning = false;
@@ -372,7 +366,7 @@ static void read_zygote(cf__pool *p) {
         }
       }
       pthread_cond_broadcast(&p->cv);
-      pthread_mutex_unlock(&p->mu);
+      cf__pp_unlock(p);
       if (none) fail_pending(p, CF_EBROKEN);
     } else if (m.type == CF__Z_DIED) {
       on_death(p, (unsigned)m.idx, m.pid, m.arg);
@@ -382,60 +376,63 @@ static void read_zygote(cf__pool *p) {
 
 /* ---- the thread ---- */
 
+/* Milliseconds from now until `at` for poll(), clamped to [0, cap]. */
+static int ms_until(int64_t at, int cap) {
+  int64_t ms = (at - cf__now_ns() + 999999) / 1000000;
+  return ms < 0 ? 0 : ms > cap ? cap : (int)ms;
+}
+
 void *cf__supervisor_main(void *arg) {
   cf__pool *p = arg;
+  tl_supervised = p;
   pid_t me = getpid();
   pid_t z = fork();
-  if (z == 0) cf__zygote_main(p, me);
-  pthread_mutex_lock(&p->mu);
-  int zfd = p->zsock;
-  p->zsock = -1; /* before the close: see cf__pp_forget_others() */
-  close(zfd);
+  if (z == 0) cf__zygote_main(&p->cfg, me);
+  /* Store -1 before the close: see config.h. */
+  close(atomic_exchange(&p->cfg.zsock, -1));
+  cf__pp_lock(p);
   if (z < 0) {
     p->sv_error = CF_ESYS;
     p->sv_started = true;
     pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    cf__pp_unlock(p);
     return NULL;
   }
   p->zygote_pid = z;
   p->sv_started = true;
-  for (unsigned i = 0; i < p->nworkers; i++) {
+  for (unsigned i = 0; i < p->cfg.nworkers; i++) {
     p->w[i].spawning = true;
     p->nspawning++;
-    cf__zsend(p->sock, CF__Z_SPAWN, (int)i, 0, 0);
+    cf__zsend(p->cfg.sock, CF__Z_SPAWN, (int)i, 0, 0);
   }
   pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
+  cf__pp_unlock(p);
 
-  cf__seg_ctl *ctl = p->seg.ctl;
+  cf__seg_ctl *ctl = p->cfg.seg.ctl;
   for (;;) {
-    pthread_mutex_lock(&p->mu);
+    cf__pp_lock(p);
     bool stop = p->sv_stop && p->nalive == 0 && p->nspawning == 0;
-    int64_t next = p->nheap ? p->heap[0].when : -1;
+    int64_t next = cf__slots_deadline_next(&p->slots);
     bool retry = p->nrepush > 0;
     int64_t spawn_at = p->nretry ? p->retry_at : -1;
-    pthread_mutex_unlock(&p->mu);
+    cf__pp_unlock(p);
     if (stop) break;
-    int timeout = -1;
-    if (next >= 0) {
-      int64_t ms = (next - cf__now_ns() + 999999) / 1000000;
-      timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
-    }
+    int timeout = next >= 0 ? ms_until(next, 60000) : -1;
     if (retry && (timeout < 0 || timeout > 1)) timeout = 1;
     if (spawn_at >= 0) {
-      int64_t ms = (spawn_at - cf__now_ns() + 999999) / 1000000;
-      if (ms < 0) ms = 0;
-      if (timeout < 0 || ms < timeout) timeout = (int)ms;
+      int ms = ms_until(spawn_at, INT_MAX);
+      if (timeout < 0 || ms < timeout) timeout = ms;
     }
-    atomic_store(&ctl->sv_sleeping, 1); /* seq_cst: Dekker with notify() */
+    /* Going to sleep: steps 1-4 of the supervisor's side in idle.h. */
+    atomic_store(&ctl->sv_sleeping, 1); /* seq_cst: Dekker with notify() (worker.c) */
     if (drain_cq(p) || atomic_load(&ctl->cq_overflow)) timeout = 0;
-    struct pollfd fds[2] = {{.fd = p->sock, .events = POLLIN}, {.fd = p->evfd, .events = POLLIN}};
+    struct pollfd fds[2] = {{.fd = p->cfg.sock, .events = POLLIN},
+                            {.fd = p->cfg.evfd, .events = POLLIN}};
     int n = poll(fds, 2, timeout);
     atomic_store(&ctl->sv_sleeping, 0);
     if (n > 0 && fds[1].revents) {
       uint64_t v;
-      ssize_t r = read(p->evfd, &v, sizeof v);
+      ssize_t r = read(p->cfg.evfd, &v, sizeof v);
       (void)r;
     }
     if (n > 0 && fds[0].revents) read_zygote(p);
@@ -445,7 +442,7 @@ void *cf__supervisor_main(void *arg) {
     if (retry) repush_retry(p);
     if (spawn_at >= 0) retry_spawns(p);
   }
-  if (!p->zygote_dead) cf__zsend(p->sock, CF__Z_EXIT, 0, 0, 0);
+  if (!p->zygote_dead) cf__zsend(p->cfg.sock, CF__Z_EXIT, 0, 0, 0);
   while (waitpid(p->zygote_pid, NULL, 0) < 0 && errno == EINTR) {
   }
   return NULL;

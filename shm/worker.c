@@ -1,40 +1,33 @@
 /*
- * worker.c — the worker process: pop a hint, claim the slot, check and run
+ * worker.c — the worker process: take a hint, claim the slot, check and run
  * the task, write the outcome, complete, wake.
  *
  * DESIGN
- * Claim. A popped hint names a slot and the low bits of its generation.
- * Before popping, the worker records the hint it is taking (rec->taking; the
- * ring stores it just before its CAS), and before claiming it records the
- * slot and the RUNNING word it is about to install (rec->cur_slot/cur_word).
- * So when the worker dies, the supervisor finds the slot it may own in its
- * record, and puts back a hint it popped but never claimed. The claim is
- * the CAS (gen, PENDING) -> (gen, RUNNING, owner = idx + 1); WAITERS, NOTIFY
- * and STOP are kept (waiters still sleep; only the done CAS consumes them).
+ * Claim. A hint names a slot and the low bits of its generation. While it
+ * takes a hint the worker records it (rec->taking; the ring stores it just
+ * before its CAS), and before claiming it records the slot and the RUNNING
+ * word it is about to install (rec->cur_slot/cur_word). So when the worker
+ * dies, the supervisor finds the slot it may own in its record, and puts
+ * back a hint it took but never claimed. The claim is the CAS (gen,
+ * PENDING) -> (gen, RUNNING, owner = idx + 1); WAITERS, NOTIFY and STOP
+ * are kept (waiters still sleep; only the done CAS consumes them).
  *
  * Completion. The outcome (result bytes, res_len, err, code, msg) is written
  * first, then the CAS RUNNING(owner) -> FINISHED|FAILED (release; it keeps
  * the flags, see pool.h). If that CAS fails, the parent completed the task
- * (cancel, deadline, kill) and a SIGKILL is on its way: the worker exits at
- * once rather than start another task the kill could hit. After the CAS:
- * FUTEX_WAKE if the old word had WAITERS (the parent's waiter is woken
- * straight from here), and if it had NOTIFY the slot's hint is pushed onto
- * the completion ring and the supervisor woken (eventfd) only if it sleeps.
+ * and a SIGKILL is on its way: the worker exits at once (pool.h, killing a
+ * running task). After the CAS: FUTEX_WAKE if the old word had WAITERS
+ * (the parent's waiter is woken straight from here), and if it had NOTIFY a
+ * notice is pushed onto the completion ring and the supervisor kicked only
+ * if it sleeps (idle.h).
  *
  * Idle. Spin on the ring (yielding the CPU between looks) for a bounded
- * time (SPIN_NS), then sleep on the shared futex word ctl->wake_seq: count
- * yourself in ctl->nsleep (seq_cst), read wake_seq, try the ring once more,
- * FUTEX_WAIT. A submitter pushes
- * (seq_cst), then reads nsleep and, if not 0, bumps wake_seq and wakes one:
- * a Dekker pair, so a push is never missed by a worker going to sleep.
+ * time (SPIN_NS), then sleep on ctl->wake_seq by the protocol in idle.h.
  *
- * The function pointer is checked against the executable segments of the
- * loaded objects before the call (a bad pointer fails that task with
- * CF_EINVAL; the worker lives on).
+ * The function pointer is checked against the executable ranges recorded
+ * at creation (text.h) before the call.
  */
-#include <errno.h>
 #include <limits.h>
-#include <link.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,55 +35,29 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include "mutex.h"
+#include "fault.h"
+#include "future.h"
+#include "idle.h"
+#include "registry.h"
 #include "sys.h"
+#include "worker.h"
 
 #define SPIN_NS 50000 /* idle spin before sleeping: covers a round trip */
 
-void (*cf__pp_fault_hook)(int point, uint32_t slot);
-bool cf__pp_in_child;
-
-/* ---- function pointer check ---- */
-
-static int text_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-  cf__pool *p = arg;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-    if (p->ntext >= CF__MAX_TEXT_RANGES) return 1;
-    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-    p->text[p->ntext].lo = lo;
-    p->text[p->ntext].hi = lo + ph->p_memsz;
-    p->ntext++;
-  }
-  return 0;
-}
-
-void cf__pp_collect_text(cf__pool *p) {
-  p->ntext = 0;
-  dl_iterate_phdr(text_cb, p);
-}
-
-bool cf__pp_fn_ok(const cf__pool *p, uintptr_t fn) {
-  for (unsigned i = 0; i < p->ntext; i++)
-    if (fn >= p->text[i].lo && fn < p->text[i].hi) return true;
-  return false;
-}
+#ifdef CF_TEST_HOOKS
+cf__fault_hook_fn cf__fault_hook; /* fault.h */
+#endif
 
 /* ---- the task's context ---- */
 
 typedef struct wcall {
   cf_call c;
-  cf__pool *p;
+  const cf__pool_cfg *cfg;
   cf__slot *sl;
   uint32_t s;
   int64_t deadline;
 } wcall;
-
-static void hook(int point, uint32_t s) {
-  void (*h)(int, uint32_t) = cf__pp_fault_hook;
-  if (h) h(point, s);
-}
 
 /* The outcome code. Written during the call, so that nothing the task wrote
  * into its slot afterwards is overwritten (which is how the tests play a
@@ -106,13 +73,13 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
   if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
   if (rc != 0) return rc;
-  unsigned char *dst = cf__slot_res(&wc->p->seg, wc->sl, wc->s, len);
+  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->s, len);
   if (len) {
     memcpy(dst, v, len / 2);
-    hook(CF__PP_MID_RESULT, wc->s);
+    cf__fault_point(CF__PP_MID_RESULT, wc->s);
     memcpy(dst + len / 2, (const unsigned char *)v + len / 2, len - len / 2);
   } else {
-    hook(CF__PP_MID_RESULT, wc->s);
+    cf__fault_point(CF__PP_MID_RESULT, wc->s);
   }
   /* relaxed: published by the release of the completing CAS */
   atomic_store_explicit(&wc->sl->res_len, (uint32_t)len, memory_order_relaxed);
@@ -145,15 +112,16 @@ static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
 
 /* ---- the loop ---- */
 
-/* Pop a hint, spinning then sleeping while the ring is empty. Exits the
- * process when the pool enters its exit phase and the ring is empty. */
-static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
-  cf__seg_ctl *ctl = p->seg.ctl;
-  unsigned log2 = p->seg.p.sq_log2;
+/* Take the next hint off the sq, spinning then sleeping (idle.h) while the
+ * ring is empty. Exits the process when the pool enters its exit phase and
+ * the ring is empty. */
+static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
+  cf__seg_ctl *ctl = cfg->seg.ctl;
+  unsigned log2 = cfg->seg.p.sq_log2;
   uint32_t h;
   int64_t spin_end = 0;
   for (;;) {
-    if (cf__ring_pop(&ctl->sq, p->seg.sq, log2, &h, &rec->taking) == 0) return h;
+    if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) return h;
     if (atomic_load(&ctl->phase) == CF__PHASE_EXIT) _exit(0);
     int64_t now = cf__now_ns();
     if (!spin_end) spin_end = now + SPIN_NS;
@@ -165,10 +133,10 @@ static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
       for (int i = 0; i < 16; i++) cf__cpu_relax();
       continue;
     }
-    atomic_fetch_add(&ctl->nsleep, 1); /* seq_cst: Dekker with the submitter */
+    atomic_fetch_add(&ctl->nsleep, 1); /* seq_cst: Dekker with cf__wake_worker() */
     atomic_store(&rec->asleep, 1);
     uint32_t seq = atomic_load(&ctl->wake_seq);
-    if (cf__ring_pop(&ctl->sq, p->seg.sq, log2, &h, &rec->taking) == 0) {
+    if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) {
       atomic_store(&rec->asleep, 0);
       atomic_fetch_sub(&ctl->nsleep, 1);
       return h;
@@ -183,24 +151,20 @@ static uint32_t next_hint(cf__pool *p, cf__worker_rec *rec) {
   }
 }
 
-static void notify(cf__pool *p, uint32_t s, uint32_t gen) {
-  cf__seg_ctl *ctl = p->seg.ctl;
-  if (cf__ring_push(&ctl->cq, p->seg.cq, p->seg.p.cq_log2,
+static void notify(const cf__pool_cfg *cfg, uint32_t s, uint32_t gen) {
+  cf__seg_ctl *ctl = cfg->seg.ctl;
+  if (cf__ring_push(&ctl->cq, cfg->seg.cq, cfg->seg.p.cq_log2,
                     cf__hint_make(s, cf__hint_genbits(gen))) != 0)
     atomic_store(&ctl->cq_overflow, 1);
-  /* seq_cst: Dekker with the supervisor's sv_sleeping store + cq pop */
-  if (atomic_exchange(&ctl->sv_sleeping, 0)) {
-    uint64_t one = 1;
-    ssize_t r = write(p->evfd, &one, sizeof one);
-    (void)r;
-  }
+  /* seq_cst: Dekker with the supervisor going to sleep (idle.h) */
+  if (atomic_exchange(&ctl->sv_sleeping, 0)) cf__sv_kick(cfg->evfd);
 }
 
-/* Claim slot s for worker idx from hint h: the RUNNING word, or 0. */
-static uint32_t claim(cf__pool *p, cf__worker_rec *rec, unsigned idx, uint32_t h) {
+/* Claim the slot of hint h for worker idx: the RUNNING word, or 0. */
+static uint32_t claim(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, uint32_t h) {
   uint32_t s = cf__hint_slot(h);
-  if (s >= p->nslots) return 0;
-  cf__slot *sl = cf__pp_slot(p, s);
+  if (s >= cfg->nslots) return 0;
+  cf__slot *sl = cf__seg_slot(&cfg->seg, s);
   /* acquire: pairs with the parent's release store of the PENDING word,
    * which published fn and the argument */
   uint32_t w = atomic_load_explicit(&sl->word, memory_order_acquire);
@@ -219,28 +183,28 @@ static uint32_t claim(cf__pool *p, cf__worker_rec *rec, unsigned idx, uint32_t h
     /* Cancelled while queued, by the generic cancel, which cannot tell the
      * supervisor: a notice lets it give back a watch's reference. */
     atomic_fetch_add_explicit(&rec->dropped_cancelled, 1, memory_order_relaxed); /* statistic */
-    notify(p, s, cf__st_gen(w));
+    notify(cfg, s, cf__st_gen(w));
   }
   return 0;
 }
 
-static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
-  cf__slot *sl = cf__pp_slot(p, s);
+static void run_one(const cf__pool_cfg *cfg, unsigned idx, uint32_t s, uint32_t running) {
+  cf__slot *sl = cf__seg_slot(&cfg->seg, s);
   uint32_t gen = cf__st_gen(running);
-  hook(CF__PP_AFTER_CLAIM, s);
-  wcall wc = {.p = p, .sl = sl, .s = s, .deadline = sl->deadline};
+  cf__fault_point(CF__PP_AFTER_CLAIM, s);
+  wcall wc = {.cfg = cfg, .sl = sl, .s = s, .deadline = sl->deadline};
   wc.c.ops = &w_ops;
   wc.c.ctx = sl;
-  wc.c.max_result = p->max_result;
+  wc.c.max_result = cfg->max_result;
   uintptr_t fn = (uintptr_t)sl->fn;
   uint32_t alen = sl->arg_len;
   int err = 0;
-  if (alen > p->max_arg) {
+  if (alen > cfg->max_arg) {
     err = CF_EPROTO;
-  } else if (!cf__pp_fn_ok(p, fn)) {
+  } else if (!cf__text_contains(&cfg->text, fn)) {
     err = CF_EINVAL;
   } else {
-    wc.c.arg = cf__slot_arg(&p->seg, sl, s, alen);
+    wc.c.arg = cf__slot_arg(&cfg->seg, sl, s, alen);
     wc.c.arg_len = alen;
     ((cf_fn)fn)(&wc.c);
     if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
@@ -268,38 +232,38 @@ static void run_one(cf__pool *p, unsigned idx, uint32_t s, uint32_t running) {
                                               memory_order_relaxed))
       break;
   }
-  hook(CF__PP_AFTER_COMPLETE, s);
+  cf__fault_point(CF__PP_AFTER_COMPLETE, s);
   if (w & CF__ST_WAITERS) cf__futex_wake(&sl->word, INT_MAX, true);
-  if (w & CF__ST_NOTIFY) notify(p, s, gen);
+  if (w & CF__ST_NOTIFY) notify(cfg, s, gen);
 }
 
-void cf__worker_main(cf__pool *p, unsigned idx, pid_t zygote) {
+void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t zygote) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (getppid() != zygote) _exit(0); /* the zygote died before the prctl */
-  cf__pp_in_child = true;
+  cf__assert(cf__pp_in_child);       /* inherited from the zygote */
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
   signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_DFL);
-  cf__worker_rec *rec = &p->seg.workers[idx];
+  cf__worker_rec *rec = &cfg->seg.workers[idx];
   atomic_store(&rec->pid, (int32_t)getpid());
-  if (cf__seg_check(&p->seg) != 0) _exit(2);
-  cf__worker_name_self(p->name, idx);
-  if (p->pin) cf__worker_pin_self(&p->cpus, idx);
-  if (p->init && p->init(p->init_arg) != 0) {
+  if (cf__seg_check(&cfg->seg) != 0) _exit(2);
+  cf__worker_name_self(cfg->name, idx);
+  if (cfg->pin) cf__worker_pin_self(&cfg->cpus, idx);
+  if (cfg->init && cfg->init(cfg->init_arg) != 0) {
     atomic_store(&rec->init_failed, 1);
     _exit(3);
   }
   unsigned long done = 0;
   for (;;) {
-    uint32_t h = next_hint(p, rec);
-    hook(CF__PP_AFTER_POP, cf__hint_slot(h));
-    uint32_t running = claim(p, rec, idx, h);
+    uint32_t h = next_hint(cfg, rec);
+    cf__fault_point(CF__PP_AFTER_POP, cf__hint_slot(h));
+    uint32_t running = claim(cfg, rec, idx, h);
     atomic_store(&rec->taking, CF__HINT_NONE);
     if (!running) continue; /* stale or duplicate hint */
-    run_one(p, idx, cf__hint_slot(h), running);
+    run_one(cfg, idx, cf__hint_slot(h), running);
     atomic_fetch_add_explicit(&rec->completed, 1, memory_order_relaxed); /* statistic */
-    if (p->max_tasks && ++done >= p->max_tasks) _exit(0);
+    if (cfg->max_tasks && ++done >= cfg->max_tasks) _exit(0);
   }
 }

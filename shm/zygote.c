@@ -1,23 +1,21 @@
 /*
  * zygote.c — the zygote process: forks workers on request, reaps them and
- * reports their deaths, signals them on request.
+ * reports their deaths, signals them on request (protocol.h).
  *
  * DESIGN
  * Forked by the supervisor thread at pool creation, the zygote is
  * single-threaded for its whole life, so forking it is always safe (the
  * parent is multi-threaded; fork() there is done once). It serves the
- * parent over a SOCK_SEQPACKET socket (cf__zmsg) and learns of its
- * children's deaths through a signalfd for SIGCHLD; each reaped child is
- * reported as DIED(idx, pid, wait status). Messages are handled in order, so
- * a KILL the parent sent before it learnt of a death and asked for a
- * replacement is handled before that SPAWN: a KILL always names the worker
- * it was meant for, and the zygote only signals children it has not reaped
- * (their pid cannot have been reused).
+ * parent over the zygote socket and learns of its children's deaths
+ * through a signalfd for SIGCHLD; each reaped child is reported as
+ * DIED(idx, pid, wait status). It only signals children it has not reaped.
  *
  * The zygote dies with the supervisor thread (PR_SET_PDEATHSIG) and its
  * workers die with it. On EXIT or end of file it kills its workers, reaps
  * them and exits with _exit (no atexit handlers of the parent program).
  */
+#include "zygote.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,24 +26,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include "future.h"
+#include "protocol.h"
+#include "registry.h"
+#include "worker.h"
 
-int cf__zsend(int sock, int type, int idx, int pid, int arg) {
-  cf__zmsg m = {type, idx, pid, arg};
-  for (;;) {
-    ssize_t n = send(sock, &m, sizeof m, MSG_NOSIGNAL);
-    if (n == (ssize_t)sizeof m) return 0;
-    if (n < 0 && errno == EINTR) continue;
-    return CF_ESYS;
-  }
-}
-
-static void reap(cf__pool *p, pid_t *child, int sock, bool report) {
+static void reap(const cf__pool_cfg *c, pid_t *child, int sock, bool report) {
   for (;;) {
     int st;
     pid_t pid = waitpid(-1, &st, WNOHANG);
     if (pid <= 0) return;
-    for (unsigned i = 0; i < p->nworkers; i++) {
+    for (unsigned i = 0; i < c->nworkers; i++) {
       if (child[i] == pid) {
         child[i] = 0;
         if (report) cf__zsend(sock, CF__Z_DIED, (int)i, pid, st);
@@ -55,10 +46,10 @@ static void reap(cf__pool *p, pid_t *child, int sock, bool report) {
   }
 }
 
-__attribute__((noreturn)) static void finish(cf__pool *p, pid_t *child) {
-  for (unsigned i = 0; i < p->nworkers; i++)
+__attribute__((noreturn)) static void finish(const cf__pool_cfg *c, pid_t *child) {
+  for (unsigned i = 0; i < c->nworkers; i++)
     if (child[i] > 0) kill(child[i], SIGKILL);
-  for (unsigned i = 0; i < p->nworkers; i++) {
+  for (unsigned i = 0; i < c->nworkers; i++) {
     if (child[i] > 0) {
       while (waitpid(child[i], NULL, 0) < 0 && errno == EINTR) {
       }
@@ -67,14 +58,13 @@ __attribute__((noreturn)) static void finish(cf__pool *p, pid_t *child) {
   _exit(0);
 }
 
-void cf__zygote_main(cf__pool *p, pid_t parent) {
+void cf__zygote_main(const cf__pool_cfg *c, pid_t parent) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (getppid() != parent) _exit(0);
-  cf__pp_in_child = true;
+  cf__registry_enter_child(c);
   prctl(PR_SET_NAME, "cf-zygote", 0, 0, 0);
-  int sock = p->zsock;
-  close(p->sock);
-  cf__pp_forget_others(p);
+  int sock = atomic_load(&c->zsock);
+  close(c->sock);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGCHLD, SIG_DFL);
   sigset_t chld;
@@ -91,32 +81,32 @@ void cf__zygote_main(cf__pool *p, pid_t parent) {
     int n = poll(fds, 2, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      finish(p, child);
+      finish(c, child);
     }
     if (fds[1].revents) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
       }
-      reap(p, child, sock, true);
+      reap(c, child, sock, true);
     }
     if (fds[0].revents & POLLIN) {
       cf__zmsg m;
       ssize_t r = recv(sock, &m, sizeof m, 0);
-      if (r == 0) finish(p, child);
+      if (r == 0) finish(c, child);
       if (r < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
-        finish(p, child);
+        finish(c, child);
       }
       if (r != (ssize_t)sizeof m) continue;
-      if (m.type == CF__Z_EXIT) finish(p, child);
-      if (m.idx < 0 || (unsigned)m.idx >= p->nworkers) continue;
+      if (m.type == CF__Z_EXIT) finish(c, child);
+      if (m.idx < 0 || (unsigned)m.idx >= c->nworkers) continue;
       if (m.type == CF__Z_SPAWN) {
         if (child[m.idx] > 0) continue; /* still alive: the parent is confused */
         pid_t pid = fork();
         if (pid == 0) {
           close(sfd);
           close(sock);
-          cf__worker_main(p, (unsigned)m.idx, me);
+          cf__worker_main(c, (unsigned)m.idx, me);
         }
         if (pid < 0) {
           cf__zsend(sock, CF__Z_SPAWN_FAILED, m.idx, 0, errno);
@@ -129,7 +119,7 @@ void cf__zygote_main(cf__pool *p, pid_t parent) {
         if (pid > 0 && (m.pid == 0 || m.pid == pid)) kill(pid, m.arg);
       }
     } else if (fds[0].revents & (POLLHUP | POLLERR)) {
-      finish(p, child);
+      finish(c, child);
     }
   }
 }

@@ -2,8 +2,8 @@
 /*
  * test_process_faults.c — fault injection into the process pool.
  *
- * 1. Named points of the protocol: a test hook (cf__pp_fault_hook, inherited
- *    by the workers) SIGKILLs the worker every k-th time it reaches one
+ * 1. Named points of the protocol: a test hook (cf__test_set_fault_hook,
+ *    inherited by the workers) SIGKILLs the worker every k-th time it reaches one
  *    point: after popping a hint (before the claim), after claiming, while
  *    writing the result, after the completing CAS (before the wake-up and
  *    the completion notice).
@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "cfutures.h"
-#include "pool.h"
+#include "test_hooks.h"
 #include "testutil.h"
 
 #define MAXN 20000
@@ -217,15 +217,15 @@ static _Atomic bool killer_stop;
 
 /* Kill a random worker every 0..2 ms until told to stop. */
 static void *killer(void *arg) {
-  cf__pool *p = arg;
+  cf_executor *ex = arg;
+  cf_stats st;
+  cf_executor_stats(ex, &st);
   unsigned seed = (unsigned)time(NULL);
   while (!atomic_load(&killer_stop)) {
     struct timespec ts = {0, (long)(rand_r(&seed) % 2000) * 1000};
     nanosleep(&ts, NULL);
-    unsigned i = (unsigned)rand_r(&seed) % p->nworkers;
-    pthread_mutex_lock(&p->mu);
-    pid_t pid = p->w[i].alive ? p->w[i].pid : 0;
-    pthread_mutex_unlock(&p->mu);
+    unsigned i = (unsigned)rand_r(&seed) % st.workers;
+    pid_t pid = cf__test_worker_pid(ex, i);
     if (pid > 0 && kill(pid, SIGKILL) == 0) random_kills++;
   }
   return NULL;
@@ -356,7 +356,7 @@ int main(void) {
   sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   assert_true(sh != MAP_FAILED);
   srand((unsigned)time(NULL));
-  cf__pp_fault_hook = fault_hook;
+  cf__test_set_fault_hook(fault_hook);
   CF_RUN(test_named_points);
   CF_RUN(test_random_kills);
   CF_RUN(test_chaos);

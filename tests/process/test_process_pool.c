@@ -3,8 +3,9 @@
  * test_process_pool.c — what only the process pool does: size limits, bad
  * function pointers, crashing tasks, respawn and recycling, deadline kills,
  * cancelling a running task, forced shutdown, a rogue worker writing
- * corrupt lengths into its slot, the parent killed with SIGKILL, full
- * ring/slots with CF_SUBMIT_NOWAIT, callbacks and orphaned futures — and no
+ * corrupt lengths into its slot, the zygote or the parent killed with
+ * SIGKILL (with CF_TEST_HOOKS only: they need the pids), full ring/slots
+ * with CF_SUBMIT_NOWAIT, callbacks and orphaned futures — and no
  * segment left behind after any of them (no mapping of the memfd in this
  * process, nothing in /dev/shm).
  *
@@ -27,7 +28,11 @@
 #include <unistd.h>
 
 #include "cfutures.h"
-#include "pool.h"
+#include "future.h"  /* cf_call: a rogue task reaches its slot through c->ctx */
+#include "segment.h" /* cf__slot */
+#ifdef CF_TEST_HOOKS
+#include "test_hooks.h"
+#endif
 #include "testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -794,19 +799,20 @@ static void test_two_pools(void) {
   expect_no_leak();
 }
 
+/* The two kill tests need the pids of the pool's processes: the test hooks
+ * (test_hooks.h), in builds with CF_TEST_HOOKS only. */
+#ifdef CF_TEST_HOOKS
+
 /* ---- the zygote killed: the pool is broken, nothing hangs ---- */
 
 static void test_zygote_killed(void) {
   reset_flags();
   cf_executor *ex = mkpool(2, NULL);
-  cf__pool *p = (cf__pool *)ex;
   cf_future *run[2], *pend[3];
   for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
   wait_started(2);
   for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, t_square, i, &pend[i]), 0);
-  pthread_mutex_lock(&p->mu);
-  pid_t z = p->zygote_pid;
-  pthread_mutex_unlock(&p->mu);
+  pid_t z = cf__test_zygote_pid(ex);
   assert_true(z > 0);
   kill(z, SIGKILL); /* the workers die with it (PDEATHSIG) */
   for (int i = 0; i < 2; i++) expect_rc(cf_future_result(run[i], NULL, 0, NULL, -1), CF_ECRASHED);
@@ -829,12 +835,10 @@ static int child_pool(void) {
   cf_options_init(&o);
   o.workers = 2;
   if (cf_process_pool_new(&o, &ex) != 0) return 1;
-  cf__pool *p = (cf__pool *)ex;
   for (;;) {
-    pthread_mutex_lock(&p->mu);
-    bool up = p->nalive == 2;
-    int z = p->zygote_pid, w0 = p->w[0].pid, w1 = p->w[1].pid;
-    pthread_mutex_unlock(&p->mu);
+    bool up = cf__test_workers_alive(ex) == 2;
+    int z = cf__test_zygote_pid(ex), w0 = cf__test_worker_pid(ex, 0),
+        w1 = cf__test_worker_pid(ex, 1);
     if (up) {
       printf("%d %d %d\n", z, w0, w1);
       fflush(stdout);
@@ -885,8 +889,12 @@ static void test_parent_killed(void) {
   expect_no_leak();
 }
 
+#endif /* CF_TEST_HOOKS */
+
 int main(int argc, char **argv) {
+#ifdef CF_TEST_HOOKS
   if (argc > 1 && strcmp(argv[1], "--child-pool") == 0) return child_pool();
+#endif
   main_pid = getpid();
   sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   assert_true(sh != MAP_FAILED);
@@ -911,7 +919,9 @@ int main(int argc, char **argv) {
   CF_RUN(test_max_queued);
   CF_RUN(test_destroy_from_callback_refused);
   CF_RUN(test_two_pools);
+#ifdef CF_TEST_HOOKS
   CF_RUN(test_zygote_killed);
   CF_RUN(test_parent_killed);
+#endif
   return cf_test_done("test_process_pool");
 }

@@ -1,0 +1,47 @@
+/*
+ * config.h — what a process pool's forked children may read: the pool's
+ * configuration, its segment and its file descriptors (internal).
+ *
+ * The zygote and the workers are copies of the parent taken at fork. They
+ * get a `const cf__pool_cfg *` and nothing else of the pool: the parent's
+ * mutable state (cf__pool, pool.h: slot table, worker table, flags, lock)
+ * is a separate type they cannot reach, because the copy they would read
+ * is a snapshot that nobody keeps up to date. Everything here is set
+ * before the supervisor thread (and so the zygote) is started, and does not
+ * change afterwards, except zsock (below).
+ */
+#ifndef CF_SHM_CONFIG_H
+#define CF_SHM_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfutures.h"
+#include "options.h"
+#include "segment.h"
+#include "text.h"
+
+typedef struct cf__pool_cfg {
+  unsigned nworkers;
+  unsigned max_tasks; /* tasks per worker before it is replaced, 0: no limit */
+  size_t max_arg, max_result, max_queued;
+  uint32_t nslots;
+  char name[CF__NAME_PREFIX_MAX + 1]; /* worker names: name-idx */
+  cf_init_fn init;
+  void *init_arg;
+  bool pin;
+  cf__cpumask cpus; /* pin: the creating thread's CPUs */
+  cf__text text;    /* where a task's function may be (worker check) */
+  cf__seg seg;      /* the mapping and trusted copies of its layout */
+  int evfd;         /* eventfd that kicks the supervisor (idle.h) */
+  int sock;         /* the parent's end of the zygote socket */
+  /* The zygote's end. The zygote uses it; the parent closes its copy once
+   * the zygote is forked, storing -1 first, so that a process forked later
+   * for another pool (registry.h) never closes a reused fd number. A value
+   * >= 0 here was open at the fork. */
+  _Atomic int zsock;
+} cf__pool_cfg;
+
+#endif /* CF_SHM_CONFIG_H */

@@ -1,0 +1,37 @@
+/*
+ * registry.c — the table of this process's pools (registry.h).
+ */
+#include "registry.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+static _Atomic(cf__pool_cfg *) pools[CF__MAX_POOLS];
+bool cf__pp_in_child;
+
+void cf__registry_add(cf__pool_cfg *c) {
+  for (int i = 0; i < CF__MAX_POOLS; i++) {
+    cf__pool_cfg *none = NULL;
+    if (atomic_compare_exchange_strong(&pools[i], &none, c)) return;
+  }
+}
+
+void cf__registry_remove(cf__pool_cfg *c) {
+  for (int i = 0; i < CF__MAX_POOLS; i++) {
+    cf__pool_cfg *q = c;
+    if (atomic_compare_exchange_strong(&pools[i], &q, NULL)) return;
+  }
+}
+
+void cf__registry_enter_child(const cf__pool_cfg *self) {
+  cf__pp_in_child = true;
+  for (int i = 0; i < CF__MAX_POOLS; i++) {
+    const cf__pool_cfg *q = atomic_load(&pools[i]);
+    if (!q || q == self) continue;
+    if (q->seg.base) munmap(q->seg.base, q->seg.size);
+    if (q->sock >= 0) close(q->sock);
+    if (q->evfd >= 0) close(q->evfd);
+    int z = atomic_load(&q->zsock); /* see config.h */
+    if (z >= 0) close(z);
+  }
+}
