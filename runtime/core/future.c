@@ -402,14 +402,9 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
   /* The task deadline passed: fail the future. Whether this call or a
    * concurrent completer claimed the outcome, the word is about to be done. */
   (void)cf__future_fail(f, CF_ETIMEDOUT);
-  /* the claim's winner may share our CPU: yield between looks after a few */
-  for (int i = 0;; i++) {
-    if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
-    if (i < 64)
-      cf__cpu_relax();
-    else
-      sched_yield();
-  }
+  /* the claim's winner may be preempted between its claim and its CAS of
+   * the word: block (it wakes waiters) instead of spinning on its CPU */
+  return cf__word_wait(f->word, -1, f->shared);
 }
 
 static inline __attribute__((always_inline)) int wait_until(cf_future *f, int64_t deadline_abs) {

@@ -1,10 +1,16 @@
 #include "testutil.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 int cf_test_failures;
 static int tests_passed, tests_failed;
+static const char *current_test = "(main)";
+/* Formatted when armed: the handler only write()s it (async-signal-safe). */
+static char watchdog_msg[256];
+static volatile sig_atomic_t watchdog_len;
 
 void cf_test_fail(const char *file, int line, const char *expr, const char *fmt, ...) {
   va_list ap;
@@ -24,9 +30,50 @@ uint64_t cf_test_scale(uint64_t n) {
   return n ? n : 1;
 }
 
+static bool selected(const char *name) {
+  const char *only = getenv("CF_TEST_ONLY");
+  if (!only || !*only) return true;
+  size_t n = strlen(name);
+  for (const char *p = only; *p;) {
+    size_t k = strcspn(p, ",");
+    if (k == n && strncmp(p, name, n) == 0) return true;
+    p += k;
+    if (*p) p++;
+  }
+  return false;
+}
+
+static void on_watchdog(int sig) {
+  (void)sig;
+  ssize_t r = write(STDERR_FILENO, watchdog_msg, (size_t)watchdog_len);
+  (void)r;
+  _exit(1);
+}
+
+void cf_test_watchdog(unsigned seconds) {
+  if (seconds == 0) {
+    alarm(0);
+    return;
+  }
+  int n =
+      snprintf(watchdog_msg, sizeof watchdog_msg,
+               "WATCHDOG: %s still running after %u s: a hang, caught\n", current_test, seconds);
+  watchdog_len = n < 0 ? 0 : n >= (int)sizeof watchdog_msg ? (int)sizeof watchdog_msg - 1 : n;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_watchdog;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  alarm(seconds);
+}
+
 void cf_test_run(const char *name, void (*fn)(void)) {
+  if (!selected(name)) return;
   int before = cf_test_failures;
+  current_test = name;
   fn();
+  alarm(0);
+  current_test = "(main)";
   if (cf_test_failures == before) {
     tests_passed++;
   } else {

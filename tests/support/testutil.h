@@ -6,6 +6,11 @@
  *
  * cf_test_scale(n) shrinks a stress size under sanitizers: it divides n by
  * $CF_TEST_SCALE (set by the harness for ASan/TSan builds), at least 1.
+ *
+ * cf_test_watchdog(s) bounds a test that could deadlock: past s seconds the
+ * binary says which test hung and exits 1 (the ctest timeout stays the
+ * outer bound). $CF_TEST_ONLY (test names, comma-separated) runs only those
+ * tests of a binary: how one hang is told from the next.
  */
 #ifndef CF_TESTUTIL_H
 #define CF_TESTUTIL_H
@@ -28,8 +33,13 @@ int cf_test_done(const char *name);
  * with default options: how one test source runs against both executors.
  * Stops the test if the pool cannot be made. */
 cf_executor *cf_test_new_executor(bool process, unsigned workers);
-/* Run a named test function and count it. */
+/* Run a named test function and count it (skipped when $CF_TEST_ONLY is
+ * set and does not name it). Disarms the watchdog when it returns. */
 void cf_test_run(const char *name, void (*fn)(void));
+/* Arm the watchdog (SIGALRM): if it is not re-armed or disarmed within
+ * `seconds`, print "WATCHDOG: <test> still running after <seconds> s" and
+ * _exit(1). 0 disarms it. Main thread, outside signal handlers. */
+void cf_test_watchdog(unsigned seconds);
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
 #define expect_true(c)                                   \
