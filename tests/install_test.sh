@@ -88,7 +88,8 @@ done
 echo "installed: $(cd "$prefix" && find . \( -type f -o -type l \) | sort | tr '\n' ' ')"
 
 # ---- 2. no compile definitions for consumers -------------------------------------
-export PKG_CONFIG_PATH="$(dirname "$cfg")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+PKG_CONFIG_PATH="$(dirname "$cfg")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH
 for mode in "" --static; do
   cf=$(pkg-config $mode --cflags cfutures) || fail "pkg-config $mode --cflags cfutures"
   echo "pkg-config $mode --cflags cfutures: $cf"
@@ -230,6 +231,7 @@ if [ "$kind" = static ] && [ -z "$flags" ]; then
   fi
   if [ $jemalloc = 0 ]; then
     echo "$syms" | grep -qE ' (mallctl|mallocx|je_[a-z_]+)$' && fail "the static consumer contains jemalloc"
+    # shellcheck disable=SC2046 # word splitting of the flags is intended
     "$cc" -static -o "$work/probe-static" "$src/alloc_probe.c" $(pkg-config --static --cflags --libs cfutures) \
       2>>"$work/static.log" || { cat "$work/static.log"; fail "static alloc_probe link"; }
     got=$("$work/probe-static") || fail "static alloc_probe exited $?"
