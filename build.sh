@@ -2,16 +2,19 @@
 # build.sh — the two commands of cfutures (Debian 12; run as root from a clone).
 #
 #   ./build.sh test          install what is missing, then build and ctest three
-#                            trees: normal (Debug: CF_DEBUG checks, assertions),
-#                            ASan+UBSan and TSan; plus the install test in each
-#   ./build.sh bench [ARGS]  install what is missing, build Release with the
-#                            benchmarks, run bench/tools/run.sh ARGS
-#   ./build.sh build         configure and build the normal tree only
+#                            trees, each a CMake preset (CMakePresets.json) in
+#                            build/<preset>: debug (CF_DEBUG checks,
+#                            assertions), asan (ASan+UBSan) and tsan; the
+#                            install tests run in each
+#   ./build.sh bench [ARGS]  install what is missing, then bench/tools/run.sh
+#                            ARGS: configure (preset bench) and build in
+#                            build/bench, run, results in build/bench-results/
+#   ./build.sh build         configure and build the debug tree only
 #   ./build.sh help          this text
 #
 # Environment: CF_BUILD_DIR (default ./build), CF_JOBS (build jobs, default
 # the number of CPUs), CF_CTEST_JOBS (default 2: process tests fork, keep it
-# small), CF_TREES (default "normal asan tsan").
+# small), CF_TREES (default "debug asan tsan"; "normal" is debug's old name).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -20,9 +23,13 @@ BUILD_DIR=${CF_BUILD_DIR:-$ROOT/build}
 NCPU=$(nproc 2>/dev/null || echo 2)
 JOBS=${CF_JOBS:-$NCPU}
 CTEST_JOBS=${CF_CTEST_JOBS:-2}
-TREES=${CF_TREES:-normal asan tsan}
+TREES=${CF_TREES:-debug asan tsan}
+TREES=${TREES//normal/debug}
 
-TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev)
+# libjemalloc-dev: the CF_WITH_JEMALLOC opt-in and cf_bench_memory's counters;
+# libtcmalloc-minimal4, libmimalloc-dev: the install test's host allocators.
+TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev
+  libtcmalloc-minimal4 libmimalloc-dev)
 BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox)
 
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -118,16 +125,16 @@ EOF
 declare -A RESULT TIME DETAIL
 FAILED=0
 
-configure_build() { # dir cmake-args...
-  local dir=$1
-  shift
-  cmake -S "$ROOT" -B "$dir" "$@" && cmake --build "$dir" -j "$JOBS"
+# configure_build PRESET DIR [cmake-args...]: the preset's cache settings, in DIR.
+configure_build() {
+  local preset=$1 dir=$2
+  shift 2
+  cmake -S "$ROOT" --preset "$preset" -B "$dir" "$@" && cmake --build "$dir" -j "$JOBS"
 }
 
-# run_tree NAME cmake-args... : configure, build and ctest one tree.
+# run_tree NAME: configure (preset NAME), build and ctest one tree.
 run_tree() {
   local name=$1
-  shift
   local dir=$BUILD_DIR/$name start end log
   start=$(date +%s)
   log=$dir.ctest.log
@@ -152,7 +159,7 @@ run_tree() {
     prefix=("${SAN_PREFIX[@]}")
     ;;
   esac
-  if ! configure_build "$dir" "$@"; then
+  if ! configure_build "$name" "$dir"; then
     DETAIL[$name]="configure/build failed"
     FAILED=1
   else
@@ -180,10 +187,8 @@ cmd_test() {
   mkdir -p "$BUILD_DIR"
   for tree in $TREES; do
     case $tree in
-    normal) run_tree normal -DCMAKE_BUILD_TYPE=Debug ;;
-    asan) run_tree asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_DEBUG_CHECKS=ON -DCF_SANITIZE=address ;;
-    tsan) run_tree tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_DEBUG_CHECKS=ON -DCF_SANITIZE=thread ;;
-    *) die "unknown tree '$tree' in CF_TREES (normal, asan, tsan)" ;;
+    debug | asan | tsan) run_tree "$tree" ;;
+    *) die "unknown tree '$tree' in CF_TREES (debug, asan, tsan)" ;;
     esac
   done
   t1=$(date +%s)
@@ -201,18 +206,14 @@ cmd_test() {
 
 cmd_build() {
   ensure_packages "${TEST_PKGS[@]}"
-  configure_build "$BUILD_DIR/normal" -DCMAKE_BUILD_TYPE=Debug
+  configure_build debug "$BUILD_DIR/debug"
 }
 
 cmd_bench() {
   ensure_packages "${BENCH_PKGS[@]}"
   [ -f "$ROOT/bench/tools/run.sh" ] || die "bench/tools/run.sh does not exist yet: no benchmarks to run"
-  [ -f "$ROOT/bench/CMakeLists.txt" ] || die "bench/CMakeLists.txt does not exist yet"
-  local dir=$BUILD_DIR/release
-  log "bench: configure + build Release ($dir)"
-  configure_build "$dir" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF
-  log "bench: bench/tools/run.sh $*"
-  CF_BENCH_BUILD_DIR=$dir exec bash "$ROOT/bench/tools/run.sh" "$@"
+  log "bench: bench/tools/run.sh $* (preset bench in $BUILD_DIR/bench)"
+  CF_BENCH_BUILD_DIR=$BUILD_DIR/bench CF_JOBS=$JOBS exec bash "$ROOT/bench/tools/run.sh" "$@"
 }
 
 cmd=${1:-help}

@@ -2,17 +2,22 @@
 # bench/tools/compare.sh — benchmark two git revisions and compare them.
 #
 #   bench/tools/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."] [--own-bench]
+#                          [--cmake "ARGS"] [--cmake-a "ARGS"] [--cmake-b "ARGS"]
 #   (also: bench/tools/run.sh --compare REV_A REV_B ...)
 #
 # Checks each revision out with `git worktree add --detach` into a temporary
 # directory (REV "." copies the working tree as it is, uncommitted changes
 # included), puts the current bench/ sources into both (so only the library
 # differs; --own-bench keeps each revision's own bench/ where it has one),
-# builds each Release tree with the benchmarks, runs the selected
+# configures each with the CMake preset `bench` (a revision older than
+# CMakePresets.json gets the current one copied in) plus --cmake ARGS (both)
+# and --cmake-a / --cmake-b ARGS (one side: e.g. the same revision twice,
+# with -DCF_WITH_JEMALLOC=ON against OFF), builds both, runs the selected
 # groups of both — A and B alternating group by group, so that drift in the
 # machine's load hits both alike — and prints, per benchmark and metric,
 # median A, median B, B/A, and whether the change is beyond the noise
-# (bench/tools/compare.py). Results stay in bench/results/compare-<stamp>/{A,B}.
+# (bench/tools/compare.py). Results stay untracked, in
+# build/bench-results/compare-<stamp>/{A,B} (or under $CF_BENCH_RESULTS).
 # Default groups: "forkjoin loop roundtrip throughput process" (no python,
 # which does not change with cfutures, and no memory/idle, which are slow).
 set -euo pipefail
@@ -28,9 +33,13 @@ shift 2
 MODE_ARG=--quick
 GROUPS_SEL="forkjoin loop roundtrip throughput process"
 OWN_BENCH=0
+CMAKE_BOTH="" CMAKE_A="" CMAKE_B=""
 while [ $# -gt 0 ]; do
   case $1 in
   --own-bench) OWN_BENCH=1 ;;
+  --cmake) CMAKE_BOTH=$2; shift ;;
+  --cmake-a) CMAKE_A=$2; shift ;;
+  --cmake-b) CMAKE_B=$2; shift ;;
   --quick | --full | --smoke) MODE_ARG=$1 ;;
   --groups) GROUPS_SEL=$2; shift ;;
   *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
@@ -53,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
-RES=$BENCH/results/compare-$STAMP
+RES=${CF_BENCH_RESULTS:-$ROOT/build/bench-results}/compare-$STAMP
 mkdir -p "$RES/A" "$RES/B"
 
 for s in A B; do
@@ -72,8 +81,15 @@ for s in A B; do
     mkdir -p "$TMP/$s/bench"
     (cd "$BENCH" && git ls-files -z --cached --others --exclude-standard . | xargs -0 cp --parents -t "$TMP/$s/bench" 2>/dev/null) || true
   fi
-  cmake -S "$TMP/$s" -B "$TMP/$s/build-bench" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON \
-    -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF >"$RES/$s/configure.log" 2>&1 ||
+  if [ ! -f "$TMP/$s/CMakePresets.json" ]; then
+    # older than the presets: the current ones (the same bench flags for both)
+    cp "$ROOT/CMakePresets.json" "$TMP/$s/"
+    echo "   ($s has no CMakePresets.json: the current one is copied in)"
+  fi
+  extra="$CMAKE_BOTH $([ $s = A ] && echo "$CMAKE_A" || echo "$CMAKE_B")"
+  echo "   cmake --preset bench$extra"
+  # shellcheck disable=SC2086 # the extra arguments are several words
+  (cd "$TMP/$s" && cmake --preset bench -B "$TMP/$s/build-bench" $extra) >"$RES/$s/configure.log" 2>&1 ||
     { echo "configure of $s failed: $RES/$s/configure.log" >&2; exit 1; }
   cmake --build "$TMP/$s/build-bench" -j "${CF_JOBS:-$(nproc)}" --target cf_bench cf_bench_memory \
     >"$RES/$s/build.log" 2>&1 || { echo "build of $s failed: $RES/$s/build.log" >&2; exit 1; }
@@ -85,14 +101,14 @@ for g in $GROUPS_SEL; do
     # the revision's run.sh (ours unless --own-bench) if it takes --no-latest
     runner=$TMP/$s/bench/tools/run.sh
     grep -q -- '--no-latest' "$runner" 2>/dev/null || runner=$HERE/run.sh
-    CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \
+    CF_BENCH_CONFIGURED=1 CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \
       --out "$RES/$s/$g" --no-latest >"$RES/$s/$g.stdout" 2>&1 || echo "   ($s $g reported failures: $RES/$s/$g.stdout)"
     cp "$RES/$s/$g"/*.json "$RES/$s/" 2>/dev/null || true
   done
 done
 
 echo
-echo "A = $REV_A ($SHA_A)"
-echo "B = $REV_B ($SHA_B)"
+echo "A = $REV_A ($SHA_A)${CMAKE_BOTH:+ $CMAKE_BOTH}${CMAKE_A:+ $CMAKE_A}"
+echo "B = $REV_B ($SHA_B)${CMAKE_BOTH:+ $CMAKE_BOTH}${CMAKE_B:+ $CMAKE_B}"
 "$PY" "$HERE/compare.py" "$RES/A" "$RES/B" | tee "$RES/compare.txt"
 echo "== $RES/compare.txt"

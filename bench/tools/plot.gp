@@ -1,6 +1,6 @@
-# plot.gp — the figures of a bench/run.sh result directory, from the .dat
+# plot.gp — the figures of a bench/tools/run.sh result directory, from the .dat
 # files summarize.py writes there:
-#   gnuplot -e "dir='bench/results/latest'" bench/plot.gp
+#   gnuplot -e "dir='build/bench-results/<stamp>'" bench/tools/plot.gp
 # writes latency_thread.png, latency_process.png, throughput.png and
 # forkjoin.png into the same directory.
 if (!exists("dir")) dir = "."

@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
 # bench/tools/run.sh — run the cfutures benchmark suite and summarise it.
 #
-#   bench/tools/run.sh [--quick|--full|--smoke] [--groups "G ..."] [--out DIR] [--no-latest]
-#   bench/tools/run.sh --compare REV_A REV_B [--quick|--full] [--groups "G ..."]
+#   bench/tools/run.sh [--quick|--full|--smoke] [--groups "G ..."] [--out DIR]
+#                      [--jemalloc] [--publish]
+#   bench/tools/run.sh --publish-from DIR
+#   bench/tools/run.sh --compare REV_A REV_B [--quick|--full] [--groups "G ..."] ...
 #
-# Builds (or refreshes) a Release tree with -DCF_BUILD_BENCH=ON in
-# $CF_BENCH_BUILD_DIR (else $BUILD_DIR, else ./build-bench), then runs each
-# group in its own process (pools of one group never compete with another's):
+# Configures (CMake preset `bench`: Release, benchmarks only) and builds
+# cf_bench and cf_bench_memory in $CF_BENCH_BUILD_DIR (else $BUILD_DIR,
+# else build/bench), then runs each group in its own process (pools of one
+# group never compete with another's):
 #   forkjoin loop roundtrip throughput idle memory process python
 # with warm-up and repetitions (medians, stddev, cv), and writes into
-# bench/results/<UTC timestamp>/:
+# build/bench-results/<UTC timestamp>/ (or $CF_BENCH_RESULTS/<stamp>, or
+# --out DIR), all of it untracked:
 #   <group>.json   google-benchmark JSON of every run (python.json: py_peer.py)
 #   <group>.log    the console output
 #   summary.md     one table (workload x system, ratios), targets, machine
-#   *.png          latency percentiles, throughput, fork-join overhead (gnuplot)
-# then copies that directory to bench/results/latest/ (tracked in git) and
-# prints summary.md. --quick (default) takes a few minutes on 2 cores;
-# --full runs longer with more repetitions and samples; --smoke checks in
-# seconds that everything runs (its numbers mean nothing).
-# --compare builds the suite at two git revisions and prints the median
-# ratio of every benchmark (bench/tools/compare.sh).
+#   *.dat, *.png   plot data and plots: latency percentiles, throughput,
+#                  fork-join overhead (gnuplot)
+# and prints summary.md. --publish then copies summary.md and the PNGs (what
+# README.md embeds) into bench/results/latest/, the only tracked results, to
+# be committed on purpose; --publish-from DIR does that for an earlier run.
+# --quick (default) takes a few minutes on 2 cores; --full runs longer with
+# more repetitions and samples; --smoke checks in seconds that everything
+# runs (its numbers mean nothing). --jemalloc builds cfutures with
+# CF_WITH_JEMALLOC=ON (default OFF, as the library's default); the summary
+# names the allocator. --compare builds the suite at two git revisions and
+# prints the median ratio of every benchmark (bench/tools/compare.sh).
 #
 # Environment: CF_BENCH_WORKERS (default 2), CF_BENCH_TASKS (default 100000),
-# CF_JOBS (build jobs), BENCH_ARGS (extra google-benchmark flags).
+# CF_JOBS (build jobs), BENCH_ARGS (extra google-benchmark flags),
+# CF_BENCH_CMAKE_ARGS (more -D options for the configure), CF_BENCH_RESULTS.
+# CF_BENCH_CONFIGURED=1 (set by compare.sh): the build tree is configured
+# already; only build in it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,7 +49,9 @@ fi
 MODE=quick
 GROUPS_SEL="forkjoin loop roundtrip throughput idle memory process python"
 OUT=""
-LATEST=1
+PUBLISH=0
+PUBLISH_FROM=""
+JEMALLOC=OFF
 while [ $# -gt 0 ]; do
   case $1 in
   --quick) MODE=quick ;;
@@ -46,14 +59,37 @@ while [ $# -gt 0 ]; do
   --smoke) MODE=smoke ;;
   --groups) GROUPS_SEL=$2; shift ;;
   --out) OUT=$2; shift ;;
-  --no-latest) LATEST=0 ;;
+  --jemalloc) JEMALLOC=ON ;;
+  --publish) PUBLISH=1 ;;
+  --publish-from) PUBLISH_FROM=$2; shift ;;
+  --no-latest) ;; # the default now (results stay out of the tree); kept for compare.sh
   -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
   *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-BUILD=${CF_BENCH_BUILD_DIR:-${BUILD_DIR:-$ROOT/build-bench}}
+LATEST=$BENCH/results/latest
+# publish DIR: summary.md and the plots of DIR become bench/results/latest/.
+publish() {
+  local from=$1
+  [ -f "$from/summary.md" ] || { echo "run.sh: no summary.md in $from" >&2; return 1; }
+  mkdir -p "$LATEST"
+  rm -f "$LATEST"/*.md "$LATEST"/*.png
+  cp "$from/summary.md" "$LATEST/"
+  cp "$from"/*.png "$LATEST/" 2>/dev/null || echo "run.sh: no plots in $from" >&2
+  echo "== published $from -> bench/results/latest/ ($(cd "$LATEST" && echo *)); commit it on purpose"
+}
+if [ $PUBLISH = 1 ] && [ $MODE = smoke ]; then
+  echo "run.sh: --publish with --smoke: a smoke run measures nothing" >&2
+  exit 2
+fi
+if [ -n "$PUBLISH_FROM" ]; then
+  publish "$PUBLISH_FROM"
+  exit
+fi
+
+BUILD=${CF_BENCH_BUILD_DIR:-${BUILD_DIR:-$ROOT/build/bench}}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 JOBS=${CF_JOBS:-$(nproc 2>/dev/null || echo 2)}
 export CF_BENCH_WORKERS=${CF_BENCH_WORKERS:-2}
@@ -70,10 +106,13 @@ fi
 export CF_BENCH_IDLE_ITERS=$IDLE_ITERS
 
 # ---- build -------------------------------------------------------------------
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  echo "== configure $BUILD (Release, benchmarks on)"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_BENCH=ON \
-    -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=OFF >/dev/null
+if [ "${CF_BENCH_CONFIGURED:-0}" != 1 ]; then
+  [ -f "$ROOT/CMakePresets.json" ] || { echo "run.sh: no CMakePresets.json in $ROOT" >&2; exit 1; }
+  echo "== configure $BUILD (preset bench, CF_WITH_JEMALLOC=$JEMALLOC${CF_BENCH_CMAKE_ARGS:+ $CF_BENCH_CMAKE_ARGS})"
+  mkdir -p "$BUILD"
+  # shellcheck disable=SC2086 # CF_BENCH_CMAKE_ARGS: several words
+  (cd "$ROOT" && cmake --preset bench -B "$BUILD" -DCF_WITH_JEMALLOC=$JEMALLOC ${CF_BENCH_CMAKE_ARGS:-}) \
+    >"$BUILD/configure.log" 2>&1 || { cat "$BUILD/configure.log" >&2; exit 1; }
 fi
 echo "== build cf_bench, cf_bench_memory in $BUILD"
 cmake --build "$BUILD" -j "$JOBS" --target cf_bench cf_bench_memory >/dev/null
@@ -83,12 +122,12 @@ MEMBIN=$BUILD/bench/cf_bench_memory
 # ---- run ----------------------------------------------------------------------
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true) ($(date -u +%H:%M) UTC)"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT=${OUT:-$BENCH/results/$STAMP}
+OUT=${OUT:-${CF_BENCH_RESULTS:-$ROOT/build/bench-results}/$STAMP}
 mkdir -p "$OUT"
 echo "== results: $OUT ($MODE mode, $CF_BENCH_WORKERS workers per system)"
 
 COMMON=(--benchmark_report_aggregates_only=true --benchmark_out_format=json
-  --benchmark_min_time=$MIN_TIME)
+  "--benchmark_min_time=$MIN_TIME")
 # shellcheck disable=SC2206
 EXTRA=(${BENCH_ARGS:-})
 
@@ -151,8 +190,10 @@ for g in $GROUPS_SEL; do
   esac
 done
 
-# ---- summary, plots, latest -----------------------------------------------------
-CMDLINE="bench/tools/run.sh --$MODE${BENCH_ARGS:+ (BENCH_ARGS=$BENCH_ARGS)}"
+# ---- summary, plots, publish -----------------------------------------------------
+JEM_ARG=""
+[ $JEMALLOC = OFF ] || JEM_ARG=" --jemalloc"
+CMDLINE="bench/tools/run.sh --$MODE$JEM_ARG${BENCH_ARGS:+ (BENCH_ARGS=$BENCH_ARGS)}"
 PARAMS="repetitions $REPS (round trips, idle, process latency: $RT_REPS), min time $MIN_TIME s, warm-up $WARMUP s, $CF_BENCH_TASKS tasks per burst, $IDLE_ITERS after-idle samples per repetition; Python: $PY_TASKS tasks x $PY_REPS bursts"
 SUMMARY_RC=0
 "$PY" "$HERE/summarize.py" "$OUT" --root "$ROOT" --build "$BUILD" --command "$CMDLINE" --params "$PARAMS" \
@@ -163,20 +204,15 @@ if command -v gnuplot >/dev/null 2>&1; then
 else
   echo "run.sh: gnuplot not found: no plots" >&2
 fi
-if [ $LATEST = 1 ] && [ "$OUT" != "$BENCH/results/latest" ]; then
-  rm -rf "$BENCH/results/latest"
-  mkdir -p "$BENCH/results/latest"
-  cp "$OUT"/*.md "$OUT"/*.png "$OUT"/*.json "$OUT"/*.dat "$BENCH/results/latest/" 2>/dev/null || true
-fi
 echo
 cat "$OUT/summary.md"
 echo
-if [ $LATEST = 1 ]; then
-  echo "== $OUT/summary.md (copied to bench/results/latest/)"
-else
-  echo "== $OUT/summary.md"
-fi
+echo "== $OUT/summary.md"
 if [ $FAILED = 1 ] || [ $SUMMARY_RC != 0 ]; then
   echo "run.sh: some benchmarks failed or reported errors (see above)" >&2
+  [ $PUBLISH = 0 ] || echo "run.sh: not published" >&2
   exit 1
+fi
+if [ $PUBLISH = 1 ]; then
+  publish "$OUT"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""summarize.py -- turn one bench/run.sh result directory into summary.md.
+"""summarize.py -- turn one bench/tools/run.sh result directory into summary.md.
 
-  /usr/bin/python3 bench/summarize.py RESULT_DIR [--root REPO] [--build BUILD_DIR]
+  /usr/bin/python3 bench/tools/summarize.py RESULT_DIR [--root REPO] [--build BUILD_DIR]
                                       [--command "what was run"]
 
 Reads every google-benchmark JSON in RESULT_DIR (*.json written by
@@ -311,12 +311,15 @@ def machine(res, root, build, command, params="", load_before=""):
     except OSError:
         pass
     cxx = ""
+    jemalloc = None
     cache = os.path.join(build, "CMakeCache.txt") if build else ""
     if cache and os.path.exists(cache):
         with open(cache) as f:
             for line in f:
                 if line.startswith("CMAKE_CXX_COMPILER:"):
                     cxx = line.split("=", 1)[1].strip()
+                elif line.startswith("CF_WITH_JEMALLOC:"):
+                    jemalloc = line.split("=", 1)[1].strip().upper() in ("ON", "TRUE", "1", "YES")
     compiler = sh([cxx or "c++", "--version"]).split("\n")[0]
     pkgs = []
     for p in ["libtbb-dev", "libglib2.0-dev", "libuv1-dev", "libbenchmark-dev", "libjemalloc-dev",
@@ -335,6 +338,12 @@ def machine(res, root, build, command, params="", load_before=""):
         + (f", {len(os.sched_getaffinity(0))} usable" if hasattr(os, "sched_getaffinity") else ""),
         f"- kernel: {platform.system()} {platform.release()}",
         f"- compiler: {compiler}; google-benchmark build type: {ctx.get('library_build_type', '?')}",
+        "- allocator: " + ("not recorded" if jemalloc is None else
+                           "cfutures built with CF_WITH_JEMALLOC=ON (jemalloc's mallocx/sdallocx, "
+                           "and jemalloc is the malloc of the whole cf_bench process, peers included)"
+                           if jemalloc else
+                           "cfutures built with CF_WITH_JEMALLOC=OFF (the default: glibc malloc in cf_bench; "
+                           "cf_bench_memory links jemalloc for its counters, so malloc is jemalloc's there)"),
         f"- peers: {', '.join(pkgs)}; Python {py.get('python', '?')} ({py.get('executable', '?')})",
         f"- workers per system: {ctx.get('workers', '?')}; load average just before the run: "
         + (load_before or "not recorded")
