@@ -199,12 +199,12 @@ static struct {
   pthread_t t_thread;
   cf_future *x;
   atomic_int t_locked, go, g_started, batch, x_started, u_started;
-  atomic_int u_lock_rc, u_on_t;
+  atomic_int u_lock_rc, u_on_t, t_waiting;
 } hw;
 
 typedef struct help_round {
   int t_rc, x_rc, u_rc, u_lock_rc;
-  bool u_on_t; /* U ran on T's thread */
+  bool u_on_t; /* U ran on T's thread while T was waiting (on its stack) */
 } help_round;
 
 static void hw_task_t(cf_call *c) {
@@ -216,7 +216,9 @@ static void hw_task_t(cf_call *c) {
   hw.t_thread = pthread_self();
   atomic_store(&hw.t_locked, 1);
   wait_flag(&hw.go, 10000);
+  atomic_store(&hw.t_waiting, 1);
   int r = cf_future_result(hw.x, NULL, 0, NULL, 10000000000LL);
+  atomic_store(&hw.t_waiting, 0);
   pthread_mutex_unlock(&hw.m);
   cf_call_return(c, &r, sizeof r);
 }
@@ -229,7 +231,8 @@ static void hw_task_x(cf_call *c) {
   wait_flag(&hw.u_started, 2000);
 }
 static void hw_task_u(cf_call *c) {
-  atomic_store(&hw.u_on_t, pthread_equal(pthread_self(), hw.t_thread));
+  /* on T's thread after T returned is fine (its worker is free then) */
+  atomic_store(&hw.u_on_t, pthread_equal(pthread_self(), hw.t_thread) && atomic_load(&hw.t_waiting));
   atomic_store(&hw.u_started, 1);
   int rc = pthread_mutex_lock(&hw.m);
   atomic_store(&hw.u_lock_rc, rc);
@@ -246,6 +249,7 @@ static void run_help_round(cf_options *o, help_round *r) {
   atomic_store(&hw.u_started, 0);
   atomic_store(&hw.u_lock_rc, -1);
   atomic_store(&hw.u_on_t, 0);
+  atomic_store(&hw.t_waiting, 0);
   pthread_mutexattr_t a;
   pthread_mutexattr_init(&a);
   pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
