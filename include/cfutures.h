@@ -429,6 +429,33 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
 /* Cancels what is still pending and waits for what runs. */
 void cf_map_free(cf_map *m);
 
+/* ---- Promises ----------------------------------------------------------- */
+
+/* A promise is a future that user code completes (Python's `Future()` and
+ * `set_result`, folly's Promise): adapt an I/O completion or another
+ * library's callback into a cf_future usable everywhere a pool's future is
+ * (cf_future_result, cf_wait, as_completed, callbacks, completion queues,
+ * then, when_all). It has no executor and no task: it stays PENDING until
+ * one of the calls below (or cf_future_cancel) completes it, once; a later
+ * completion returns CF_EDONE and changes nothing. They may race from any
+ * threads (exactly one wins) and run the future's callbacks in the calling
+ * thread. Waiting on a promise inside a thread-pool task blocks that worker
+ * (there is nothing of the pool's beneath it to run).
+ *
+ * *out gets one handle, released with cf_future_release(); the caller of a
+ * set call must hold a handle. The set calls take only futures made by
+ * cf_promise_new (CF_EINVAL for any other future). */
+int cf_promise_new(cf_future **out);
+
+/* Finish with a copy of value[0..len): 0, CF_EDONE (already done or
+ * cancelled), CF_ENOMEM (the future then fails with CF_ENOMEM), CF_EINVAL. */
+int cf_promise_set_result(cf_future *p, const void *value, size_t len);
+
+/* Fail as a task's cf_call_fail would: the future reports CF_ETASK and
+ * cf_future_error() gives `code` and a copy of `message` (may be NULL). 0,
+ * CF_EDONE, CF_EINVAL. Cancel a promise with cf_future_cancel(). */
+int cf_promise_set_error(cf_future *p, int code, const char *message);
+
 #ifdef __cplusplus
 }
 #endif
