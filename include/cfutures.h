@@ -527,6 +527,66 @@ int cf_when_any(cf_future *const *fs, size_t n, cf_future **out);
  * exactly once either way. 0, CF_EINVAL, CF_ENOMEM. */
 int cf_future_add_done_callback_on(cf_future *f, cf_executor *ex, cf_done_fn fn, void *arg);
 
+/* ---- Completion queues (event loops) ------------------------------------ */
+
+/* A completion source an event loop polls: an eventfd that becomes
+ * readable when a future added to the queue completes, and a non-blocking
+ * drain that hands out the completed futures, each once, with the tag given
+ * when it was added. Futures of any executor and promises mix freely, and
+ * completions may come from any thread. Works with epoll, poll/select,
+ * libuv (uv_poll_t on the fd) and io_uring (a poll, or a read of the fd:
+ * reading the fd yourself is allowed, the drain then finds nothing to
+ * read).
+ *
+ *     cf_completion_queue *q;
+ *     cf_completion_queue_new(&q);
+ *     // add cf_completion_queue_fd(q) to epoll with EPOLLIN
+ *     cf_completion_queue_add(q, f, tag);      // for each future
+ *     // when the fd is readable:
+ *     cf_completion c[64];
+ *     int n = cf_completion_queue_drain(q, c, 64);
+ *     for (int i = 0; i < n; i++) { ... c[i].tag ...; cf_future_release(c[i].future); }
+ *
+ * Cost: a completion writes the eventfd only when the queue goes from
+ * empty to not empty (one syscall per batch); a drain reads it once. The
+ * fd stays readable while completions are waiting (level-triggered; with
+ * EPOLLET drain until it returns fewer than max). Roles: add from any
+ * thread; one drain at a time (the loop's thread); free once, when no add
+ * or drain runs. */
+typedef struct cf_completion_queue cf_completion_queue;
+
+typedef struct cf_completion {
+  cf_future *future; /* a handle: release it with cf_future_release() */
+  void *tag;
+} cf_completion;
+
+/* 0, CF_ENOMEM, CF_ESYS (eventfd failed: errno), CF_EINVAL. */
+int cf_completion_queue_new(cf_completion_queue **out);
+
+/* The eventfd (non-blocking, close-on-exec), owned by the queue: poll it,
+ * never close it. CF_EINVAL for a NULL queue. */
+int cf_completion_queue_fd(cf_completion_queue *q);
+
+/* Deliver f (with `tag`) once it is done (at the next drain if it is done
+ * already). The queue takes its own handle on f and hands it to the drain's
+ * caller. Adding a future twice delivers it twice. 0, CF_EINVAL, CF_ENOMEM. */
+int cf_completion_queue_add(cf_completion_queue *q, cf_future *f, void *tag);
+
+/* Non-blocking: move up to `max` completed entries into items[] and return
+ * how many (0: none yet), or CF_EINVAL. Entries come out in completion order
+ * as far as one drain can tell. If more than `max` are waiting, the fd stays
+ * readable. */
+int cf_completion_queue_drain(cf_completion_queue *q, cf_completion *items, size_t max);
+
+/* How many added futures were not yet handed out by a drain. */
+size_t cf_completion_queue_pending(cf_completion_queue *q);
+
+/* Free the queue and close its fd. Entries not drained are dropped (their
+ * handles released); futures still running are not affected and their
+ * registrations are cleaned up when they complete (the fd stays open until
+ * then, never written by anyone else). NULL is a no-op. */
+void cf_completion_queue_free(cf_completion_queue *q);
+
 #ifdef __cplusplus
 }
 #endif
