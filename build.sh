@@ -22,7 +22,7 @@ JOBS=${CF_JOBS:-$NCPU}
 CTEST_JOBS=${CF_CTEST_JOBS:-2}
 TREES=${CF_TREES:-normal asan tsan}
 
-TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev)
+TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev libuv1-dev)
 BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox)
 
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
