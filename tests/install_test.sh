@@ -22,6 +22,7 @@ cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work
 
 # What a package must contain.
 [ -f "$prefix/include/cfutures.h" ] || fail "include/cfutures.h not installed"
+[ -f "$prefix/include/cfutures.hpp" ] || fail "include/cfutures.hpp not installed"
 lib=$(find "$prefix" -name libcfutures.a | head -n1)
 [ -n "$lib" ] || fail "libcfutures.a not installed"
 cfg=$(find "$prefix" -name cfutures.pc | head -n1)
