@@ -64,13 +64,13 @@ static void primes_task(cf_call *call) {
 
 typedef struct conn {
   int fd;
-  int refs;       /* the socket + one per request in flight (loop thread only) */
-  bool closed;    /* the peer closed (EOF) */
-  char in[4096];  /* a partial line */
+  int refs;      /* the socket + one per request in flight (loop thread only) */
+  bool closed;   /* the peer closed (EOF) */
+  char in[4096]; /* a partial line */
   size_t in_len;
-  char *out;      /* answers not yet written */
+  char *out; /* answers not yet written */
   size_t out_len, out_cap;
-  bool want_out;  /* EPOLLOUT is armed */
+  bool want_out; /* EPOLLOUT is armed */
 } conn;
 
 typedef struct request {

@@ -492,9 +492,9 @@ int cf_future_then_inline(cf_future *f, cf_fn fn, unsigned flags, cf_future **ou
 
 /* The predecessor's outcome, inside fn of a CF_THEN_OUTCOME continuation. */
 typedef struct cf_outcome {
-  int state; /* CF_STATE_FINISHED, CF_STATE_FAILED or CF_STATE_CANCELLED */
-  int error; /* 0 if finished, else what cf_future_result() gave for it */
-  int code;  /* a failure's code (cf_future_error()); 0 if finished */
+  int state;                    /* CF_STATE_FINISHED, CF_STATE_FAILED or CF_STATE_CANCELLED */
+  int error;                    /* 0 if finished, else what cf_future_result() gave for it */
+  int code;                     /* a failure's code (cf_future_error()); 0 if finished */
   char message[CF_MESSAGE_MAX]; /* a failure's message; "" if finished */
 } cf_outcome;
 

@@ -136,9 +136,7 @@ packed<Tuple> pack(A &&...a) {
   Tuple t(std::forward<A>(a)...); /* converts to the parameter types */
   size_t off = 0;
   std::apply(
-      [&](const auto &...v) {
-        ((std::memcpy(p.bytes + off, &v, sizeof v), off += sizeof v), ...);
-      },
+      [&](const auto &...v) { ((std::memcpy(p.bytes + off, &v, sizeof v), off += sizeof v), ...); },
       t);
   return p;
 }
@@ -147,8 +145,7 @@ template <class Tuple>
 Tuple unpack(const unsigned char *b) {
   Tuple t{};
   size_t off = 0;
-  std::apply([&](auto &...v) { ((std::memcpy(&v, b + off, sizeof v), off += sizeof v), ...); },
-             t);
+  std::apply([&](auto &...v) { ((std::memcpy(&v, b + off, sizeof v), off += sizeof v), ...); }, t);
   return t;
 }
 

@@ -110,6 +110,7 @@ static void empty_inbox(cf_completion_queue *q) {
 static void cq_done(cf_future *f, void *arg) {
   cq_node *n = arg;
   cf_completion_queue *q = n->q;
+  /* relaxed: only a first guess for the CAS, which re-reads it */
   cq_node *head = atomic_load_explicit(&q->inbox, memory_order_relaxed);
   do {
     n->next = head;
@@ -216,7 +217,7 @@ int cf_completion_queue_drain(cf_completion_queue *q, cf_completion *items, size
 }
 
 size_t cf_completion_queue_pending(cf_completion_queue *q) {
-  return q ? atomic_load_explicit(&q->pending, memory_order_relaxed) : 0;
+  return q ? atomic_load_explicit(&q->pending, memory_order_relaxed) : 0; /* a count (see add) */
 }
 
 void cf_completion_queue_free(cf_completion_queue *q) {

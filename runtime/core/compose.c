@@ -157,8 +157,8 @@ typedef struct then_node {
   unsigned flags;
   cf_fn fn;
   cf_executor *ex;
-  cf_future *out;              /* an internal reference */
-  _Atomic(cf_future *) task;   /* a handle on the submitted task, or NULL */
+  cf_future *out;            /* an internal reference */
+  _Atomic(cf_future *) task; /* a handle on the submitted task, or NULL */
 } then_node;
 
 static void then_unref(then_node *n) {
@@ -183,6 +183,8 @@ static void then_task_done(cf_future *t, void *arg) {
 /* Step 4. */
 static void then_out_done(cf_future *out, void *arg) {
   then_node *n = arg;
+  /* acquire: as every reader of the word (future.h); the cancel's seq_cst
+   * CAS came before this callback ran */
   if (cf__st_state(atomic_load_explicit(out->word, memory_order_acquire)) == CF_STATE_CANCELLED) {
     cf_future *t = atomic_load(&n->task); /* seq_cst: step 4's load */
     if (t) (void)cf_future_cancel(t);
@@ -219,7 +221,7 @@ static void then_pred_done(cf_future *f, void *arg) {
     then_unref(n);
     return;
   }
-  atomic_store(&n->task, t); /* seq_cst: step 3's store */
+  atomic_store(&n->task, t);                                    /* seq_cst: step 3's store */
   atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); /* then_task_done's; we hold one */
   rc = cf_future_add_done_callback(t, then_task_done, n);
   if (rc != 0) {

@@ -62,7 +62,7 @@ int cf__promise_fail(cf_future *p, int err, int code, const char *msg) {
 
 int cf__promise_cancel(cf_future *p) {
   return cf__future_transition(p, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED) ? 0
-                                                                                      : CF_EDONE;
+                                                                                       : CF_EDONE;
 }
 
 /* ---- outcomes ---------------------------------------------------------- */

@@ -193,8 +193,7 @@ static void *adder_thread(void *arg) {
       atomic_fetch_add(&r->errors, 1);
       continue;
     }
-    if (cf_completion_queue_add(r->q, f, (void *)(intptr_t)x) != 0)
-      atomic_fetch_add(&r->errors, 1);
+    if (cf_completion_queue_add(r->q, f, (void *)(intptr_t)x) != 0) atomic_fetch_add(&r->errors, 1);
     cf_future_release(f);
   }
   return NULL;

@@ -20,8 +20,8 @@
 static bool process_kind;
 
 typedef struct shared {
-  _Atomic int gate;    /* gate_task waits for it */
-  _Atomic int started; /* gate_task entries */
+  _Atomic int gate;     /* gate_task waits for it */
+  _Atomic int started;  /* gate_task entries */
   _Atomic long squares; /* square_task runs */
 } shared;
 static shared *sh;
@@ -487,8 +487,8 @@ enum { RK = 24 };
 
 typedef struct rround {
   cf_future *ps[RK];
-  cf_future *ts[RK]; /* then on the pool */
-  cf_future *is[RK]; /* then_inline */
+  cf_future *ts[RK];               /* then on the pool */
+  cf_future *is[RK];               /* then_inline */
   _Atomic(cf_future *) pub_ts[RK]; /* published to the continuation canceller */
   _Atomic int won[RK];             /* bit 0 result, bit 1 error, bit 2 cancel */
   _Atomic int t_cancelled[RK];     /* a cancel of ts[i] returned 0 */
@@ -523,8 +523,10 @@ static void *r_canceller(void *arg) {
   for (int i = RK - 1; i >= 0; i--) {
     if (rng_next(&s) % 3) continue;
     int rc = cf_future_cancel(r->ps[i]);
-    if (rc == 0) atomic_fetch_or(&r->won[i], 4);
-    else if (rc != CF_EDONE) atomic_fetch_add(&r->bad, 1);
+    if (rc == 0)
+      atomic_fetch_or(&r->won[i], 4);
+    else if (rc != CF_EDONE)
+      atomic_fetch_add(&r->bad, 1);
   }
   return NULL;
 }
@@ -543,8 +545,10 @@ static void *r_then_canceller(void *arg) {
       left--;
       if (rng_next(&s) % (process_kind ? 8 : 4)) continue;
       int rc = cf_future_cancel(t);
-      if (rc == 0) atomic_store(&r->t_cancelled[i], 1);
-      else if (rc != CF_EDONE) atomic_fetch_add(&r->bad, 1);
+      if (rc == 0)
+        atomic_store(&r->t_cancelled[i], 1);
+      else if (rc != CF_EDONE)
+        atomic_fetch_add(&r->bad, 1);
     }
   }
   return NULL;
