@@ -170,6 +170,19 @@ static void test_then_basic(void) {
   expect_rc(cf_promise_set_result(p, &nine, sizeof nine), 0);
   cf_future_release(p);
 
+  /* across pools: a process future continued on a thread pool and back */
+  if (process_kind) {
+    cf_executor *tp = cf_test_new_executor(false, 1);
+    assert_rc(cf_submit(ex, add_task, &x, sizeof x, &f), 0);
+    assert_rc(cf_future_then(f, tp, square_task, 0, &g), 0);
+    assert_rc(cf_future_then(g, ex, square_task, 0, &h), 0);
+    expect_eq(result_i64(h, 0), 1005LL * 1005 * 1005 * 1005);
+    cf_future_release(f);
+    cf_future_release(g);
+    cf_future_release(h);
+    expect_rc(cf_executor_destroy(tp), 0);
+  }
+
   expect_rc(cf_future_then(NULL, ex, square_task, 0, &g), CF_EINVAL);
   assert_rc(cf_promise_new(&p), 0);
   expect_rc(cf_future_then(p, NULL, square_task, 0, &g), CF_EINVAL);
