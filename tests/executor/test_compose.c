@@ -108,7 +108,7 @@ static void outcome_task(cf_call *c) {
     s.code = o.code;
     s.len = (uint32_t)len;
     if (res && len == sizeof s.value) memcpy(&s.value, res, sizeof s.value);
-    strncpy(s.msg, o.message, sizeof s.msg - 1);
+    snprintf(s.msg, sizeof s.msg, "%s", o.message);
   }
   cf_call_return(c, &s, sizeof s);
 }
