@@ -92,7 +92,7 @@ typedef struct seen {
   int32_t rc, state, error, code;
   int64_t value;
   uint32_t len;
-  char msg[32];
+  char msg[CF_MESSAGE_MAX];
 } seen;
 
 static void outcome_task(cf_call *c) {
@@ -108,7 +108,7 @@ static void outcome_task(cf_call *c) {
     s.code = o.code;
     s.len = (uint32_t)len;
     if (res && len == sizeof s.value) memcpy(&s.value, res, sizeof s.value);
-    snprintf(s.msg, sizeof s.msg, "%s", o.message);
+    memcpy(s.msg, o.message, sizeof s.msg);
   }
   cf_call_return(c, &s, sizeof s);
 }
