@@ -6,15 +6,20 @@
  * pending, and the race: futures of both pools and promises completing on
  * other threads (and added from several threads) while an epoll loop
  * drains, checked against a sequential oracle (every tag once, every
- * result right). A lost wake-up shows up as an epoll_wait that times out
+ * result right), and the same with an io_uring POLL_ADD loop (skipped where
+ * io_uring is not available). A lost wake-up shows up as an epoll_wait that times out
  * (10 s) while futures are pending: the test fails there instead of
  * hanging. No timing thresholds.
  */
+#include <errno.h>
+#include <linux/io_uring.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -296,11 +301,147 @@ static void test_race(void) {
   for (unsigned i = 0; i < r.npools; i++) expect_rc(cf_executor_destroy(r.pools[i]), 0);
 }
 
+/* ---- io_uring: a poll request on the fd ------------------------------------ */
+
+/* The smallest raw io_uring (no liburing): one POLL_ADD at a time. */
+typedef struct uring {
+  int fd;
+  unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+  struct io_uring_sqe *sqes;
+  struct io_uring_cqe *cqes;
+  void *sq, *cq;
+  size_t sq_len, cq_len, sqes_len;
+  bool single;
+} uring;
+
+static int uring_init(uring *u) {
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  memset(u, 0, sizeof *u);
+  u->fd = (int)syscall(__NR_io_uring_setup, 4, &p);
+  if (u->fd < 0) return -errno;
+  u->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+  u->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+  u->single = p.features & IORING_FEAT_SINGLE_MMAP;
+  if (u->single) u->sq_len = u->cq_len = u->sq_len > u->cq_len ? u->sq_len : u->cq_len;
+  u->sq = mmap(NULL, u->sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+               IORING_OFF_SQ_RING);
+  u->cq = u->single ? u->sq
+                    : mmap(NULL, u->cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                           u->fd, IORING_OFF_CQ_RING);
+  u->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+  u->sqes = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+                 IORING_OFF_SQES);
+  if (u->sq == MAP_FAILED || u->cq == MAP_FAILED || u->sqes == MAP_FAILED) return -ENOMEM;
+  char *sq = u->sq, *cq = u->cq;
+  u->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+  u->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+  u->sq_array = (unsigned *)(sq + p.sq_off.array);
+  u->cq_head = (unsigned *)(cq + p.cq_off.head);
+  u->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+  u->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+  u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+  return 0;
+}
+
+static void uring_free(uring *u) {
+  munmap(u->sqes, u->sqes_len);
+  if (!u->single) munmap(u->cq, u->cq_len);
+  munmap(u->sq, u->sq_len);
+  close(u->fd);
+}
+
+/* Submit a POLL_ADD(POLLIN) on fd and wait for its completion: its res
+ * (the poll mask), or a negative errno. A lost wake-up hangs here: the
+ * ctest timeout fails the test. */
+static int uring_poll(uring *u, int fd) {
+  unsigned tail = *u->sq_tail, idx = tail & *u->sq_mask;
+  struct io_uring_sqe *sqe = &u->sqes[idx];
+  memset(sqe, 0, sizeof *sqe);
+  sqe->opcode = IORING_OP_POLL_ADD;
+  sqe->fd = fd;
+  sqe->poll_events = POLLIN;
+  sqe->user_data = 1;
+  u->sq_array[idx] = idx;
+  __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE); /* the kernel reads it */
+  for (;;) {
+    long r = syscall(__NR_io_uring_enter, u->fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    if (r >= 0 || errno != EINTR) break;
+  }
+  unsigned head = *u->cq_head;
+  if (head == __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE)) return -EIO;
+  int res = u->cqes[head & *u->cq_mask].res;
+  __atomic_store_n(u->cq_head, head + 1, __ATOMIC_RELEASE);
+  return res;
+}
+
+/* An io_uring loop drains futures completing on the pool's threads. */
+static void test_io_uring(void) {
+  uring u;
+  int rc = uring_init(&u);
+  if (rc != 0) {
+    printf("io_uring: not available here (%s): skipped\n", strerror(-rc));
+    return;
+  }
+  cf_executor *ex = cf_test_new_executor(process_kind, 2);
+  cf_completion_queue *q = NULL;
+  assert_rc(cf_completion_queue_new(&q), 0);
+  size_t total = cf_test_scale(3000), delivered = 0;
+  unsigned char *seen = calloc(total, 1);
+  for (size_t i = 0; i < total; i++) {
+    int64_t x = (int64_t)i;
+    cf_future *f;
+    assert_rc(cf_submit(ex, work_task, &x, sizeof x, &f), 0);
+    expect_rc(cf_completion_queue_add(q, f, (void *)(intptr_t)i), 0);
+    cf_future_release(f);
+    if (i % 64 != 63 && i + 1 < total) continue;
+    /* every 64 submits, take what is done without waiting */
+    cf_completion items[32];
+    int k;
+    while ((k = cf_completion_queue_drain(q, items, 32)) > 0) {
+      for (int j = 0; j < k; j++) {
+        seen[(intptr_t)items[j].tag]++;
+        cf_future_release(items[j].future);
+      }
+      delivered += (size_t)k;
+    }
+  }
+  while (delivered < total) {
+    int res = uring_poll(&u, cf_completion_queue_fd(q));
+    if (res < 0) {
+      cf_test_fail(__FILE__, __LINE__, "uring_poll", "%s", strerror(-res));
+      break;
+    }
+    expect_true(res & POLLIN);
+    cf_completion items[32];
+    int k;
+    while ((k = cf_completion_queue_drain(q, items, 32)) > 0) {
+      for (int j = 0; j < k; j++) {
+        intptr_t tag = (intptr_t)items[j].tag;
+        int64_t v = -1;
+        expect_rc(cf_future_result(items[j].future, &v, sizeof v, NULL, 0), 0);
+        expect_eq(v, oracle(tag));
+        seen[tag]++;
+        cf_future_release(items[j].future);
+      }
+      delivered += (size_t)k;
+    }
+  }
+  size_t once = 0;
+  for (size_t i = 0; i < total; i++) once += seen[i] == 1;
+  expect_eq(once, total);
+  free(seen);
+  cf_completion_queue_free(q);
+  uring_free(&u);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
   CF_RUN(test_basic);
   CF_RUN(test_small_drains);
   CF_RUN(test_free_pending);
   CF_RUN(test_race);
+  CF_RUN(test_io_uring);
   return cf_test_done(process_kind ? "test_completion_process" : "test_completion_thread");
 }
