@@ -143,6 +143,9 @@ static void test_then_basic(void) {
   assert_rc(cf_future_then(p, ex, square_task, 0, &g), 0);
   assert_rc(cf_future_then_inline(p, square_task, 0, &i), 0);
   expect_true(!cf_future_done(g) && !cf_future_done(i));
+  /* a continuation is not the caller's promise */
+  expect_rc(cf_promise_set_result(g, NULL, 0), CF_EINVAL);
+  expect_rc(cf_promise_set_error(i, 1, NULL), CF_EINVAL);
   int64_t nine = 9;
   expect_rc(cf_promise_set_result(p, &nine, sizeof nine), 0);
   expect_true(cf_future_done(i)); /* inline: ran in the setting thread */
