@@ -27,9 +27,10 @@ TREES=${CF_TREES:-debug asan tsan}
 TREES=${TREES//normal/debug}
 
 # libjemalloc-dev: the CF_WITH_JEMALLOC opt-in and cf_bench_memory's counters;
-# libtcmalloc-minimal4, libmimalloc-dev: the install test's host allocators.
+# libtcmalloc-minimal4, libmimalloc-dev: the install test's host allocators;
+# libuv1-dev: the libuv example (examples/uv_queue.c).
 TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev
-  libtcmalloc-minimal4 libmimalloc-dev)
+  libtcmalloc-minimal4 libmimalloc-dev libuv1-dev)
 BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox)
 
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

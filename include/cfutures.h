@@ -429,6 +429,164 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
 /* Cancels what is still pending and waits for what runs. */
 void cf_map_free(cf_map *m);
 
+/* ---- Promises ----------------------------------------------------------- */
+
+/* A promise is a future that user code completes (Python's `Future()` and
+ * `set_result`, folly's Promise): adapt an I/O completion or another
+ * library's callback into a cf_future usable everywhere a pool's future is
+ * (cf_future_result, cf_wait, as_completed, callbacks, completion queues,
+ * then, when_all). It has no executor and no task: it stays PENDING until
+ * one of the calls below (or cf_future_cancel) completes it, once; a later
+ * completion returns CF_EDONE and changes nothing. They may race from any
+ * threads (exactly one wins) and run the future's callbacks in the calling
+ * thread. Waiting on a promise inside a thread-pool task blocks that worker
+ * (there is nothing of the pool's beneath it to run).
+ *
+ * *out gets one handle, released with cf_future_release(); the caller of a
+ * set call must hold a handle. The set calls take only futures made by
+ * cf_promise_new (CF_EINVAL for any other future). */
+int cf_promise_new(cf_future **out);
+
+/* Finish with a copy of value[0..len): 0, CF_EDONE (already done or
+ * cancelled), CF_ENOMEM (the future then fails with CF_ENOMEM), CF_EINVAL. */
+int cf_promise_set_result(cf_future *p, const void *value, size_t len);
+
+/* Fail as a task's cf_call_fail would: the future reports CF_ETASK and
+ * cf_future_error() gives `code` and a copy of `message` (may be NULL). 0,
+ * CF_EDONE, CF_EINVAL. Cancel a promise with cf_future_cancel(). */
+int cf_promise_set_error(cf_future *p, int code, const char *message);
+
+/* ---- Continuations and combinators -------------------------------------- */
+
+/* How a continuation's fn sees its predecessor (flags of cf_future_then*).
+ *   0 (default, CompletableFuture.thenApply): fn runs only if the
+ *     predecessor FINISHED, and cf_call_arg() gives its result bytes. A
+ *     failed predecessor fails the continuation with the same error (its
+ *     CF_E* code; for CF_ETASK also its code and message) and a cancelled
+ *     one cancels it, without running fn.
+ *   CF_THEN_OUTCOME (CompletableFuture.handle): fn runs whatever the
+ *     outcome, and reads it with cf_call_outcome(). The argument is bytes
+ *     (an outcome header, then the result bytes), so this works on a
+ *     process pool too; it must fit the executor's max_arg_size. */
+#define CF_THEN_OUTCOME 1u
+
+/* The continuation's `out` is a new future (one handle) that completes with
+ * what fn does (cf_call_return / cf_call_fail), or with the predecessor's
+ * failure as above. Cancelling `out` before fn starts means fn never runs
+ * (a submitted task is cancelled too); it does not cancel the predecessor.
+ *
+ * cf_future_then: once f is done, fn is submitted to `ex` (any executor)
+ * from the thread that completed f (a worker, a process pool's supervisor,
+ * the thread that set a promise) or from the caller if f is done already.
+ * A submit from a completing thread never waits: if ex refuses it
+ * (CF_ESHUTDOWN, CF_EBROKEN, or CF_EAGAIN from a bounded queue or a
+ * process pool out of slots), `out` fails with that code. ex must outlive
+ * f's completion. 0, CF_EINVAL (NULL f, ex, fn or out; unknown flags),
+ * CF_ENOMEM. */
+int cf_future_then(cf_future *f, cf_executor *ex, cf_fn fn, unsigned flags, cf_future **out);
+
+/* The inline flavour, for trivial work: fn runs in the thread that
+ * completes f (or in the caller if f is done already), like a done-callback
+ * but with a cf_call and a future of its own. It must not block. */
+int cf_future_then_inline(cf_future *f, cf_fn fn, unsigned flags, cf_future **out);
+
+/* The predecessor's outcome, inside fn of a CF_THEN_OUTCOME continuation. */
+typedef struct cf_outcome {
+  int state;                    /* CF_STATE_FINISHED, CF_STATE_FAILED or CF_STATE_CANCELLED */
+  int error;                    /* 0 if finished, else what cf_future_result() gave for it */
+  int code;                     /* a failure's code (cf_future_error()); 0 if finished */
+  char message[CF_MESSAGE_MAX]; /* a failure's message; "" if finished */
+} cf_outcome;
+
+/* Decode the argument of a CF_THEN_OUTCOME continuation: *out gets the
+ * outcome, *result and *len (each may be NULL) the predecessor's result
+ * bytes (valid until the task returns; NULL and 0 unless it finished). 0,
+ * or CF_EINVAL if the call's argument is not an outcome. */
+int cf_call_outcome(cf_call *call, cf_outcome *out, const void **result, size_t *len);
+
+/* A future that completes once every one of fs[0..n) is done (n == 0: at
+ * once). FINISHED (empty result) if every one finished; else it takes the
+ * outcome of the lowest-index one that did not (failed: the same error;
+ * cancelled: cancelled). The results stay in fs[i]. It holds references on
+ * fs until then; cancelling it cancels none of them. 0, CF_EINVAL (NULL
+ * fs with n > 0, a NULL entry, NULL out), CF_ENOMEM. */
+int cf_when_all(cf_future *const *fs, size_t n, cf_future **out);
+
+/* A future that finishes as soon as one of fs[0..n) is done (n >= 1),
+ * whatever that one's outcome: its result is that future's index as a
+ * uint64_t. Errors as cf_when_all (n == 0: CF_EINVAL). */
+int cf_when_any(cf_future *const *fs, size_t n, cf_future **out);
+
+/* Like cf_future_add_done_callback, but fn(f, arg) runs as a task of `ex`
+ * instead of in the completing thread, so a callback that blocks or takes
+ * long delays neither a pool's worker nor a process pool's supervisor.
+ * `ex` must be a thread pool (its tasks run in this process; CF_EINVAL
+ * otherwise); f may be any future. f is kept alive until fn returns, so fn
+ * may release the caller's handle. If ex refuses the task (shut down, or a
+ * bounded queue full), fn runs in the completing thread instead: it runs
+ * exactly once either way. 0, CF_EINVAL, CF_ENOMEM. */
+int cf_future_add_done_callback_on(cf_future *f, cf_executor *ex, cf_done_fn fn, void *arg);
+
+/* ---- Completion queues (event loops) ------------------------------------ */
+
+/* A completion source an event loop polls: an eventfd that becomes
+ * readable when a future added to the queue completes, and a non-blocking
+ * drain that hands out the completed futures, each once, with the tag given
+ * when it was added. Futures of any executor and promises mix freely, and
+ * completions may come from any thread. Works with epoll, poll/select,
+ * libuv (uv_poll_t on the fd) and io_uring (a poll, or a read of the fd:
+ * reading the fd yourself is allowed, the drain then finds nothing to
+ * read).
+ *
+ *     cf_completion_queue *q;
+ *     cf_completion_queue_new(&q);
+ *     // add cf_completion_queue_fd(q) to epoll with EPOLLIN
+ *     cf_completion_queue_add(q, f, tag);      // for each future
+ *     // when the fd is readable:
+ *     cf_completion c[64];
+ *     int n = cf_completion_queue_drain(q, c, 64);
+ *     for (int i = 0; i < n; i++) { ... c[i].tag ...; cf_future_release(c[i].future); }
+ *
+ * Cost: a completion writes the eventfd only when the queue goes from
+ * empty to not empty (one syscall per batch); a drain reads it once. The
+ * fd stays readable while completions are waiting (level-triggered; with
+ * EPOLLET drain until it returns fewer than max). Roles: add from any
+ * thread; one drain at a time (the loop's thread); free once, when no add
+ * or drain runs. */
+typedef struct cf_completion_queue cf_completion_queue;
+
+typedef struct cf_completion {
+  cf_future *future; /* a handle: release it with cf_future_release() */
+  void *tag;
+} cf_completion;
+
+/* 0, CF_ENOMEM, CF_ESYS (eventfd failed: errno), CF_EINVAL. */
+int cf_completion_queue_new(cf_completion_queue **out);
+
+/* The eventfd (non-blocking, close-on-exec), owned by the queue: poll it,
+ * never close it. CF_EINVAL for a NULL queue. */
+int cf_completion_queue_fd(cf_completion_queue *q);
+
+/* Deliver f (with `tag`) once it is done (at the next drain if it is done
+ * already). The queue takes its own handle on f and hands it to the drain's
+ * caller. Adding a future twice delivers it twice. 0, CF_EINVAL, CF_ENOMEM. */
+int cf_completion_queue_add(cf_completion_queue *q, cf_future *f, void *tag);
+
+/* Non-blocking: move up to `max` completed entries into items[] and return
+ * how many (0: none yet), or CF_EINVAL. Entries come out in completion order
+ * as far as one drain can tell. If more than `max` are waiting, the fd stays
+ * readable. */
+int cf_completion_queue_drain(cf_completion_queue *q, cf_completion *items, size_t max);
+
+/* How many added futures were not yet handed out by a drain. */
+size_t cf_completion_queue_pending(cf_completion_queue *q);
+
+/* Free the queue and close its fd. Entries not drained are dropped (their
+ * handles released); futures still running are not affected and their
+ * registrations are cleaned up when they complete (the fd stays open until
+ * then, never written by anyone else). NULL is a no-op. */
+void cf_completion_queue_free(cf_completion_queue *q);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,6 +65,7 @@ cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work
 # ---- 1. the package -----------------------------------------------------------
 if [ -n "$(find "$prefix" -name 'libcfutures.so*')" ]; then kind=shared; else kind=static; fi
 [ -f "$prefix/include/cfutures.h" ] || fail "include/cfutures.h not installed"
+[ -f "$prefix/include/cfutures.hpp" ] || fail "include/cfutures.hpp not installed"
 if [ "$kind" = static ]; then
   lib=$(find "$prefix" -name libcfutures.a | head -n1)
   [ -n "$lib" ] || fail "libcfutures.a not installed"

@@ -39,6 +39,10 @@ struct cf_executor {
   /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
    * f->executor is this executor then sees cf_call_stop_requested(). */
   _Atomic bool stop_all;
+  /* Its tasks run in this process (a thread pool): a task may then carry
+   * pointers, as the routed callbacks of compose.c do. 0 (a zeroed
+   * executor) for pools whose tasks run elsewhere. */
+  bool local_tasks;
 };
 
 #endif /* CF_RUNTIME_EXECUTOR_H */

@@ -275,6 +275,28 @@ static bool local_stop(cf_call *c) {
 
 static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop};
 
+/* ---- the claim and the local call, for promises (promise.c) ---------- */
+
+bool cf__future_claim(cf_future *f, int32_t err) {
+  return claim(f, err);
+}
+
+bool cf__future_complete_claimed(cf_future *f, uint32_t to) {
+  return complete_claimed(f, to, 0);
+}
+
+void cf__future_call_init(cf_future *f, cf_call *c) {
+  *c = (cf_call){
+      .ops = &local_call_ops,
+      .arg = cf__future_arg(f),
+      .arg_len = f->arg_len,
+      .ctx = f,
+      .max_result = UINT32_MAX,
+      .outcome = CF__OUTCOME_NONE,
+      .err = 0,
+  };
+}
+
 /* Drop the executor's task reference (the runner always holds one): a
  * single fetch_sub instead of cf__future_unref's CAS loop. acq_rel: as in
  * cf__future_unref. */

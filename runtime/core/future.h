@@ -339,6 +339,22 @@ int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared);
  * thread pool's helper itself (a bounded block between rounds). */
 int cf__future_block_until(cf_future *f, int64_t deadline_abs);
 
+/* Thread futures: the outcome claim of future.c's DESIGN, for code that
+ * completes a local future it does not run (promises). cf__future_claim:
+ * CAS f->err from 0 to `err` (CF__ERR_OK for FINISHED); true for the one
+ * winner, who alone then writes the outcome fields and calls
+ * cf__future_complete_claimed: not-done -> `to` (seq_cst: publishes those
+ * fields), wakes, runs the callbacks; false if a cancel made the word done
+ * first (the outcome is then dropped). Any thread holding a reference. */
+bool cf__future_claim(cf_future *f, int32_t err);
+bool cf__future_complete_claimed(cf_future *f, uint32_t to);
+
+/* A cf_call on the local future f, as its runner builds it: cf_call_return
+ * and cf_call_fail on it store into f (result bytes, code, message) and
+ * record the outcome in the call. The claim winner's way to write an
+ * outcome with the runner's code. */
+void cf__future_call_init(cf_future *f, cf_call *c);
+
 /* Set STOP on the word (cooperative stop). */
 void cf__future_request_stop(cf_future *f);
 

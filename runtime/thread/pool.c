@@ -386,6 +386,7 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
   p->base.vt = &tp_vtbl;
   p->base.magic = CF__EXECUTOR_MAGIC;
   atomic_init(&p->base.stop_all, false);
+  p->base.local_tasks = true;
   p->n = n;
   memcpy(p->name, opt.name, sizeof p->name);
   p->init = opt.initializer;
