@@ -40,7 +40,7 @@ enum {
   CF_OK = 0,
   CF_EINVAL = -1,     /* invalid argument or handle (NULL, released twice) */
   CF_ENOMEM = -2,     /* out of memory */
-  CF_ETIMEDOUT = -3,  /* a wait timed out, or the task's deadline passed */
+  CF_ETIMEDOUT = -3,  /* a wait timed out (the future may still complete) */
   CF_ECANCELLED = -4, /* the future was cancelled */
   CF_ESHUTDOWN = -5,  /* the executor is shut down */
   CF_EBROKEN = -6,    /* the executor is broken (its initializer failed) */
@@ -53,6 +53,7 @@ enum {
   CF_EDONE = -13,     /* an iteration has no more items */
   CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
   CF_ESYS = -15,      /* a system call failed: errno tells which */
+  CF_EDEADLINE = -16, /* the task's deadline passed (cf_submit_opts.timeout_ns) */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -162,7 +163,7 @@ int cf_process_pool_new(const cf_options *o, cf_executor **out);
 
 typedef struct cf_submit_opts {
   int64_t timeout_ns; /* > 0: deadline, counted from submit; past it the future
-                         fails with CF_ETIMEDOUT (a thread task sees
+                         fails with CF_EDEADLINE (a thread task sees
                          cf_call_stop_requested(); a process task is killed) */
   unsigned flags;     /* CF_SUBMIT_* */
 } cf_submit_opts;
@@ -226,15 +227,16 @@ enum {
   CF_STATE_PENDING = 0,
   CF_STATE_RUNNING = 1,
   CF_STATE_FINISHED = 2, /* the task returned */
-  CF_STATE_FAILED = 3,   /* CF_ETASK, CF_ECRASHED, CF_ETIMEDOUT, CF_EBROKEN ... */
+  CF_STATE_FAILED = 3,   /* CF_ETASK, CF_ECRASHED, CF_EDEADLINE, CF_EBROKEN ... */
   CF_STATE_CANCELLED = 4,
 };
 
 /* Wait up to timeout_ns for the future, then copy its result into out[0..cap)
  * and its size into *len (out may be NULL when cap is 0; len may be NULL).
- * Returns 0, or: CF_ETIMEDOUT (the wait timed out — or, if cf_future_done(),
- * the task's deadline passed), CF_ECANCELLED, CF_ETASK, CF_ECRASHED,
- * CF_EBROKEN, CF_E2BIG, CF_EPROTO, CF_ERANGE (cap too small; *len set).
+ * Returns 0, or: CF_ETIMEDOUT (this wait timed out: the future is not done),
+ * CF_EDEADLINE (the task's own deadline passed), CF_ECANCELLED, CF_ETASK,
+ * CF_ECRASHED, CF_EBROKEN, CF_E2BIG, CF_EPROTO, CF_ERANGE (cap too small;
+ * *len set).
  * Called from inside a thread-pool task, the wait runs other tasks. */
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns);
 

@@ -43,6 +43,8 @@ const char *cf_strerror(int code) {
       return "corrupt data from a worker";
     case CF_ESYS:
       return "system call failed";
+    case CF_EDEADLINE:
+      return "the task's deadline passed";
     default:
       return "unknown error";
   }

@@ -7,7 +7,7 @@
  *
  * Outcome claim (thread futures). A RUNNING thread task can be failed from
  * outside only by its deadline (a waiter that reaches it fails the future
- * with CF_ETIMEDOUT), and a PENDING one by its deadline or a broken pool.
+ * with CF_EDEADLINE), and a PENDING one by its deadline or a broken pool.
  * Two completers must not both write the outcome fields, so the outcome is
  * claimed first: a CAS of f->err from 0 to the error (CF__ERR_OK for
  * FINISHED). The winner alone writes the word to done, from whatever
@@ -22,12 +22,12 @@
  * Deadlines of thread tasks. A task whose deadline passed before it runs is
  * failed by its runner without running. A waiter (cf__future_wait_until,
  * cf_wait, as_completed) whose wait reaches the deadline fails the future
- * itself (FAILED/CF_ETIMEDOUT + STOP) if it is not done; the task, if it
+ * itself (FAILED/CF_EDEADLINE + STOP) if it is not done; the task, if it
  * runs, sees cf_call_stop_requested() and its late result is dropped. So the
  * callbacks of a deadline-expired thread task fire when someone observes
  * the expiry (a waiter) or when the task returns, whichever comes first —
  * not at the deadline instant when nobody waits. A task that finishes after
- * its deadline completes as FAILED/CF_ETIMEDOUT.
+ * its deadline completes as FAILED/CF_EDEADLINE.
  *
  * Callbacks. A lock-free LIFO of cf__cb on f->callbacks. The completer,
  * after its done CAS (seq_cst), loads the list (seq_cst) and, if it is not
@@ -184,7 +184,7 @@ bool cf__future_fail(cf_future *f, int err) {
   if (f->shared) return false; /* process futures record failures in their slot */
   if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return false;
   if (!claim(f, err)) return false;
-  return complete_claimed(f, CF_STATE_FAILED, err == CF_ETIMEDOUT ? CF__ST_STOP : 0);
+  return complete_claimed(f, CF_STATE_FAILED, err == CF_EDEADLINE ? CF__ST_STOP : 0);
 }
 
 bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
@@ -294,7 +294,7 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
       return r;
     }
     if (f->deadline && cf__now_ns() >= f->deadline) {
-      cf__future_fail(f, CF_ETIMEDOUT);
+      cf__future_fail(f, CF_EDEADLINE);
       unref_task(f);
       return -1;
     }
@@ -328,7 +328,7 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
   if (f->deadline) {
     if (cf__now_ns() >= f->deadline) {
       to = CF_STATE_FAILED;
-      err = CF_ETIMEDOUT;
+      err = CF_EDEADLINE;
     }
     if (claim(f, err)) complete_claimed(f, to, 0);
     /* else: a waiter failed it at its deadline; our outcome is dropped */
@@ -401,7 +401,7 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
   if (cf__now_ns() < task_dl) return CF_ETIMEDOUT; /* the wait's own deadline */
   /* The task deadline passed: fail the future. Whether this call or a
    * concurrent completer claimed the outcome, the word is about to be done. */
-  (void)cf__future_fail(f, CF_ETIMEDOUT);
+  (void)cf__future_fail(f, CF_EDEADLINE);
   /* the claim's winner may share our CPU: yield between looks after a few */
   for (int i = 0;; i++) {
     if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;

@@ -291,7 +291,7 @@ static inline void cf__copy(void *dst, const void *src, size_t n) {
  * with `owner` (worker index + 1, or 0), call the task, publish and complete,
  * then drop the executor's reference. A future that is no longer PENDING
  * (cancelled, deadline passed) is only unref'd. A deadline already passed
- * fails it with CF_ETIMEDOUT without running. */
+ * fails it with CF_EDEADLINE without running. */
 int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag);
 /* (Returns 1 if the task ran, 0 if it had been cancelled, -1 if it did not
  * run here: its deadline had passed, or another thread runs or ran it.)

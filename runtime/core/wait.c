@@ -105,7 +105,7 @@ static void expire_due(cf_future *const *fs, size_t n, const bool *skip) {
   for (size_t i = 0; i < n; i++) {
     if (skip && skip[i]) continue;
     if (has_task_deadline(fs[i]) && fs[i]->deadline <= now && !cf_future_done(fs[i]))
-      (void)cf__future_fail(fs[i], CF_ETIMEDOUT);
+      (void)cf__future_fail(fs[i], CF_EDEADLINE);
   }
 }
 
