@@ -271,8 +271,10 @@ typedef struct cf_crash_info {
 int cf_future_crash_info(cf_future *f, cf_crash_info *out);
 
 /* fn(f, arg) runs once when f is done, in the thread that completed it (for
- * a process pool: the pool's supervisor thread), or at once in the caller if
- * f is already done. The callback must not release f's last reference. */
+ * a process pool: the pool's supervisor thread; for a thread-pool future
+ * that its deadline failed: usually the pool's timer thread, so keep it
+ * short), or at once in the caller if f is already done. The callback must
+ * not release f's last reference. */
 typedef void (*cf_done_fn)(cf_future *f, void *arg);
 int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg);
 

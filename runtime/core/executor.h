@@ -39,6 +39,8 @@ struct cf_executor {
   /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
    * f->executor is this executor then sees cf_call_stop_requested(). */
   _Atomic bool stop_all;
+  /* The deadline timer (deadline.h), made on the first watched deadline. */
+  _Atomic(struct cf__timer *) timer;
 };
 
 #endif /* CF_RUNTIME_EXECUTOR_H */

@@ -19,15 +19,16 @@
  * (PENDING -> CANCELLED) needs no claim: readers derive CF_ECANCELLED from
  * the state, and a claimer that loses to it sees a done word.
  *
- * Deadlines of thread tasks. A task whose deadline passed before it runs is
- * failed by its runner without running. A waiter (cf__future_wait_until,
- * cf_wait, as_completed) whose wait reaches the deadline fails the future
- * itself (FAILED/CF_EDEADLINE + STOP) if it is not done; the task, if it
- * runs, sees cf_call_stop_requested() and its late result is dropped. So the
- * callbacks of a deadline-expired thread task fire when someone observes
- * the expiry (a waiter) or when the task returns, whichever comes first —
- * not at the deadline instant when nobody waits. A task that finishes after
- * its deadline completes as FAILED/CF_EDEADLINE.
+ * Deadlines of thread tasks. The executor's deadline timer (deadline.h)
+ * fails the future (FAILED/CF_EDEADLINE + STOP) at its deadline if it is not
+ * done, whether or not anyone waits; the task, if it runs, sees
+ * cf_call_stop_requested() and its late result is dropped. Whoever else
+ * reaches the deadline first makes the same claim: the runner (a task whose
+ * deadline passed before it runs fails without running; one that finishes
+ * after it completes as FAILED/CF_EDEADLINE) and a waiter whose wait reaches
+ * it (cf__future_wait_until, cf_wait, as_completed). The thread whose CAS
+ * makes a future with a deadline done takes it off the timer, after waking
+ * its waiters and before its callbacks.
  *
  * Callbacks. A lock-free LIFO of cf__cb on f->callbacks. The completer,
  * after its done CAS (seq_cst), loads the list (seq_cst) and, if it is not
@@ -49,6 +50,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "executor.h"
 #include "fcache.h"
 #include "sys.h"
@@ -149,6 +151,7 @@ void cf__future_run_callbacks(cf_future *f) {
 /* After this thread made the word done (old = the replaced word). */
 static inline __attribute__((always_inline)) void after_done(cf_future *f, uint32_t old) {
   if (old & CF__ST_WAITERS) cf__futex_wake(f->word, INT32_MAX, f->shared);
+  if (f->deadline) cf__deadline_done(f); /* before user code (deadline.h, step 3) */
   /* seq_cst load after the seq_cst done CAS: pairs with the push + word
    * re-load in cf_future_add_done_callback (Dekker). */
   if (!f->shared && atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
@@ -211,6 +214,7 @@ bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
   }
   if (done_to) {
     cf__future_wake(word, w, f->shared);
+    if (f->deadline && is_local(f)) cf__deadline_done(f);
     /* Shared (process) futures too: this transition is always made in the
      * parent (a cancel of a PENDING task), which no worker will report. */
     if (atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);

@@ -142,7 +142,9 @@ struct cf_future {
   char *msg;
 
   uint8_t shared;  /* futex flavour of *word: 0 private, 1 shared */
-  uint64_t ext[2]; /* executor-private (process pool: slot, gen) */
+  uint64_t ext[2]; /* executor-private (process pool: slot, gen; thread pool:
+                      ext[0] the run tag (help.c), ext[1] the deadline timer's
+                      note (deadline.h)) */
 
   unsigned char arg_inline[CF__INLINE_ARG];
   unsigned char pad_[256 - 216];

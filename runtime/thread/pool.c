@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "scheduler.h"
 
 /* ck_ec's platform hooks over our futex layer. */
@@ -222,8 +223,16 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   f->deadline = deadline;
   f->executor = &p->base;
   f->ext[0] = 0;
+  /* the pool's timer fails it at its deadline (deadline.h) */
+  if (deadline && (rc = cf__deadline_watch(&p->base, p->name, f)) != 0) {
+    cf__future_unref(f);
+    cf__future_unref(f);
+    queue_unroom(p);
+    return rc;
+  }
   if (inside) {
     if ((rc = push_inside(p, w, f)) != 0) {
+      if (deadline) cf__deadline_unwatch(f);
       cf__future_unref(f);
       cf__future_unref(f);
       queue_unroom(p);
@@ -235,6 +244,7 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   uint64_t g = atomic_fetch_add(&p->gate, GATE_ONE);
   if (g & (GATE_SHUT | GATE_BROKEN)) {
     atomic_fetch_sub(&p->gate, GATE_ONE);
+    if (deadline) cf__deadline_unwatch(f);
     cf__future_unref(f);
     cf__future_unref(f);
     queue_unroom(p);
@@ -248,12 +258,14 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
 }
 
 /* The fork-join fast path: a worker of this pool, a small argument, no
- * bound: a future from the thread's cache onto the bottom of our deque. */
+ * bound, no deadline: a future from the thread's cache onto the bottom of
+ * our deque. */
 static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
                      unsigned flags, cf_future **out) {
   pool *p = (pool *)ex;
   worker *w = cf__tl_worker;
-  if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued, 1)) {
+  if (__builtin_expect(
+          w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued && !deadline, 1)) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
     uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
     if (__builtin_expect(!(g & (GATE_BROKEN | GATE_SHUT)), 1)) {
@@ -293,7 +305,9 @@ static int tp_shutdown(cf_executor *ex, unsigned flags) {
   pool *p = (pool *)ex;
   worker *w = cf__tl_worker;
   bool inside = w && w->pool == p;
-  if (inside) flags &= ~CF_SHUTDOWN_WAIT;
+  /* a worker, or the timer thread (a callback of a future it expired),
+   * cannot wait for the workers */
+  if (inside || cf__deadline_is_timer_thread(ex)) flags &= ~CF_SHUTDOWN_WAIT;
   if (flags & CF_SHUTDOWN_KILL) {
     atomic_store(&p->base.stop_all, true);
     flags |= CF_SHUTDOWN_CANCEL_FUTURES;
@@ -316,6 +330,7 @@ static int tp_destroy(cf_executor *ex) {
   if (tl_draining == p) return CF_EINVAL; /* from a callback its own drain runs */
   tp_shutdown(ex, CF_SHUTDOWN_WAIT);
   drain(p, false); /* nothing should be left; stragglers are cancelled */
+  cf__deadline_destroy(ex); /* every future is done now */
   for (unsigned i = 0; i < p->n; i++) cf__deque_free(&p->w[i].dq);
   cf__park_destroy(&p->park);
   pthread_mutex_destroy(&p->join_lock);
@@ -346,9 +361,11 @@ static int tp_stats(cf_executor *ex, cf_stats *out) {
   return 0;
 }
 
+/* A worker, or the pool's timer thread (which runs the callbacks of the
+ * futures it expires): executor.c refuses a destroy from there. */
 static bool tp_is_worker(cf_executor *ex) {
   worker *w = cf__tl_worker;
-  return w && w->pool == (pool *)ex;
+  return (w && w->pool == (pool *)ex) || cf__deadline_is_timer_thread(ex);
 }
 
 static unsigned tp_workers(cf_executor *ex) {
