@@ -166,9 +166,16 @@ typedef struct cf_submit_opts {
                          fails with CF_EDEADLINE (a thread task sees
                          cf_call_stop_requested(); a process task is killed) */
   unsigned flags;     /* CF_SUBMIT_* */
+  /* Added in 0.2, read only when flags has CF_SUBMIT_SCOPE (so a caller
+   * built against the older, smaller struct is never read past its end):
+   * the cancellation scope the future joins (cf_scope_new), or NULL for
+   * none. Without CF_SUBMIT_SCOPE the future joins the scope of the
+   * thread-pool task that submits it, if any (cf_scope_current). */
+  struct cf_scope *scope;
 } cf_submit_opts;
 
 #define CF_SUBMIT_NOWAIT 1u /* queue full: return CF_EAGAIN instead of waiting */
+#define CF_SUBMIT_SCOPE 2u  /* cf_submit_opts.scope is set (even to NULL) */
 
 /* Submit fn(arg). `arg` is copied (len may be 0, arg may then be NULL).
  * On success *out holds a new future, released with cf_future_release(). */
@@ -432,6 +439,70 @@ int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len);
 int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
 /* Cancels what is still pending and waits for what runs. */
 void cf_map_free(cf_map *m);
+
+/* ---- Cancellation scopes ------------------------------------------------ */
+
+/* A scope groups futures so that one call cancels them all and everything
+ * they spawned, like oneTBB's task_group_context or a structured-concurrency
+ * nursery: a service makes one per request, and abandons the request with
+ * cf_scope_cancel.
+ *
+ *     cf_scope *req;
+ *     cf_scope_new(NULL, &req);
+ *     cf_submit_opts so = {.flags = CF_SUBMIT_SCOPE, .scope = req};
+ *     cf_submit_ex(ex, handle_request, &r, sizeof r, &so, &f);
+ *     ...                                  // the client went away:
+ *     cf_scope_cancel(req);                // f, its children, their children
+ *     cf_scope_free(req);
+ *
+ * Rules
+ *   - A future joins a scope at submit (cf_submit_opts.scope with
+ *     CF_SUBMIT_SCOPE) and leaves it when it is done: a scope holds only
+ *     futures not yet done, whatever it has seen.
+ *   - A thread-pool task runs in its future's scope: every cf_submit,
+ *     cf_submit_ex without CF_SUBMIT_SCOPE, cf_map and cf_spawn fallback it
+ *     makes joins that scope, on any executor (a thread task of a scoped
+ *     request that submits to a process pool puts the process task in the
+ *     scope too). CF_SUBMIT_SCOPE with a NULL scope submits outside any.
+ *     A process task's own submits run in its worker and inherit nothing.
+ *     A fork-join frame's task runs in its spawner's scope when its join
+ *     runs it, in none when another worker stole it.
+ *   - A scope made with a parent is cancelled with it (and born cancelled if
+ *     the parent is).
+ *   - Cancel asks every member to stop as cf_future_cancel does: a pending
+ *     future is cancelled (done at once for everyone), a running thread
+ *     task gets its stop flag (cf_call_stop_requested) and stays a member
+ *     until it returns, a running process task is killed (CF_ECANCELLED).
+ *     Then every child scope, likewise. A later submit into a cancelled
+ *     scope (or into a descendant) fails with CF_ECANCELLED; one that races
+ *     with the cancel may instead return a future that is cancelled.
+ *   - Cancel, free and submit are safe from any thread, from tasks and from
+ *     done-callbacks (no callback runs under a scope's lock).
+ *   - Cost: a scoped submit takes the scope's mutex and allocates a member
+ *     and a callback; submits outside any scope pay nothing for scopes. */
+typedef struct cf_scope cf_scope;
+
+/* A new scope, a child of `parent` (NULL: a root). 0, CF_EINVAL (bad
+ * parent), CF_ENOMEM. */
+int cf_scope_new(cf_scope *parent, cf_scope **out);
+
+/* Cancel the scope, its members and its child scopes (see above). 0 (also
+ * when already cancelled) or CF_EINVAL. */
+int cf_scope_cancel(cf_scope *s);
+
+/* Was the scope (or an ancestor, before it was made) cancelled? */
+bool cf_scope_cancelled(const cf_scope *s);
+
+/* Release the handle. The members keep running and stay cancellable
+ * through a parent; the scope is freed once its members are done and its
+ * children freed. NULL: no-op. */
+void cf_scope_free(cf_scope *s);
+
+/* The scope of the thread-pool task running on the calling thread, or NULL
+ * (no scope, or not in a task): borrowed, valid while that task runs. A
+ * task may poll cf_scope_cancelled(cf_scope_current()) besides its own
+ * stop flag. */
+cf_scope *cf_scope_current(void);
 
 #ifdef __cplusplus
 }

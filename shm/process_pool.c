@@ -52,7 +52,7 @@ static void nap(unsigned *backoff) {
 }
 
 static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
-                     unsigned flags, cf_future **out) {
+                     unsigned flags, struct cf_scope *scope, cf_future **out) {
   cf__pool *p = pool_of(ex);
   if (cf__pp_in_child) return CF_EINVAL; /* a copy of the pool in a worker */
   if (len > p->cfg.max_arg) return CF_E2BIG;

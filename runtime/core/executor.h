@@ -18,9 +18,12 @@
 typedef struct cf__executor_vtbl {
   /* Arguments are checked (ex, fn, out non-NULL; arg non-NULL if len > 0).
    * deadline_abs: absolute CLOCK_MONOTONIC ns, 0 for none. flags:
-   * CF_SUBMIT_*. */
+   * CF_SUBMIT_NOWAIT. scope: the scope the caller makes the future a
+   * member of once submit returns (scope.h); an executor that runs tasks in
+   * this process stores it in f->scope before it publishes the future (its
+   * runner reads it), the process pool ignores it. */
   int (*submit)(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
-                unsigned flags, cf_future **out);
+                unsigned flags, struct cf_scope *scope, cf_future **out);
   int (*shutdown)(cf_executor *ex, unsigned flags);
   /* Shut down with wait, join, free everything the executor owns. */
   int (*destroy)(cf_executor *ex);

@@ -53,6 +53,7 @@
 #include "deadline.h"
 #include "executor.h"
 #include "fcache.h"
+#include "scope.h"
 #include "sys.h"
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
@@ -322,7 +323,12 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
       .outcome = CF__OUTCOME_NONE,
       .err = 0,
   };
+  /* the task runs in its scope (scope.h: Inheritance); a task run while
+   * another waits on this thread (help.c) gets its own */
+  cf_scope *outer = cf__scope_tl;
+  cf__scope_tl = f->scope;
   f->fn(&c);
+  cf__scope_tl = outer;
   uint32_t to = CF_STATE_FINISHED;
   int32_t err = CF__ERR_OK;
   if (c.outcome == CF__OUTCOME_FAILED) {
@@ -568,22 +574,31 @@ int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
   return f->vt->crash_info(f, out);
 }
 
-int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
-  if (!valid(f) || !fn) return CF_EINVAL;
-  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
-    fn(f, arg);
-    return 0;
-  }
+cf__cb *cf__cb_new(cf_done_fn fn, void *arg) {
   cf__cb *cb = cf__alloc(sizeof *cb);
-  if (!cb) return CF_ENOMEM;
+  if (!cb) return NULL;
+  cb->next = NULL;
   cb->fn = fn;
   cb->arg = arg;
+  return cb;
+}
+
+void cf__future_add_cb(cf_future *f, cf__cb *cb) {
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+    cf_done_fn fn = cb->fn;
+    void *arg = cb->arg;
+    cf__free(cb, sizeof *cb);
+    fn(f, arg);
+    return;
+  }
   cf__cb *head = atomic_load(&f->callbacks);
   for (;;) {
     if (head == CF__CB_CLOSED) {
+      cf_done_fn fn = cb->fn;
+      void *arg = cb->arg;
       cf__free(cb, sizeof *cb);
       fn(f, arg);
-      return 0;
+      return;
     }
     cb->next = head;
     if (atomic_compare_exchange_weak(&f->callbacks, &head, cb)) break;
@@ -591,6 +606,17 @@ int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
   if (f->vt && f->vt->watch) f->vt->watch(f);
   /* seq_cst: pairs with the completer's done CAS + list load (DESIGN) */
   if (cf__st_done(atomic_load(f->word))) cf__future_run_callbacks(f);
+}
+
+int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
+  if (!valid(f) || !fn) return CF_EINVAL;
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+    fn(f, arg);
+    return 0;
+  }
+  cf__cb *cb = cf__cb_new(fn, arg);
+  if (!cb) return CF_ENOMEM;
+  cf__future_add_cb(f, cb);
   return 0;
 }
 

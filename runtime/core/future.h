@@ -145,9 +145,12 @@ struct cf_future {
   uint64_t ext[2]; /* executor-private (process pool: slot, gen; thread pool:
                       ext[0] the run tag (help.c), ext[1] the deadline timer's
                       note (deadline.h)) */
+  /* the cancellation scope it was submitted into (scope.h), or NULL: the
+   * scope its task runs in (set before the future is published) */
+  struct cf_scope *scope;
 
   unsigned char arg_inline[CF__INLINE_ARG];
-  unsigned char pad_[256 - 216];
+  unsigned char pad_[256 - 224];
 };
 
 _Static_assert(sizeof(struct cf_future) == 256, "cf_future: one 256-byte size class");
@@ -320,6 +323,13 @@ void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared);
 
 /* Run and close f's callback list (the completing thread). Idempotent. */
 void cf__future_run_callbacks(cf_future *f);
+
+/* cf_future_add_done_callback in two steps, so that a caller can allocate
+ * before it commits to anything: a callback node (NULL on ENOMEM), then its
+ * registration on f, which cannot fail (it runs fn at once, and frees the
+ * node, if f is done). Any thread. */
+cf__cb *cf__cb_new(cf_done_fn fn, void *arg);
+void cf__future_add_cb(cf_future *f, cf__cb *cb);
 
 /* Thread futures only: fail a future that is not done with `err` (claims
  * the outcome, then PENDING/RUNNING -> FAILED, wakes, runs callbacks).

@@ -195,7 +195,7 @@ static inline int push_inside(pool *p, worker *w, cf_future *f) {
 
 __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg,
                                                  size_t len, int64_t deadline, unsigned flags,
-                                                 cf_future **out) {
+                                                 struct cf_scope *scope, cf_future **out) {
   bool inside = w && w->pool == p;
   int rc;
   if (inside) {
@@ -223,6 +223,8 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   f->deadline = deadline;
   f->executor = &p->base;
   f->ext[0] = 0;
+  f->ext[1] = 0;
+  f->scope = scope;
   /* the pool's timer fails it at its deadline (deadline.h) */
   if (deadline && (rc = cf__deadline_watch(&p->base, p->name, f)) != 0) {
     cf__future_unref(f);
@@ -261,7 +263,7 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
  * bound, no deadline: a future from the thread's cache onto the bottom of
  * our deque. */
 static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
-                     unsigned flags, cf_future **out) {
+                     unsigned flags, struct cf_scope *scope, cf_future **out) {
   pool *p = (pool *)ex;
   worker *w = cf__tl_worker;
   if (__builtin_expect(
@@ -277,6 +279,8 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->deadline = deadline;
         f->executor = &p->base;
         f->ext[0] = 0;
+        f->ext[1] = 0;
+        f->scope = scope;
         int rc = push_inside(p, w, f);
         if (__builtin_expect(rc != 0, 0)) {
           cf__future_unref(f);
@@ -288,7 +292,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
       }
     }
   }
-  return submit_slow(p, w, fn, arg, len, deadline, flags, out);
+  return submit_slow(p, w, fn, arg, len, deadline, flags, scope, out);
 }
 
 static void join_workers(pool *p) {

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "scheduler.h"
+#include "scope.h"
 
 _Thread_local worker *cf__tl_worker TLS_IE;
 
@@ -52,7 +53,11 @@ __attribute__((noinline)) void cf__sched_run_frame(worker *w, frame *fr) {
         ((w->index + 1) << FR_THIEF_SHIFT) | ((uint32_t)cf__deque_bottom(&w->dq) << FR_BASE_SHIFT);
     atomic_fetch_or_explicit(&fr->word, note, memory_order_relaxed);
   }
+  /* away from its spawner, a frame runs in no scope (cfutures.h: scopes) */
+  cf_scope *outer = cf__scope_tl;
+  cf__scope_tl = NULL;
   frame_call(fr);
+  cf__scope_tl = outer;
   frame_publish(fr);
 }
 
