@@ -87,8 +87,10 @@ int cf_call_return(cf_call *call, const void *value, size_t len);
 int cf_call_fail(cf_call *call, int code, const char *message);
 
 /* True once someone asked this task to stop: its deadline passed, or the
- * future was cancelled while running, or the executor is shutting down with
- * cancel_futures. Cooperative: poll it in long loops. */
+ * future was cancelled while running (cf_future_cancel, cf_scope_cancel),
+ * or the executor is shutting down with
+ * CF_SHUTDOWN_CANCEL_FUTURES or CF_SHUTDOWN_KILL (every executor).
+ * Cooperative: poll it in long loops. */
 bool cf_call_stop_requested(cf_call *call);
 
 /* ---- Options ------------------------------------------------------------ */
@@ -183,11 +185,13 @@ int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future 
 int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const cf_submit_opts *so,
                  cf_future **out);
 
-#define CF_SHUTDOWN_WAIT 1u           /* return once every task has finished */
-#define CF_SHUTDOWN_CANCEL_FUTURES 2u /* cancel every pending future */
-#define CF_SHUTDOWN_KILL                                       \
-  4u /* process pool: also kill running tasks (CF_ECANCELLED); \
-        thread pool: request stop of running tasks */
+#define CF_SHUTDOWN_WAIT 1u /* return once every task has finished */
+/* Cancel every pending future, and ask the running tasks to stop: their
+ * cf_call_stop_requested() turns true (they still run to completion). */
+#define CF_SHUTDOWN_CANCEL_FUTURES 2u
+/* CF_SHUTDOWN_CANCEL_FUTURES, and a process pool also kills its running
+ * tasks (CF_ECANCELLED); a thread pool can only ask them to stop. */
+#define CF_SHUTDOWN_KILL 4u
 
 /* Stop accepting work: every later cf_submit (from any thread, the
  * executor's own tasks included) returns CF_ESHUTDOWN. Idempotent: later
@@ -342,11 +346,11 @@ int cf_future_release(cf_future *f);
  *     future (cf_submit + cf_future_result), with the same semantics, so the
  *     one-line switch between executors still holds.
  *   - No cancel, no deadline, no callbacks: use futures for those. A frame
- *     task sees cf_call_stop_requested() only for a CF_SHUTDOWN_KILL
- *     shutdown of a thread pool. A frame is never cancelled: it belongs to
- *     its spawner's running task, so a shutdown (with or without
- *     CF_SHUTDOWN_CANCEL_FUTURES) or a broken pool lets every spawned frame
- *     run (a frame that a cancelling shutdown takes out of a queue runs on
+ *     task sees cf_call_stop_requested() only for a shutdown of a thread
+ *     pool with CF_SHUTDOWN_CANCEL_FUTURES (or KILL). A frame is never
+ *     cancelled: it belongs to its spawner's running task, so a shutdown
+ *     (with or without CF_SHUTDOWN_CANCEL_FUTURES) or a broken pool lets
+ *     every spawned frame run (a frame that a cancelling shutdown takes out of a queue runs on
  *     the thread that shuts down). A spawn from a worker of a thread pool
  *     shut down with CF_SHUTDOWN_CANCEL_FUTURES, or broken, fails with
  *     CF_ESHUTDOWN (CF_EBROKEN); after a plain shutdown it still works

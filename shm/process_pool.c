@@ -169,6 +169,20 @@ static void cancel_all(cf__pool *p, bool running) {
   }
 }
 
+/* shutdown(CANCEL_FUTURES): set STOP on every running task's word, which
+ * its cf_call_stop_requested() polls (cfutures.h). relaxed: a hint; the CAS
+ * keeps the generation, so a slot done and reused meanwhile is left alone. */
+static void stop_running(cf__pool *p) {
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
+    _Atomic uint32_t *word = &cf__pp_slot(p, s)->word;
+    uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+    while (cf__st_state(w) == CF_STATE_RUNNING && !(w & CF__ST_STOP) &&
+           !atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_STOP, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+  }
+}
+
 /* Wait until every slot in use is done. */
 static void wait_all_done(cf__pool *p) {
   cf__assert(!cf__sv_is_current(p)); /* its callbacks may be what they wait for */
@@ -210,6 +224,7 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
   cf__pp_unlock(p);
   bool kill_them = flags & CF_SHUTDOWN_KILL;
   if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) cancel_all(p, kill_them);
+  if ((flags & CF_SHUTDOWN_CANCEL_FUTURES) && !kill_them) stop_running(p);
   if (cf__sv_is_current(p)) {
     /* From a done callback: the supervisor cannot wait for itself. */
     if (kill_them) stop_workers(p, true, false);

@@ -39,8 +39,9 @@ typedef struct cf__executor_vtbl {
 struct cf_executor {
   const cf__executor_vtbl *vt;
   uint32_t magic;
-  /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
-   * f->executor is this executor then sees cf_call_stop_requested(). */
+  /* Thread pool: set by shutdown with CF_SHUTDOWN_CANCEL_FUTURES (or KILL);
+   * a thread task whose f->executor is this executor then sees
+   * cf_call_stop_requested(). */
   _Atomic bool stop_all;
   /* The deadline timer (deadline.h), made on the first watched deadline. */
   _Atomic(struct cf__timer *) timer;

@@ -312,10 +312,9 @@ static int tp_shutdown(cf_executor *ex, unsigned flags) {
   /* a worker, or the timer thread (a callback of a future it expired),
    * cannot wait for the workers */
   if (inside || cf__deadline_is_timer_thread(ex)) flags &= ~CF_SHUTDOWN_WAIT;
-  if (flags & CF_SHUTDOWN_KILL) {
-    atomic_store(&p->base.stop_all, true);
-    flags |= CF_SHUTDOWN_CANCEL_FUTURES;
-  }
+  if (flags & CF_SHUTDOWN_KILL) flags |= CF_SHUTDOWN_CANCEL_FUTURES;
+  /* running tasks (and frames) see cf_call_stop_requested() */
+  if (flags & CF_SHUTDOWN_CANCEL_FUTURES) atomic_store(&p->base.stop_all, true);
   uint64_t add = GATE_SHUT | ((flags & CF_SHUTDOWN_CANCEL_FUTURES) ? GATE_CANCEL : 0);
   atomic_fetch_or(&p->flags, (uint32_t)add);
   atomic_fetch_or(&p->gate, add);
