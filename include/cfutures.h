@@ -87,8 +87,8 @@ int cf_call_return(cf_call *call, const void *value, size_t len);
 int cf_call_fail(cf_call *call, int code, const char *message);
 
 /* True once someone asked this task to stop: its deadline passed, or the
- * future was cancelled while running (cf_future_cancel, cf_scope_cancel),
- * or the executor is shutting down with
+ * future was cancelled while running (cf_future_cancel, cf_scope_cancel,
+ * cf_map_free), or the executor is shutting down with
  * CF_SHUTDOWN_CANCEL_FUTURES or CF_SHUTDOWN_KILL (every executor).
  * Cooperative: poll it in long loops. */
 bool cf_call_stop_requested(cf_call *call);
@@ -441,7 +441,11 @@ int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len);
  * code given to cf_call_fail (CF_ETASK) or the item's CF_E* error, and a
  * copy of its message. 0, or CF_EINVAL if no item failed yet. */
 int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
-/* Cancels what is still pending and waits for what runs. */
+/* Abandon the map: cancels the tasks still queued, asks the running ones to
+ * stop (cf_call_stop_requested; a chunk stops between items), releases
+ * them and returns at once, without waiting. A task that ignores the stop
+ * request finishes in the background (its result is dropped); nothing
+ * leaks. */
 void cf_map_free(cf_map *m);
 
 /* ---- Cancellation scopes ------------------------------------------------ */
