@@ -400,8 +400,10 @@ enum {
  * not within timeout_ns. NULL entries are CF_EINVAL. */
 int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns, bool *done);
 
-/* Yields each of fs[0..n) once, as it finishes. The total timeout runs from
- * cf_as_completed_new(). The iterator borrows the futures (retains them). */
+/* Yields each future of fs[0..n) once, as it finishes; a future listed
+ * twice is yielded once, under its first index (Python's as_completed works
+ * on set(fs)). The total timeout runs from cf_as_completed_new(). The
+ * iterator borrows the futures (retains them). */
 typedef struct cf_as_completed cf_as_completed;
 int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_as_completed **out);
 /* 0 with *f (borrowed, valid while the iterator lives) and *index set;
