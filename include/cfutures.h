@@ -243,7 +243,9 @@ enum {
 };
 
 /* Wait up to timeout_ns for the future, then copy its result into out[0..cap)
- * and its size into *len (out may be NULL when cap is 0; len may be NULL).
+ * and its size into *len (len may be NULL). With no buffer (out NULL, cap
+ * 0) it is a success check: 0 for a future that finished, whatever the
+ * size of its result (*len gets it).
  * Returns 0, or: CF_ETIMEDOUT (this wait timed out: the future is not done),
  * CF_EDEADLINE (the task's own deadline passed), CF_ECANCELLED, CF_ETASK,
  * CF_ECRASHED, CF_EBROKEN, CF_E2BIG, CF_EPROTO, CF_ERANGE (cap too small;
@@ -268,8 +270,11 @@ bool cf_future_done(cf_future *f);
 bool cf_future_running(cf_future *f);
 bool cf_future_cancelled(cf_future *f);
 
-/* For a failed future: its code (CF_ETASK: the code given to cf_call_fail)
- * and message. 0, or CF_EINVAL if the future has not failed. */
+/* Why a done future did not succeed: for a failed one, its code (CF_ETASK:
+ * the code given to cf_call_fail) and message; for a cancelled one
+ * CF_ECANCELLED; for one that finished, "no error" (Python's exception()
+ * is None): code 0 and an empty message. 0, or CF_EINVAL if the future is
+ * not done. */
 int cf_future_error(cf_future *f, int *code, char *message, size_t cap);
 
 typedef struct cf_crash_info {

@@ -496,9 +496,13 @@ int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t t
     w = atomic_load_explicit(f->word, memory_order_acquire);
   }
   if (cf__st_state(w) == CF_STATE_FINISHED) {
-    if (is_local(f)) return local_result(f, out, cap, len);
-    if (!f->vt || !f->vt->result) return CF_EPROTO;
-    return f->vt->result(f, out, cap, len);
+    int r;
+    if (is_local(f))
+      r = local_result(f, out, cap, len);
+    else
+      r = f->vt && f->vt->result ? f->vt->result(f, out, cap, len) : CF_EPROTO;
+    /* no buffer at all: a success check (the size still goes to *len) */
+    return r == CF_ERANGE && !out && !cap ? 0 : r;
   }
   return done_error(f, w);
 }
@@ -560,6 +564,11 @@ int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
       memcpy(message, cf_strerror(CF_ECANCELLED), n);
       message[n] = 0;
     }
+    return 0;
+  }
+  if (st == CF_STATE_FINISHED) { /* no error (Python's exception() is None) */
+    if (code) *code = 0;
+    if (message && cap) message[0] = 0;
     return 0;
   }
   if (st != CF_STATE_FAILED) return CF_EINVAL;

@@ -409,6 +409,7 @@ static void load_chunk(cf_map *m) {
   m->res_items = 0;
   size_t need = 0;
   int rc = cf_future_result(s->f, m->res, m->res_cap, &need, 0);
+  if (rc == 0 && need > m->res_cap) rc = CF_ERANGE; /* no buffer yet: a success check */
   if (rc == CF_ERANGE) {
     unsigned char *p = realloc(m->res, need);
     if (!p) {
