@@ -455,6 +455,19 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
  * leaks. */
 void cf_map_free(cf_map *m);
 
+/* ---- Waiting without helping ------------------------------------------- */
+
+/* cf_future_wait with flags: 0 once done, CF_ETIMEDOUT, CF_EINVAL (a bad
+ * future, or a flag that is not CF_WAIT_*). */
+int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags);
+
+/* Inside a thread-pool task, block without running any other task on this
+ * stack meanwhile, whatever cf_options.wait_help says (for a caller that
+ * holds a lock, or must not nest work): CF_HELP_NONE for this one wait. A
+ * task that waits so on a child it submitted needs another free worker to
+ * run the child. Outside a thread-pool task it changes nothing. */
+#define CF_WAIT_NO_HELP 1u
+
 /* ---- Cancellation scopes ------------------------------------------------ */
 
 /* A scope groups futures so that one call cancels them all and everything

@@ -486,6 +486,14 @@ int cf_future_wait(cf_future *f, int64_t timeout_ns) {
   return wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
 }
 
+int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags) {
+  if (!valid(f) || (flags & ~CF_WAIT_NO_HELP)) return CF_EINVAL;
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  int64_t deadline = timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns);
+  if (flags & CF_WAIT_NO_HELP) return cf__future_block_until(f, deadline);
+  return wait_until(f, deadline);
+}
+
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {
   if (!valid(f) || (!out && cap)) return CF_EINVAL;
   /* acquire: pairs with the completer's release (result bytes) */
