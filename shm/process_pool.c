@@ -281,6 +281,7 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   out->cancelled = atomic_load_explicit(&p->cancelled, memory_order_relaxed);
   out->crashed = atomic_load_explicit(&p->crashed, memory_order_relaxed);
   out->respawned = atomic_load_explicit(&p->respawned, memory_order_relaxed);
+  out->deadline_expired = atomic_load_explicit(&p->expired, memory_order_relaxed);
   for (unsigned i = 0; i < p->cfg.nworkers; i++) {
     out->completed += atomic_load_explicit(&seg->workers[i].completed, memory_order_relaxed);
     out->parks += atomic_load_explicit(&seg->workers[i].parks, memory_order_relaxed);

@@ -75,6 +75,7 @@ static void expire_deadlines(cf__pool *p) {
     bool done = cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_EDEADLINE,
                                    NULL, false, &st);
     cf__pp_unlock(p);
+    if (done) atomic_fetch_add_explicit(&p->expired, 1, memory_order_relaxed); /* statistic */
     if (done) cf__pp_settle_finish(p, &st);
   }
 }

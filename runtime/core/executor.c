@@ -95,6 +95,14 @@ int cf_executor_destroy(cf_executor *ex) {
   return ex->vt->destroy(ex);
 }
 
+int cf_executor_time_tasks(cf_executor *ex, bool on) {
+  if (!valid_ex(ex)) return CF_EINVAL;
+  /* relaxed: submitters read it as a hint; tasks submitted around the
+   * switch are measured or not */
+  atomic_store_explicit(&ex->time_tasks, on, memory_order_relaxed);
+  return 0;
+}
+
 int cf_executor_stats(cf_executor *ex, cf_stats *out) {
   if (!valid_ex(ex) || !out) return CF_EINVAL;
   memset(out, 0, sizeof *out);

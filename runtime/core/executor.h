@@ -45,6 +45,8 @@ struct cf_executor {
   _Atomic bool stop_all;
   /* The deadline timer (deadline.h), made on the first watched deadline. */
   _Atomic(struct cf__timer *) timer;
+  /* cf_executor_time_tasks: stamp each future at submit (f->t_submit) */
+  _Atomic bool time_tasks;
 };
 
 #endif /* CF_RUNTIME_EXECUTOR_H */

@@ -148,9 +148,12 @@ struct cf_future {
   /* the cancellation scope it was submitted into (scope.h), or NULL: the
    * scope its task runs in (set before the future is published) */
   struct cf_scope *scope;
+  /* thread pool, cf_executor_time_tasks: CLOCK_MONOTONIC ns at submit, 0:
+   * not measured */
+  int64_t t_submit;
 
   unsigned char arg_inline[CF__INLINE_ARG];
-  unsigned char pad_[256 - 224];
+  unsigned char pad_[256 - 232];
 };
 
 _Static_assert(sizeof(struct cf_future) == 256, "cf_future: one 256-byte size class");

@@ -225,6 +225,8 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   f->ext[0] = 0;
   f->ext[1] = 0;
   f->scope = scope;
+  /* relaxed: a hint (cf_executor_time_tasks) */
+  f->t_submit = atomic_load_explicit(&p->base.time_tasks, memory_order_relaxed) ? cf__now_ns() : 0;
   /* the pool's timer fails it at its deadline (deadline.h) */
   if (deadline && (rc = cf__deadline_watch(&p->base, p->name, f)) != 0) {
     cf__future_unref(f);
@@ -260,14 +262,16 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
 }
 
 /* The fork-join fast path: a worker of this pool, a small argument, no
- * bound, no deadline: a future from the thread's cache onto the bottom of
- * our deque. */
+ * bound, no deadline, no timing: a future from the thread's cache onto the
+ * bottom of our deque. */
 static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
                      unsigned flags, struct cf_scope *scope, cf_future **out) {
   pool *p = (pool *)ex;
   worker *w = cf__tl_worker;
-  if (__builtin_expect(
-          w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued && !deadline, 1)) {
+  /* relaxed: time_tasks is a hint (cf_executor_time_tasks) */
+  if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued &&
+                           !deadline && !atomic_load_explicit(&ex->time_tasks, memory_order_relaxed),
+                       1)) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
     uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
     if (__builtin_expect(!(g & (GATE_BROKEN | GATE_SHUT)), 1)) {
@@ -281,6 +285,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->ext[0] = 0;
         f->ext[1] = 0;
         f->scope = scope;
+        f->t_submit = 0;
         int rc = push_inside(p, w, f);
         if (__builtin_expect(rc != 0, 0)) {
           cf__future_unref(f);
@@ -357,10 +362,14 @@ static int tp_stats(cf_executor *ex, cf_stats *out) {
     out->cancelled += atomic_load_explicit(&s->cancelled, memory_order_relaxed);
     out->stolen += atomic_load_explicit(&s->stolen, memory_order_relaxed);
     out->parks += atomic_load_explicit(&s->parks, memory_order_relaxed);
+    out->timed += atomic_load_explicit(&s->timed, memory_order_relaxed);
+    out->queue_wait_ns += atomic_load_explicit(&s->queue_wait_ns, memory_order_relaxed);
+    out->run_ns += atomic_load_explicit(&s->run_ns, memory_order_relaxed);
     queued += (uint64_t)cf__deque_size(&p->w[i].dq);
   }
   out->queued = queued;
   out->workers = p->n;
+  out->deadline_expired = cf__deadline_expired(ex);
   return 0;
 }
 

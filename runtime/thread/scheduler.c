@@ -61,6 +61,18 @@ __attribute__((noinline)) void cf__sched_run_frame(worker *w, frame *fr) {
   frame_publish(fr);
 }
 
+__attribute__((noinline)) int cf__sched_run_timed(worker *w, cf_future *f, int64_t t_submit) {
+  int64_t start = cf__now_ns();
+  int r = cf__future_run_tagged(f, w->index + 1, run_tag(w));
+  if (r == 1) {
+    int64_t end = cf__now_ns();
+    stat_inc(&w->st.timed);
+    stat_add(&w->st.queue_wait_ns, (uint64_t)(start > t_submit ? start - t_submit : 0));
+    stat_add(&w->st.run_ns, (uint64_t)(end - start));
+  }
+  return r;
+}
+
 /* Owner: move the private frames, oldest first, to the bottom of the deque,
  * where thieves (and the helping loops) see them. A full deque keeps the
  * newest ones private. */

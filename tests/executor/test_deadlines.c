@@ -212,6 +212,70 @@ static void test_callback_on_pool_thread(void) {
   expect_rc(atomic_load(&cb_shutdown_rc), 0);
 }
 
+/* ---- statistics ---- */
+
+/* The counters are summed by the workers (and the timer) after a future is
+ * done, so a waiter may look first: poll them, for at most 5 s. */
+static bool stats_reach(cf_executor *ex, uint64_t expired, uint64_t timed, cf_stats *st) {
+  for (int i = 0; i < 25000; i++) {
+    if (cf_executor_stats(ex, st) != 0) return false;
+    if (st->deadline_expired >= expired && st->timed >= timed) return true;
+    nap();
+  }
+  return false;
+}
+
+static void sleep_1ms_task(cf_call *c) {
+  struct timespec ts = {0, 1000000};
+  nanosleep(&ts, NULL);
+}
+
+/* Expiries are counted; with cf_executor_time_tasks on, so are queue wait
+ * and run time (thread pool). Bounds only from below, by what nanosleep
+ * guarantees: no timing thresholds. */
+static void test_stats(void) {
+  reset_shared();
+  cf_executor *ex = make_ex(1);
+  cf_stats st;
+  expect_rc(cf_executor_stats(ex, &st), 0);
+  expect_eq(st.deadline_expired, 0);
+  expect_eq(st.timed, 0);
+  cf_future *h = NULL, *q[3];
+  cf_submit_opts so = {.timeout_ns = 20 * 1000000LL, .flags = 0};
+  assert_rc(cf_submit_ex(ex, held_task, NULL, 0, &so, &h), 0); /* expires running (or queued) */
+  so.timeout_ns = 1;
+  for (int i = 0; i < 3; i++) assert_rc(cf_submit_ex(ex, quick_task, NULL, 0, &so, &q[i]), 0);
+  expect_rc(cf_future_result(h, NULL, 0, NULL, -1), CF_EDEADLINE);
+  for (int i = 0; i < 3; i++) expect_rc(cf_future_result(q[i], NULL, 0, NULL, -1), CF_EDEADLINE);
+  /* thread: every expiry; process: those its supervisor made (a task that a
+   * worker took first and finished late fails in the worker) */
+  expect_true(stats_reach(ex, process_kind ? 1 : 4, 0, &st));
+  expect_true(st.deadline_expired <= 4);
+  atomic_store(&sh->gate, 1);
+  cf_future_release(h);
+  for (int i = 0; i < 3; i++) cf_future_release(q[i]);
+
+  expect_rc(cf_executor_time_tasks(ex, true), 0);
+  enum { N = 10 };
+  cf_future *fs[N];
+  for (int i = 0; i < N; i++) assert_rc(cf_submit(ex, sleep_1ms_task, NULL, 0, &fs[i]), 0);
+  for (int i = 0; i < N; i++) expect_rc(cf_future_result(fs[i], NULL, 0, NULL, -1), 0);
+  if (!process_kind) {
+    expect_true(stats_reach(ex, 0, N, &st));
+    expect_eq(st.timed, N);
+    expect_true(st.run_ns >= N * 1000000ull);
+    /* one worker: task k waited for the k before it, 1 ms each at least */
+    expect_true(st.queue_wait_ns >= (N - 1) * N / 2 * 1000000ull);
+  } else {
+    expect_rc(cf_executor_stats(ex, &st), 0);
+    expect_eq(st.timed, 0);
+  }
+  expect_rc(cf_executor_time_tasks(ex, false), 0);
+  for (int i = 0; i < N; i++) cf_future_release(fs[i]);
+  expect_rc(cf_executor_time_tasks(NULL, true), CF_EINVAL);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
   sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -221,5 +285,6 @@ int main(int argc, char **argv) {
   CF_RUN(test_two_codes);
   CF_RUN(test_complete_first);
   CF_RUN(test_callback_on_pool_thread);
+  CF_RUN(test_stats);
   return cf_test_done(process_kind ? "test_deadlines_process" : "test_deadlines_thread");
 }
