@@ -217,7 +217,8 @@ static void uncount(cf_future *f, bool done) {
     cf__assert(t->watched > 0);
     if (--t->watched == 0 && t->stop) pthread_cond_broadcast(&t->idle);
   }
-  pthread_mutex_unlock(&t->mu); /* the last touch of t (deadline.h, step 4) */
+  /* the last touch of t (deadline.h, step 4) */
+  pthread_mutex_unlock(&t->mu);
   if (drop) cf__future_unref(f); /* never the last: the caller holds one */
 }
 

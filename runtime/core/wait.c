@@ -318,7 +318,8 @@ struct cf_as_completed {
    * debug builds): */
   _Atomic bool busy;
   ac_node *ready; /* FIFO taken from inbox */
-  size_t n, unique, yielded, registered; /* unique: distinct futures in fs */
+  /* unique: the distinct futures of fs, what is yielded */
+  size_t n, unique, yielded, registered;
   int64_t deadline;
   bool *seen; /* seen[i]: fs[i] was taken from the inbox */
   cf_future **fs;

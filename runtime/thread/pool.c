@@ -270,7 +270,8 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   worker *w = cf__tl_worker;
   /* relaxed: time_tasks is a hint (cf_executor_time_tasks) */
   if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued &&
-                           !deadline && !atomic_load_explicit(&ex->time_tasks, memory_order_relaxed),
+                           !deadline &&
+                           !atomic_load_explicit(&ex->time_tasks, memory_order_relaxed),
                        1)) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
     uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
@@ -338,7 +339,8 @@ static int tp_destroy(cf_executor *ex) {
   if (tl_draining == p) return CF_EINVAL; /* from a callback its own drain runs */
   tp_shutdown(ex, CF_SHUTDOWN_WAIT);
   drain(p, false); /* nothing should be left; stragglers are cancelled */
-  cf__deadline_destroy(ex); /* every future is done now */
+  /* every future is done now: the timer goes */
+  cf__deadline_destroy(ex);
   for (unsigned i = 0; i < p->n; i++) cf__deque_free(&p->w[i].dq);
   cf__park_destroy(&p->park);
   pthread_mutex_destroy(&p->join_lock);

@@ -102,7 +102,8 @@ static void test_cancel_members(void) {
   }
   expect_eq(atomic_load(&sh->started), 1); /* the queued ones never ran */
   if (!process_kind) expect_eq(atomic_load(&sh->saw_stop), 1);
-  if (process_kind) expect_rc(cf_future_result(fs[0], NULL, 0, NULL, 0), CF_ECANCELLED); /* killed */
+  if (process_kind)
+    expect_rc(cf_future_result(fs[0], NULL, 0, NULL, 0), CF_ECANCELLED); /* killed */
   expect_rc(cf_future_result(other, NULL, 0, NULL, -1), 0);
   /* a cancelled scope refuses submits; cancelling again is fine */
   cf_future *late = (cf_future *)1;

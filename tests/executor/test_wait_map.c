@@ -321,7 +321,7 @@ static void test_mixed(void) {
       work_arg a = {(int64_t)(r * M + i) * 7 + 3, (uint32_t)(rng_next(&s) % 30000)};
       assert_rc(cf_submit(i % 2 ? pp : tp, work_task, &a, sizeof a, &fs[i]), 0);
     }
-    fs[M] = fs[0]; /* the same future twice: cf_wait counts each entry, */
+    fs[M] = fs[0];     /* the same future twice: cf_wait counts each entry, */
     fs[M + 1] = fs[1]; /* as_completed yields it once (Python: set(fs)) */
     int mode = (int)(r % 3) + 1;
     bool done[M + 2];
