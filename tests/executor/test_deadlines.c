@@ -212,6 +212,69 @@ static void test_callback_on_pool_thread(void) {
   expect_rc(atomic_load(&cb_shutdown_rc), 0);
 }
 
+/* ---- races ---- */
+
+/* Spins for its argument's nanoseconds (or until asked to stop). */
+static void spin_task(cf_call *c) {
+  int64_t ns;
+  memcpy(&ns, cf_call_arg(c, NULL), sizeof ns);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    if (cf_call_stop_requested(c)) return;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec) < ns);
+}
+
+static _Atomic int race_cbs;
+static void race_cb(cf_future *f, void *arg) {
+  atomic_fetch_add(&race_cbs, 1);
+}
+
+/* Deadlines that fire while tasks start, finish, are cancelled or are
+ * released, all at about the same time: every future ends exactly once
+ * (its callback once), with CF_EDEADLINE only if it had a deadline, and
+ * the pool is destroyed with nothing left on its timer (debug check, ASan). */
+static void test_races(void) {
+  cf_executor *ex = make_ex(3);
+  int n = (int)cf_test_scale(process_kind ? 1500 : 6000);
+  cf_future **fs = calloc((size_t)n, sizeof *fs);
+  bool *had_deadline = calloc((size_t)n, sizeof *had_deadline);
+  atomic_store(&race_cbs, 0);
+  unsigned seed = 12345;
+  int registered = 0;
+  for (int i = 0; i < n; i++) {
+    int64_t work = (int64_t)(rand_r(&seed) % 200000); /* up to 0.2 ms */
+    cf_submit_opts so = {.timeout_ns = 0, .flags = 0};
+    if (rand_r(&seed) % 3) so.timeout_ns = (int64_t)(rand_r(&seed) % 300000) + 1;
+    had_deadline[i] = so.timeout_ns > 0;
+    assert_rc(cf_submit_ex(ex, spin_task, &work, sizeof work, &so, &fs[i]), 0);
+    if (cf_future_add_done_callback(fs[i], race_cb, NULL) == 0) registered++;
+    switch (rand_r(&seed) % 4) {
+      case 0:
+        (void)cf_future_cancel(fs[i]);
+        break;
+      case 1:
+        cf_future_release(fs[i]); /* released while pending or running */
+        fs[i] = NULL;
+        break;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    if (!fs[i]) continue;
+    int rc = cf_future_result(fs[i], NULL, 0, NULL, -1);
+    expect_true(rc == 0 || rc == CF_ECANCELLED || (rc == CF_EDEADLINE && had_deadline[i]));
+    cf_future_release(fs[i]);
+  }
+  expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_WAIT), 0);
+  /* process callbacks run on the supervisor, a little after the wait */
+  expect_true(within_5s(&race_cbs, registered));
+  expect_rc(cf_executor_destroy(ex), 0);
+  expect_eq(atomic_load(&race_cbs), registered);
+  free(fs);
+  free(had_deadline);
+}
+
 /* ---- statistics ---- */
 
 /* The counters are summed by the workers (and the timer) after a future is
@@ -285,6 +348,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_two_codes);
   CF_RUN(test_complete_first);
   CF_RUN(test_callback_on_pool_thread);
+  CF_RUN(test_races);
   CF_RUN(test_stats);
   return cf_test_done(process_kind ? "test_deadlines_process" : "test_deadlines_thread");
 }

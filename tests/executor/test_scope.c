@@ -280,6 +280,65 @@ static void test_members_leave(void) {
   expect_eq(atomic_load(&sh->ran), N);
 }
 
+/* ---- a cancel racing with a growing tree of tasks ---- */
+
+/* A node of the tree: below depth 0 it submits two children (they inherit
+ * its scope) and waits for them, else it spins until stopped or done. On a
+ * thread pool, so that its submits inherit; leaves on the executor under
+ * test. */
+static cf_executor *tree_tp, *tree_leaf_ex;
+static _Atomic int tree_nodes;
+
+static void tree_task(cf_call *c) {
+  int depth = *(const int *)cf_call_arg(c, NULL);
+  atomic_fetch_add(&tree_nodes, 1);
+  if (depth == 0) {
+    for (int i = 0; i < 2000 && !cf_call_stop_requested(c); i++) nap();
+    return;
+  }
+  int d = depth - 1;
+  cf_future *kid[2] = {NULL, NULL};
+  for (int i = 0; i < 2; i++)
+    if (cf_submit(d == 0 ? tree_leaf_ex : tree_tp, tree_task, &d, sizeof d, &kid[i]) != 0)
+      kid[i] = NULL; /* the scope is cancelled: CF_ECANCELLED */
+  for (int i = 0; i < 2; i++) {
+    if (!kid[i]) continue;
+    (void)cf_future_wait(kid[i], -1);
+    cf_future_release(kid[i]);
+  }
+}
+
+static void test_cancel_race(void) {
+  tree_tp = cf_test_new_executor(false, 3);
+  tree_leaf_ex = process_kind ? make_ex(2) : tree_tp;
+  int rounds = (int)cf_test_scale(20);
+  for (int r = 0; r < rounds; r++) {
+    atomic_store(&tree_nodes, 0);
+    cf_scope *top = NULL, *s = NULL;
+    assert_rc(cf_scope_new(NULL, &top), 0);
+    assert_rc(cf_scope_new(top, &s), 0);
+    cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_SCOPE, .scope = s};
+    int depth = 5;
+    cf_future *root = NULL;
+    assert_rc(cf_submit_ex(tree_tp, tree_task, &depth, sizeof depth, &so, &root), 0);
+    /* cancel at a different point of the growth each round */
+    assert_true(within_5s(&tree_nodes, 1 + r % 6));
+    if (r % 2) {
+      /* the handle goes first: its members are reached through the parent */
+      cf_scope_free(s);
+      expect_rc(cf_scope_cancel(top), 0);
+    } else {
+      expect_rc(cf_scope_cancel(s), 0);
+      cf_scope_free(s);
+    }
+    expect_true(done_5s(root));
+    cf_future_release(root);
+    cf_scope_free(top);
+  }
+  if (tree_leaf_ex != tree_tp) expect_rc(cf_executor_destroy(tree_leaf_ex), 0);
+  expect_rc(cf_executor_destroy(tree_tp), 0);
+}
+
 /* ---- bad input ---- */
 
 static void test_bad_input(void) {
@@ -305,6 +364,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_detach);
   CF_RUN(test_child_scopes);
   CF_RUN(test_members_leave);
+  CF_RUN(test_cancel_race);
   CF_RUN(test_bad_input);
   return cf_test_done(process_kind ? "test_scope_process" : "test_scope_thread");
 }
