@@ -537,7 +537,7 @@ int cf_scope_new(cf_scope *parent, cf_scope **out);
  * when already cancelled) or CF_EINVAL. */
 int cf_scope_cancel(cf_scope *s);
 
-/* Was the scope (or an ancestor, before it was made) cancelled? */
+/* Was the scope cancelled (itself, or through an ancestor)? */
 bool cf_scope_cancelled(const cf_scope *s);
 
 /* Release the handle. The members keep running and stay cancellable
