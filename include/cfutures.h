@@ -40,7 +40,7 @@ enum {
   CF_OK = 0,
   CF_EINVAL = -1,     /* invalid argument or handle (NULL, released twice) */
   CF_ENOMEM = -2,     /* out of memory */
-  CF_ETIMEDOUT = -3,  /* a wait timed out, or the task's deadline passed */
+  CF_ETIMEDOUT = -3,  /* a wait timed out (the future may still complete) */
   CF_ECANCELLED = -4, /* the future was cancelled */
   CF_ESHUTDOWN = -5,  /* the executor is shut down */
   CF_EBROKEN = -6,    /* the executor is broken (its initializer failed) */
@@ -53,6 +53,7 @@ enum {
   CF_EDONE = -13,     /* an iteration has no more items */
   CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
   CF_ESYS = -15,      /* a system call failed: errno tells which */
+  CF_EDEADLINE = -16, /* the task's deadline passed (cf_submit_opts.timeout_ns) */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -86,8 +87,10 @@ int cf_call_return(cf_call *call, const void *value, size_t len);
 int cf_call_fail(cf_call *call, int code, const char *message);
 
 /* True once someone asked this task to stop: its deadline passed, or the
- * future was cancelled while running, or the executor is shutting down with
- * cancel_futures. Cooperative: poll it in long loops. */
+ * future was cancelled while running (cf_future_cancel, cf_scope_cancel,
+ * cf_map_free), or the executor is shutting down with
+ * CF_SHUTDOWN_CANCEL_FUTURES or CF_SHUTDOWN_KILL (every executor).
+ * Cooperative: poll it in long loops. */
 bool cf_call_stop_requested(cf_call *call);
 
 /* ---- Options ------------------------------------------------------------ */
@@ -162,12 +165,19 @@ int cf_process_pool_new(const cf_options *o, cf_executor **out);
 
 typedef struct cf_submit_opts {
   int64_t timeout_ns; /* > 0: deadline, counted from submit; past it the future
-                         fails with CF_ETIMEDOUT (a thread task sees
+                         fails with CF_EDEADLINE (a thread task sees
                          cf_call_stop_requested(); a process task is killed) */
   unsigned flags;     /* CF_SUBMIT_* */
+  /* Added in 0.2, read only when flags has CF_SUBMIT_SCOPE (so a caller
+   * built against the older, smaller struct is never read past its end):
+   * the cancellation scope the future joins (cf_scope_new), or NULL for
+   * none. Without CF_SUBMIT_SCOPE the future joins the scope of the
+   * thread-pool task that submits it, if any (cf_scope_current). */
+  struct cf_scope *scope;
 } cf_submit_opts;
 
 #define CF_SUBMIT_NOWAIT 1u /* queue full: return CF_EAGAIN instead of waiting */
+#define CF_SUBMIT_SCOPE 2u  /* cf_submit_opts.scope is set (even to NULL) */
 
 /* Submit fn(arg). `arg` is copied (len may be 0, arg may then be NULL).
  * On success *out holds a new future, released with cf_future_release(). */
@@ -175,11 +185,13 @@ int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future 
 int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const cf_submit_opts *so,
                  cf_future **out);
 
-#define CF_SHUTDOWN_WAIT 1u           /* return once every task has finished */
-#define CF_SHUTDOWN_CANCEL_FUTURES 2u /* cancel every pending future */
-#define CF_SHUTDOWN_KILL                                       \
-  4u /* process pool: also kill running tasks (CF_ECANCELLED); \
-        thread pool: request stop of running tasks */
+#define CF_SHUTDOWN_WAIT 1u /* return once every task has finished */
+/* Cancel every pending future, and ask the running tasks to stop: their
+ * cf_call_stop_requested() turns true (they still run to completion). */
+#define CF_SHUTDOWN_CANCEL_FUTURES 2u
+/* CF_SHUTDOWN_CANCEL_FUTURES, and a process pool also kills its running
+ * tasks (CF_ECANCELLED); a thread pool can only ask them to stop. */
+#define CF_SHUTDOWN_KILL 4u
 
 /* Stop accepting work: every later cf_submit (from any thread, the
  * executor's own tasks included) returns CF_ESHUTDOWN. Idempotent: later
@@ -215,6 +227,15 @@ typedef struct cf_stats {
   uint64_t respawned; /* worker processes started after the first ones */
   uint64_t queued;    /* tasks waiting now (all queues) */
   unsigned workers;
+  /* Added in 0.2 (cf_stats has no size field: callers rebuild against the
+   * header of the library they link, as a static library implies). */
+  uint64_t deadline_expired; /* futures failed with CF_EDEADLINE (process
+                                pool: by its supervisor, queued or killed) */
+  /* Task timing, while cf_executor_time_tasks() has it on (thread pool;
+   * a process pool leaves these 0): */
+  uint64_t timed;         /* tasks measured */
+  uint64_t queue_wait_ns; /* their total time from submit to start */
+  uint64_t run_ns;        /* their total time from start to finish */
 } cf_stats;
 
 /* Counters kept per worker and summed now: cheap, not a snapshot. */
@@ -226,15 +247,18 @@ enum {
   CF_STATE_PENDING = 0,
   CF_STATE_RUNNING = 1,
   CF_STATE_FINISHED = 2, /* the task returned */
-  CF_STATE_FAILED = 3,   /* CF_ETASK, CF_ECRASHED, CF_ETIMEDOUT, CF_EBROKEN ... */
+  CF_STATE_FAILED = 3,   /* CF_ETASK, CF_ECRASHED, CF_EDEADLINE, CF_EBROKEN ... */
   CF_STATE_CANCELLED = 4,
 };
 
 /* Wait up to timeout_ns for the future, then copy its result into out[0..cap)
- * and its size into *len (out may be NULL when cap is 0; len may be NULL).
- * Returns 0, or: CF_ETIMEDOUT (the wait timed out — or, if cf_future_done(),
- * the task's deadline passed), CF_ECANCELLED, CF_ETASK, CF_ECRASHED,
- * CF_EBROKEN, CF_E2BIG, CF_EPROTO, CF_ERANGE (cap too small; *len set).
+ * and its size into *len (len may be NULL). With no buffer (out NULL, cap
+ * 0) it is a success check: 0 for a future that finished, whatever the
+ * size of its result (*len gets it).
+ * Returns 0, or: CF_ETIMEDOUT (this wait timed out: the future is not done),
+ * CF_EDEADLINE (the task's own deadline passed), CF_ECANCELLED, CF_ETASK,
+ * CF_ECRASHED, CF_EBROKEN, CF_E2BIG, CF_EPROTO, CF_ERANGE (cap too small;
+ * *len set).
  * Called from inside a thread-pool task, the wait runs other tasks. */
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns);
 
@@ -255,8 +279,11 @@ bool cf_future_done(cf_future *f);
 bool cf_future_running(cf_future *f);
 bool cf_future_cancelled(cf_future *f);
 
-/* For a failed future: its code (CF_ETASK: the code given to cf_call_fail)
- * and message. 0, or CF_EINVAL if the future has not failed. */
+/* Why a done future did not succeed: for a failed one, its code (CF_ETASK:
+ * the code given to cf_call_fail) and message; for a cancelled one
+ * CF_ECANCELLED; for one that finished, "no error" (Python's exception()
+ * is None): code 0 and an empty message. 0, or CF_EINVAL if the future is
+ * not done. */
 int cf_future_error(cf_future *f, int *code, char *message, size_t cap);
 
 typedef struct cf_crash_info {
@@ -269,8 +296,10 @@ typedef struct cf_crash_info {
 int cf_future_crash_info(cf_future *f, cf_crash_info *out);
 
 /* fn(f, arg) runs once when f is done, in the thread that completed it (for
- * a process pool: the pool's supervisor thread), or at once in the caller if
- * f is already done. The callback must not release f's last reference. */
+ * a process pool: the pool's supervisor thread; for a thread-pool future
+ * that its deadline failed: usually the pool's timer thread, so keep it
+ * short), or at once in the caller if f is already done. The callback must
+ * not release f's last reference. */
 typedef void (*cf_done_fn)(cf_future *f, void *arg);
 int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg);
 
@@ -331,11 +360,11 @@ int cf_future_release(cf_future *f);
  *     future (cf_submit + cf_future_result), with the same semantics, so the
  *     one-line switch between executors still holds.
  *   - No cancel, no deadline, no callbacks: use futures for those. A frame
- *     task sees cf_call_stop_requested() only for a CF_SHUTDOWN_KILL
- *     shutdown of a thread pool. A frame is never cancelled: it belongs to
- *     its spawner's running task, so a shutdown (with or without
- *     CF_SHUTDOWN_CANCEL_FUTURES) or a broken pool lets every spawned frame
- *     run (a frame that a cancelling shutdown takes out of a queue runs on
+ *     task sees cf_call_stop_requested() only for a shutdown of a thread
+ *     pool with CF_SHUTDOWN_CANCEL_FUTURES (or KILL). A frame is never
+ *     cancelled: it belongs to its spawner's running task, so a shutdown
+ *     (with or without CF_SHUTDOWN_CANCEL_FUTURES) or a broken pool lets
+ *     every spawned frame run (a frame that a cancelling shutdown takes out of a queue runs on
  *     the thread that shuts down). A spawn from a worker of a thread pool
  *     shut down with CF_SHUTDOWN_CANCEL_FUTURES, or broken, fails with
  *     CF_ESHUTDOWN (CF_EBROKEN); after a plain shutdown it still works
@@ -385,8 +414,10 @@ enum {
  * not within timeout_ns. NULL entries are CF_EINVAL. */
 int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns, bool *done);
 
-/* Yields each of fs[0..n) once, as it finishes. The total timeout runs from
- * cf_as_completed_new(). The iterator borrows the futures (retains them). */
+/* Yields each future of fs[0..n) once, as it finishes; a future listed
+ * twice is yielded once, under its first index (Python's as_completed works
+ * on set(fs)). The total timeout runs from cf_as_completed_new(). The
+ * iterator borrows the futures (retains them). */
 typedef struct cf_as_completed cf_as_completed;
 int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_as_completed **out);
 /* 0 with *f (borrowed, valid while the iterator lives) and *index set;
@@ -426,7 +457,11 @@ int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len);
  * code given to cf_call_fail (CF_ETASK) or the item's CF_E* error, and a
  * copy of its message. 0, or CF_EINVAL if no item failed yet. */
 int cf_map_error(cf_map *m, int *code, char *message, size_t cap);
-/* Cancels what is still pending and waits for what runs. */
+/* Abandon the map: cancels the tasks still queued, asks the running ones to
+ * stop (cf_call_stop_requested; a chunk stops between items), releases
+ * them and returns at once, without waiting. A task that ignores the stop
+ * request finishes in the background (its result is dropped); nothing
+ * leaks. */
 void cf_map_free(cf_map *m);
 
 /* ---- Promises ----------------------------------------------------------- */
@@ -586,6 +621,93 @@ size_t cf_completion_queue_pending(cf_completion_queue *q);
  * registrations are cleaned up when they complete (the fd stays open until
  * then, never written by anyone else). NULL is a no-op. */
 void cf_completion_queue_free(cf_completion_queue *q);
+
+/* ---- Task timing -------------------------------------------------------- */
+
+/* Measure each task from now on (on = true) or stop (false): its queue wait
+ * (submit to start) and run time (start to finish) add up in cf_stats'
+ * timed, queue_wait_ns and run_ns. Off by default: it reads the clock at
+ * submit, start and finish of every task (a clock read costs 20-100 ns by
+ * machine), and takes a thread pool's submits off their fastest path. A
+ * process pool does not measure (0, the sums stay 0). 0 or CF_EINVAL. */
+int cf_executor_time_tasks(cf_executor *ex, bool on);
+
+/* ---- Waiting without helping ------------------------------------------- */
+
+/* cf_future_wait with flags: 0 once done, CF_ETIMEDOUT, CF_EINVAL (a bad
+ * future, or a flag that is not CF_WAIT_*). */
+int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags);
+
+/* Inside a thread-pool task, block without running any other task on this
+ * stack meanwhile, whatever cf_options.wait_help says (for a caller that
+ * holds a lock, or must not nest work): CF_HELP_NONE for this one wait. A
+ * task that waits so on a child it submitted needs another free worker to
+ * run the child. Outside a thread-pool task it changes nothing. */
+#define CF_WAIT_NO_HELP 1u
+
+/* ---- Cancellation scopes ------------------------------------------------ */
+
+/* A scope groups futures so that one call cancels them all and everything
+ * they spawned, like oneTBB's task_group_context or a structured-concurrency
+ * nursery: a service makes one per request, and abandons the request with
+ * cf_scope_cancel.
+ *
+ *     cf_scope *req;
+ *     cf_scope_new(NULL, &req);
+ *     cf_submit_opts so = {.flags = CF_SUBMIT_SCOPE, .scope = req};
+ *     cf_submit_ex(ex, handle_request, &r, sizeof r, &so, &f);
+ *     ...                                  // the client went away:
+ *     cf_scope_cancel(req);                // f, its children, their children
+ *     cf_scope_free(req);
+ *
+ * Rules
+ *   - A future joins a scope at submit (cf_submit_opts.scope with
+ *     CF_SUBMIT_SCOPE) and leaves it when it is done: a scope holds only
+ *     futures not yet done, whatever it has seen.
+ *   - A thread-pool task runs in its future's scope: every cf_submit,
+ *     cf_submit_ex without CF_SUBMIT_SCOPE, cf_map and cf_spawn fallback it
+ *     makes joins that scope, on any executor (a thread task of a scoped
+ *     request that submits to a process pool puts the process task in the
+ *     scope too). CF_SUBMIT_SCOPE with a NULL scope submits outside any.
+ *     A process task's own submits run in its worker and inherit nothing.
+ *     A fork-join frame's task runs in its spawner's scope when its join
+ *     runs it, in none when another worker stole it.
+ *   - A scope made with a parent is cancelled with it (and born cancelled if
+ *     the parent is).
+ *   - Cancel asks every member to stop as cf_future_cancel does: a pending
+ *     future is cancelled (done at once for everyone), a running thread
+ *     task gets its stop flag (cf_call_stop_requested) and stays a member
+ *     until it returns, a running process task is killed (CF_ECANCELLED).
+ *     Then every child scope, likewise. A later submit into a cancelled
+ *     scope (or into a descendant) fails with CF_ECANCELLED; one that races
+ *     with the cancel may instead return a future that is cancelled.
+ *   - Cancel, free and submit are safe from any thread, from tasks and from
+ *     done-callbacks (no callback runs under a scope's lock).
+ *   - Cost: a scoped submit takes the scope's mutex and allocates a member
+ *     and a callback; submits outside any scope pay nothing for scopes. */
+typedef struct cf_scope cf_scope;
+
+/* A new scope, a child of `parent` (NULL: a root). 0, CF_EINVAL (bad
+ * parent), CF_ENOMEM. */
+int cf_scope_new(cf_scope *parent, cf_scope **out);
+
+/* Cancel the scope, its members and its child scopes (see above). 0 (also
+ * when already cancelled) or CF_EINVAL. */
+int cf_scope_cancel(cf_scope *s);
+
+/* Was the scope cancelled (itself, or through an ancestor)? */
+bool cf_scope_cancelled(const cf_scope *s);
+
+/* Release the handle. The members keep running and stay cancellable
+ * through a parent; the scope is freed once its members are done and its
+ * children freed. NULL: no-op. */
+void cf_scope_free(cf_scope *s);
+
+/* The scope of the thread-pool task running on the calling thread, or NULL
+ * (no scope, or not in a task): borrowed, valid while that task runs. A
+ * task may poll cf_scope_cancelled(cf_scope_current()) besides its own
+ * stop flag. */
+cf_scope *cf_scope_current(void);
 
 #ifdef __cplusplus
 }

@@ -107,7 +107,7 @@ typedef struct cf__pool {
   pthread_t sv;
   pid_t zygote_pid;
 
-  _Atomic uint64_t submitted, cancelled, crashed, respawned; /* statistics */
+  _Atomic uint64_t submitted, cancelled, crashed, respawned, expired; /* statistics */
 } cf__pool;
 
 static inline cf__slot *cf__pp_slot(cf__pool *p, uint32_t s) {

@@ -52,7 +52,7 @@ static void nap(unsigned *backoff) {
 }
 
 static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
-                     unsigned flags, cf_future **out) {
+                     unsigned flags, struct cf_scope *scope, cf_future **out) {
   cf__pool *p = pool_of(ex);
   if (cf__pp_in_child) return CF_EINVAL; /* a copy of the pool in a worker */
   if (len > p->cfg.max_arg) return CF_E2BIG;
@@ -169,6 +169,20 @@ static void cancel_all(cf__pool *p, bool running) {
   }
 }
 
+/* shutdown(CANCEL_FUTURES): set STOP on every running task's word, which
+ * its cf_call_stop_requested() polls (cfutures.h). relaxed: a hint; the CAS
+ * keeps the generation, so a slot done and reused meanwhile is left alone. */
+static void stop_running(cf__pool *p) {
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
+    _Atomic uint32_t *word = &cf__pp_slot(p, s)->word;
+    uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+    while (cf__st_state(w) == CF_STATE_RUNNING && !(w & CF__ST_STOP) &&
+           !atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_STOP, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+  }
+}
+
 /* Wait until every slot in use is done. */
 static void wait_all_done(cf__pool *p) {
   cf__assert(!cf__sv_is_current(p)); /* its callbacks may be what they wait for */
@@ -210,6 +224,7 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
   cf__pp_unlock(p);
   bool kill_them = flags & CF_SHUTDOWN_KILL;
   if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) cancel_all(p, kill_them);
+  if ((flags & CF_SHUTDOWN_CANCEL_FUTURES) && !kill_them) stop_running(p);
   if (cf__sv_is_current(p)) {
     /* From a done callback: the supervisor cannot wait for itself. */
     if (kill_them) stop_workers(p, true, false);
@@ -266,6 +281,7 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   out->cancelled = atomic_load_explicit(&p->cancelled, memory_order_relaxed);
   out->crashed = atomic_load_explicit(&p->crashed, memory_order_relaxed);
   out->respawned = atomic_load_explicit(&p->respawned, memory_order_relaxed);
+  out->deadline_expired = atomic_load_explicit(&p->expired, memory_order_relaxed);
   for (unsigned i = 0; i < p->cfg.nworkers; i++) {
     out->completed += atomic_load_explicit(&seg->workers[i].completed, memory_order_relaxed);
     out->parks += atomic_load_explicit(&seg->workers[i].parks, memory_order_relaxed);

@@ -63,7 +63,7 @@ static int sf_error(cf_future *f, int *errp, int *code, char *msg, size_t cap) {
   } else {
     /* a worker's failure: untrusted */
     e = atomic_load_explicit(&sl->err, memory_order_relaxed); /* ordered by the acquire */
-    if (e != CF_ETASK && e != CF_E2BIG && e != CF_EINVAL && e != CF_ETIMEDOUT) e = CF_EPROTO;
+    if (e != CF_ETASK && e != CF_E2BIG && e != CF_EINVAL && e != CF_EDEADLINE) e = CF_EPROTO;
     if (e == CF_ETASK) {
       uint32_t n = atomic_load_explicit(&sl->msg_len, memory_order_relaxed);
       if (n > CF_MESSAGE_MAX - 1) {

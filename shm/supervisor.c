@@ -21,7 +21,7 @@
  *     is woken and settled again (both are idempotent); a hint the worker
  *     took but never claimed is pushed back; slots quarantined by the dead
  *     worker are released; the worker is respawned from the zygote;
- *   - deadlines: a PENDING task past its deadline fails CF_ETIMEDOUT, a
+ *   - deadlines: a PENDING task past its deadline fails CF_EDEADLINE, a
  *     RUNNING one too and its worker is killed and replaced;
  *   - a completion ring overflow: rescan every watched or orphaned slot;
  *   - a fork the zygote could not make: asked again every 10 ms (up to
@@ -72,9 +72,10 @@ static void expire_deadlines(cf__pool *p) {
       return;
     }
     cf__settle st;
-    bool done = cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_ETIMEDOUT,
+    bool done = cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_EDEADLINE,
                                    NULL, false, &st);
     cf__pp_unlock(p);
+    if (done) atomic_fetch_add_explicit(&p->expired, 1, memory_order_relaxed); /* statistic */
     if (done) cf__pp_settle_finish(p, &st);
   }
 }

@@ -210,7 +210,7 @@ static void run_one(const cf__pool_cfg *cfg, unsigned idx, uint32_t s, uint32_t 
     if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
     if (wc.deadline && cf__now_ns() >= wc.deadline) {
       /* finished past its deadline: fails like a thread task would */
-      err = CF_ETIMEDOUT;
+      err = CF_EDEADLINE;
       set_outcome(sl, err);
     }
     if (wc.c.outcome == CF__OUTCOME_NONE) {

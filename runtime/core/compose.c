@@ -54,6 +54,7 @@
 #include "executor.h"
 #include "future.h"
 #include "promise.h"
+#include "scope.h"
 #include "sys.h"
 
 /* > 0 while the calling thread is inside a cf_future_then* or
@@ -159,6 +160,7 @@ typedef struct then_node {
   cf_executor *ex;
   cf_future *out;            /* an internal reference */
   _Atomic(cf_future *) task; /* a handle on the submitted task, or NULL */
+  cf_scope *scope;           /* the scope cf_future_then was called in (a reference), or NULL */
 } then_node;
 
 static void then_unref(then_node *n) {
@@ -166,6 +168,7 @@ static void then_unref(then_node *n) {
   if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1) return;
   cf_future *t = atomic_load_explicit(&n->task, memory_order_relaxed); /* ordered by the acq_rel */
   if (t) (void)cf_future_release(t);
+  if (n->scope) cf__scope_release(n->scope);
   cf__future_unref(n->out);
   cf__free(n, sizeof *n);
 }
@@ -211,7 +214,10 @@ static void then_pred_done(cf_future *f, void *arg) {
   cf_future *t = NULL;
   int rc = arg_build(&o, n->flags, &a);
   if (rc == 0) {
-    cf_submit_opts so = {.timeout_ns = 0, .flags = submit_flags()};
+    /* the task joins the scope the continuation was made in (none: none,
+     * not the completing thread's), so cancelling a request reaches it */
+    cf_submit_opts so = {
+        .timeout_ns = 0, .flags = submit_flags() | CF_SUBMIT_SCOPE, .scope = n->scope};
     rc = cf_submit_ex(n->ex, n->fn, a.p, a.len, &so, &t);
     arg_free(&a);
   }
@@ -250,8 +256,11 @@ int cf_future_then(cf_future *f, cf_executor *ex, cf_fn fn, unsigned flags, cf_f
   n->ex = ex;
   n->out = p;
   atomic_init(&n->task, NULL);
+  n->scope = cf__scope_tl; /* the calling task's, kept for the submit */
+  if (n->scope) cf__scope_retain(n->scope);
   int rc = cf_future_add_done_callback(p, then_out_done, n);
   if (rc != 0) {
+    if (n->scope) cf__scope_release(n->scope);
     cf__free(n, sizeof *n);
     cf__future_unref(p);
     cf__future_unref(p);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "future.h"
+#include "scope.h"
 #include "sys.h"
 
 const char *cf_strerror(int code) {
@@ -43,6 +44,8 @@ const char *cf_strerror(int code) {
       return "corrupt data from a worker";
     case CF_ESYS:
       return "system call failed";
+    case CF_EDEADLINE:
+      return "the task's deadline passed";
     default:
       return "unknown error";
   }
@@ -59,19 +62,25 @@ int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const c
   int64_t deadline = 0;
   unsigned flags = 0;
   if (so) {
-    flags = so->flags;
+    flags = so->flags & CF_SUBMIT_NOWAIT;
     if (so->timeout_ns > 0) {
       deadline = cf__deadline_after(so->timeout_ns);
       if (deadline <= 0) deadline = 1;
     }
   }
-  return ex->vt->submit(ex, fn, arg, len, deadline, flags, out);
+  cf_scope *scope = cf__scope_of_submit(so);
+  if (__builtin_expect(scope != NULL, 0))
+    return cf__scope_submit(ex, fn, arg, len, deadline, flags, scope, out);
+  return ex->vt->submit(ex, fn, arg, len, deadline, flags, NULL, out);
 }
 
 int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out) {
   if (out) *out = NULL;
   if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
-  return ex->vt->submit(ex, fn, arg, len, 0, 0, out);
+  cf_scope *scope = cf__scope_tl;
+  if (__builtin_expect(scope != NULL, 0))
+    return cf__scope_submit(ex, fn, arg, len, 0, 0, scope, out);
+  return ex->vt->submit(ex, fn, arg, len, 0, 0, NULL, out);
 }
 
 int cf_executor_shutdown(cf_executor *ex, unsigned flags) {
@@ -84,6 +93,14 @@ int cf_executor_destroy(cf_executor *ex) {
   if (!valid_ex(ex)) return CF_EINVAL;
   if (ex->vt->is_worker && ex->vt->is_worker(ex)) return CF_EINVAL;
   return ex->vt->destroy(ex);
+}
+
+int cf_executor_time_tasks(cf_executor *ex, bool on) {
+  if (!valid_ex(ex)) return CF_EINVAL;
+  /* relaxed: submitters read it as a hint; tasks submitted around the
+   * switch are measured or not */
+  atomic_store_explicit(&ex->time_tasks, on, memory_order_relaxed);
+  return 0;
 }
 
 int cf_executor_stats(cf_executor *ex, cf_stats *out) {

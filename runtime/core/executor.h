@@ -18,9 +18,12 @@
 typedef struct cf__executor_vtbl {
   /* Arguments are checked (ex, fn, out non-NULL; arg non-NULL if len > 0).
    * deadline_abs: absolute CLOCK_MONOTONIC ns, 0 for none. flags:
-   * CF_SUBMIT_*. */
+   * CF_SUBMIT_NOWAIT. scope: the scope the caller makes the future a
+   * member of once submit returns (scope.h); an executor that runs tasks in
+   * this process stores it in f->scope before it publishes the future (its
+   * runner reads it), the process pool ignores it. */
   int (*submit)(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
-                unsigned flags, cf_future **out);
+                unsigned flags, struct cf_scope *scope, cf_future **out);
   int (*shutdown)(cf_executor *ex, unsigned flags);
   /* Shut down with wait, join, free everything the executor owns. */
   int (*destroy)(cf_executor *ex);
@@ -36,13 +39,18 @@ typedef struct cf__executor_vtbl {
 struct cf_executor {
   const cf__executor_vtbl *vt;
   uint32_t magic;
-  /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
-   * f->executor is this executor then sees cf_call_stop_requested(). */
+  /* Thread pool: set by shutdown with CF_SHUTDOWN_CANCEL_FUTURES (or KILL);
+   * a thread task whose f->executor is this executor then sees
+   * cf_call_stop_requested(). */
   _Atomic bool stop_all;
   /* Its tasks run in this process (a thread pool): a task may then carry
    * pointers, as the routed callbacks of compose.c do. 0 (a zeroed
    * executor) for pools whose tasks run elsewhere. */
   bool local_tasks;
+  /* The deadline timer (deadline.h), made on the first watched deadline. */
+  _Atomic(struct cf__timer *) timer;
+  /* cf_executor_time_tasks: stamp each future at submit (f->t_submit) */
+  _Atomic bool time_tasks;
 };
 
 #endif /* CF_RUNTIME_EXECUTOR_H */

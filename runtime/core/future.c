@@ -7,7 +7,7 @@
  *
  * Outcome claim (thread futures). A RUNNING thread task can be failed from
  * outside only by its deadline (a waiter that reaches it fails the future
- * with CF_ETIMEDOUT), and a PENDING one by its deadline or a broken pool.
+ * with CF_EDEADLINE), and a PENDING one by its deadline or a broken pool.
  * Two completers must not both write the outcome fields, so the outcome is
  * claimed first: a CAS of f->err from 0 to the error (CF__ERR_OK for
  * FINISHED). The winner alone writes the word to done, from whatever
@@ -19,15 +19,16 @@
  * (PENDING -> CANCELLED) needs no claim: readers derive CF_ECANCELLED from
  * the state, and a claimer that loses to it sees a done word.
  *
- * Deadlines of thread tasks. A task whose deadline passed before it runs is
- * failed by its runner without running. A waiter (cf__future_wait_until,
- * cf_wait, as_completed) whose wait reaches the deadline fails the future
- * itself (FAILED/CF_ETIMEDOUT + STOP) if it is not done; the task, if it
- * runs, sees cf_call_stop_requested() and its late result is dropped. So the
- * callbacks of a deadline-expired thread task fire when someone observes
- * the expiry (a waiter) or when the task returns, whichever comes first —
- * not at the deadline instant when nobody waits. A task that finishes after
- * its deadline completes as FAILED/CF_ETIMEDOUT.
+ * Deadlines of thread tasks. The executor's deadline timer (deadline.h)
+ * fails the future (FAILED/CF_EDEADLINE + STOP) at its deadline if it is not
+ * done, whether or not anyone waits; the task, if it runs, sees
+ * cf_call_stop_requested() and its late result is dropped. Whoever else
+ * reaches the deadline first makes the same claim: the runner (a task whose
+ * deadline passed before it runs fails without running; one that finishes
+ * after it completes as FAILED/CF_EDEADLINE) and a waiter whose wait reaches
+ * it (cf__future_wait_until, cf_wait, as_completed). The thread whose CAS
+ * makes a future with a deadline done takes it off the timer, after waking
+ * its waiters and before its callbacks.
  *
  * Callbacks. A lock-free LIFO of cf__cb on f->callbacks. The completer,
  * after its done CAS (seq_cst), loads the list (seq_cst) and, if it is not
@@ -49,8 +50,10 @@
 #include <sched.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "executor.h"
 #include "fcache.h"
+#include "scope.h"
 #include "sys.h"
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
@@ -149,6 +152,7 @@ void cf__future_run_callbacks(cf_future *f) {
 /* After this thread made the word done (old = the replaced word). */
 static inline __attribute__((always_inline)) void after_done(cf_future *f, uint32_t old) {
   if (old & CF__ST_WAITERS) cf__futex_wake(f->word, INT32_MAX, f->shared);
+  if (f->deadline) cf__deadline_done(f); /* before user code (deadline.h, step 3) */
   /* seq_cst load after the seq_cst done CAS: pairs with the push + word
    * re-load in cf_future_add_done_callback (Dekker). */
   if (!f->shared && atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
@@ -184,7 +188,7 @@ bool cf__future_fail(cf_future *f, int err) {
   if (f->shared) return false; /* process futures record failures in their slot */
   if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return false;
   if (!claim(f, err)) return false;
-  return complete_claimed(f, CF_STATE_FAILED, err == CF_ETIMEDOUT ? CF__ST_STOP : 0);
+  return complete_claimed(f, CF_STATE_FAILED, err == CF_EDEADLINE ? CF__ST_STOP : 0);
 }
 
 bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
@@ -211,6 +215,7 @@ bool cf__future_transition(cf_future *f, uint32_t from, uint32_t to, int err) {
   }
   if (done_to) {
     cf__future_wake(word, w, f->shared);
+    if (f->deadline && is_local(f)) cf__deadline_done(f);
     /* Shared (process) futures too: this transition is always made in the
      * parent (a cancel of a PENDING task), which no worker will report. */
     if (atomic_load(&f->callbacks) != NULL) cf__future_run_callbacks(f);
@@ -316,7 +321,7 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
       return r;
     }
     if (f->deadline && cf__now_ns() >= f->deadline) {
-      cf__future_fail(f, CF_ETIMEDOUT);
+      cf__future_fail(f, CF_EDEADLINE);
       unref_task(f);
       return -1;
     }
@@ -340,7 +345,12 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
       .outcome = CF__OUTCOME_NONE,
       .err = 0,
   };
+  /* the task runs in its scope (scope.h: Inheritance); a task run while
+   * another waits on this thread (help.c) gets its own */
+  cf_scope *outer = cf__scope_tl;
+  cf__scope_tl = f->scope;
   f->fn(&c);
+  cf__scope_tl = outer;
   uint32_t to = CF_STATE_FINISHED;
   int32_t err = CF__ERR_OK;
   if (c.outcome == CF__OUTCOME_FAILED) {
@@ -350,7 +360,7 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
   if (f->deadline) {
     if (cf__now_ns() >= f->deadline) {
       to = CF_STATE_FAILED;
-      err = CF_ETIMEDOUT;
+      err = CF_EDEADLINE;
     }
     if (claim(f, err)) complete_claimed(f, to, 0);
     /* else: a waiter failed it at its deadline; our outcome is dropped */
@@ -423,7 +433,7 @@ int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
   if (cf__now_ns() < task_dl) return CF_ETIMEDOUT; /* the wait's own deadline */
   /* The task deadline passed: fail the future. Whether this call or a
    * concurrent completer claimed the outcome, the word is about to be done. */
-  (void)cf__future_fail(f, CF_ETIMEDOUT);
+  (void)cf__future_fail(f, CF_EDEADLINE);
   /* the claim's winner may be preempted between its claim and its CAS of
    * the word: block (it wakes waiters) instead of spinning on its CPU */
   return cf__word_wait(f->word, -1, f->shared);
@@ -493,6 +503,14 @@ int cf_future_wait(cf_future *f, int64_t timeout_ns) {
   return wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
 }
 
+int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags) {
+  if (!valid(f) || (flags & ~CF_WAIT_NO_HELP)) return CF_EINVAL;
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  int64_t deadline = timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns);
+  if (flags & CF_WAIT_NO_HELP) return cf__future_block_until(f, deadline);
+  return wait_until(f, deadline);
+}
+
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {
   if (!valid(f) || (!out && cap)) return CF_EINVAL;
   /* acquire: pairs with the completer's release (result bytes) */
@@ -503,9 +521,13 @@ int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t t
     w = atomic_load_explicit(f->word, memory_order_acquire);
   }
   if (cf__st_state(w) == CF_STATE_FINISHED) {
-    if (is_local(f)) return local_result(f, out, cap, len);
-    if (!f->vt || !f->vt->result) return CF_EPROTO;
-    return f->vt->result(f, out, cap, len);
+    int r;
+    if (is_local(f))
+      r = local_result(f, out, cap, len);
+    else
+      r = f->vt && f->vt->result ? f->vt->result(f, out, cap, len) : CF_EPROTO;
+    /* no buffer at all: a success check (the size still goes to *len) */
+    return r == CF_ERANGE && !out && !cap ? 0 : r;
   }
   return done_error(f, w);
 }
@@ -569,6 +591,11 @@ int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
     }
     return 0;
   }
+  if (st == CF_STATE_FINISHED) { /* no error (Python's exception() is None) */
+    if (code) *code = 0;
+    if (message && cap) message[0] = 0;
+    return 0;
+  }
   if (st != CF_STATE_FAILED) return CF_EINVAL;
   if (!f->vt || !f->vt->error) return CF_EINVAL;
   return f->vt->error(f, NULL, code, message, cap);
@@ -581,22 +608,31 @@ int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
   return f->vt->crash_info(f, out);
 }
 
-int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
-  if (!valid(f) || !fn) return CF_EINVAL;
-  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
-    fn(f, arg);
-    return 0;
-  }
+cf__cb *cf__cb_new(cf_done_fn fn, void *arg) {
   cf__cb *cb = cf__alloc(sizeof *cb);
-  if (!cb) return CF_ENOMEM;
+  if (!cb) return NULL;
+  cb->next = NULL;
   cb->fn = fn;
   cb->arg = arg;
+  return cb;
+}
+
+void cf__future_add_cb(cf_future *f, cf__cb *cb) {
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+    cf_done_fn fn = cb->fn;
+    void *arg = cb->arg;
+    cf__free(cb, sizeof *cb);
+    fn(f, arg);
+    return;
+  }
   cf__cb *head = atomic_load(&f->callbacks);
   for (;;) {
     if (head == CF__CB_CLOSED) {
+      cf_done_fn fn = cb->fn;
+      void *arg = cb->arg;
       cf__free(cb, sizeof *cb);
       fn(f, arg);
-      return 0;
+      return;
     }
     cb->next = head;
     if (atomic_compare_exchange_weak(&f->callbacks, &head, cb)) break;
@@ -604,6 +640,17 @@ int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
   if (f->vt && f->vt->watch) f->vt->watch(f);
   /* seq_cst: pairs with the completer's done CAS + list load (DESIGN) */
   if (cf__st_done(atomic_load(f->word))) cf__future_run_callbacks(f);
+}
+
+int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
+  if (!valid(f) || !fn) return CF_EINVAL;
+  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+    fn(f, arg);
+    return 0;
+  }
+  cf__cb *cb = cf__cb_new(fn, arg);
+  if (!cb) return CF_ENOMEM;
+  cf__future_add_cb(f, cb);
   return 0;
 }
 

@@ -142,10 +142,18 @@ struct cf_future {
   char *msg;
 
   uint8_t shared;  /* futex flavour of *word: 0 private, 1 shared */
-  uint64_t ext[2]; /* executor-private (process pool: slot, gen) */
+  uint64_t ext[2]; /* executor-private (process pool: slot, gen; thread pool:
+                      ext[0] the run tag (help.c), ext[1] the deadline timer's
+                      note (deadline.h)) */
+  /* the cancellation scope it was submitted into (scope.h), or NULL: the
+   * scope its task runs in (set before the future is published) */
+  struct cf_scope *scope;
+  /* thread pool, cf_executor_time_tasks: CLOCK_MONOTONIC ns at submit, 0:
+   * not measured */
+  int64_t t_submit;
 
   unsigned char arg_inline[CF__INLINE_ARG];
-  unsigned char pad_[256 - 216];
+  unsigned char pad_[256 - 232];
 };
 
 _Static_assert(sizeof(struct cf_future) == 256, "cf_future: one 256-byte size class");
@@ -291,7 +299,7 @@ static inline void cf__copy(void *dst, const void *src, size_t n) {
  * with `owner` (worker index + 1, or 0), call the task, publish and complete,
  * then drop the executor's reference. A future that is no longer PENDING
  * (cancelled, deadline passed) is only unref'd. A deadline already passed
- * fails it with CF_ETIMEDOUT without running. */
+ * fails it with CF_EDEADLINE without running. */
 int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag);
 /* (Returns 1 if the task ran, 0 if it had been cancelled, -1 if it did not
  * run here: its deadline had passed, or another thread runs or ran it.)
@@ -318,6 +326,13 @@ void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared);
 
 /* Run and close f's callback list (the completing thread). Idempotent. */
 void cf__future_run_callbacks(cf_future *f);
+
+/* cf_future_add_done_callback in two steps, so that a caller can allocate
+ * before it commits to anything: a callback node (NULL on ENOMEM), then its
+ * registration on f, which cannot fail (it runs fn at once, and frees the
+ * node, if f is done). Any thread. */
+cf__cb *cf__cb_new(cf_done_fn fn, void *arg);
+void cf__future_add_cb(cf_future *f, cf__cb *cb);
 
 /* Thread futures only: fail a future that is not done with `err` (claims
  * the outcome, then PENDING/RUNNING -> FAILED, wakes, runs callbacks).

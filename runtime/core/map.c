@@ -409,6 +409,7 @@ static void load_chunk(cf_map *m) {
   m->res_items = 0;
   size_t need = 0;
   int rc = cf_future_result(s->f, m->res, m->res_cap, &need, 0);
+  if (rc == 0 && need > m->res_cap) rc = CF_ERANGE; /* no buffer yet: a success check */
   if (rc == CF_ERANGE) {
     unsigned char *p = realloc(m->res, need);
     if (!p) {
@@ -525,14 +526,14 @@ void cf_map_free(cf_map *m) {
   cf__assert(!atomic_load_explicit(&m->busy, memory_order_relaxed)); /* not inside cf_map_next */
   for (size_t i = 0; i < m->inflight; i++) {
     slot *s = &m->ring[(m->head + i) % m->window];
-    /* Only what has not started: a running task (a process task would be
-     * killed) is waited for instead. */
-    if (s->f && cf_future_state(s->f) == CF_STATE_PENDING) cf_future_cancel(s->f);
-  }
-  for (size_t i = 0; i < m->inflight; i++) {
-    slot *s = &m->ring[(m->head + i) % m->window];
     if (!s->f) continue;
-    cf__future_wait_until(s->f, -1);
+    /* A queued task is cancelled; a running one is asked to stop, never
+     * killed (cf_future_cancel would kill a process task): the chunk runner
+     * stops between items, a task that ignores it finishes in the
+     * background. Either way the future frees itself once done and
+     * released (future.h: Lifetime), so the map returns at once. */
+    if (!cf__future_transition(s->f, CF_STATE_PENDING, CF_STATE_CANCELLED, CF_ECANCELLED))
+      cf__future_request_stop(s->f);
     cf_future_release(s->f);
   }
   free(m->ring);

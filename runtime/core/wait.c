@@ -28,7 +28,9 @@
  * and signals the event. The consumer takes the whole stack with one
  * exchange (no ABA: consumers never pop single nodes), reverses it into a
  * FIFO list and yields from there. Each registration fires exactly once, so
- * each index is yielded exactly once. The block is freed when the iterator
+ * each index is yielded exactly once. A future listed more than once is
+ * registered under its first index only (Python's as_completed works on
+ * set(fs)): the later indexes start out seen. The block is freed when the iterator
  * and every registered callback have dropped their reference.
  *
  * Task deadlines: a future whose deadline passes while it is still queued
@@ -105,7 +107,7 @@ static void expire_due(cf_future *const *fs, size_t n, const bool *skip) {
   for (size_t i = 0; i < n; i++) {
     if (skip && skip[i]) continue;
     if (has_task_deadline(fs[i]) && fs[i]->deadline <= now && !cf_future_done(fs[i]))
-      (void)cf__future_fail(fs[i], CF_ETIMEDOUT);
+      (void)cf__future_fail(fs[i], CF_EDEADLINE);
   }
 }
 
@@ -316,7 +318,8 @@ struct cf_as_completed {
    * debug builds): */
   _Atomic bool busy;
   ac_node *ready; /* FIFO taken from inbox */
-  size_t n, yielded, registered;
+  /* unique: the distinct futures of fs, what is yielded */
+  size_t n, unique, yielded, registered;
   int64_t deadline;
   bool *seen; /* seen[i]: fs[i] was taken from the inbox */
   cf_future **fs;
@@ -340,6 +343,31 @@ static void ac_cb(cf_future *f, void *arg) {
   } while (!atomic_compare_exchange_weak(&it->inbox, &head, node));
   cf__event_signal(&it->ev);
   ac_unref(it);
+}
+
+/* Mark in dup[] every fs[i] that also appears at a smaller index (Python's
+ * as_completed works on set(fs): each future is yielded once, here under
+ * its first index). 0 or CF_ENOMEM. */
+static int cmp_by_future(const void *a, const void *b, void *fs) {
+  cf_future *const *v = fs;
+  uintptr_t x = (uintptr_t)v[*(const size_t *)a], y = (uintptr_t)v[*(const size_t *)b];
+  if (x != y) return x < y ? -1 : 1;
+  return *(const size_t *)a < *(const size_t *)b ? -1 : 1; /* first index first */
+}
+
+static int mark_duplicates(cf_future *const *fs, size_t n, bool *dup) {
+  if (n <= 16) { /* the common small call: no allocation */
+    for (size_t i = 1; i < n; i++)
+      for (size_t j = 0; j < i && !dup[i]; j++) dup[i] = fs[j] == fs[i];
+    return 0;
+  }
+  size_t *order = cf__alloc(n * sizeof *order);
+  if (!order) return CF_ENOMEM;
+  for (size_t i = 0; i < n; i++) order[i] = i;
+  qsort_r(order, n, sizeof *order, cmp_by_future, (void *)fs);
+  for (size_t k = 1; k < n; k++) dup[order[k]] = fs[order[k]] == fs[order[k - 1]];
+  cf__free(order, n * sizeof *order);
+  return 0;
 }
 
 int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_as_completed **out) {
@@ -372,7 +400,16 @@ int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_a
     it->nodes[i].next = NULL;
     cf__future_ref(fs[i]);
   }
+  /* a repeated future is never registered again: seen from the start */
+  if (mark_duplicates(fs, n, it->seen) != 0) {
+    it->registered = 0;
+    cf_as_completed_free(it);
+    return CF_ENOMEM;
+  }
+  it->unique = n;
+  for (size_t i = 0; i < n; i++) it->unique -= it->seen[i];
   for (size_t i = 0; i < n; i++) {
+    if (it->seen[i]) continue;
     atomic_fetch_add(&it->refs, 1);
     int r = cf_future_add_done_callback(fs[i], ac_cb, &it->nodes[i]);
     if (r != 0) {
@@ -412,7 +449,7 @@ static bool ac_take(cf_as_completed *it) {
 }
 
 static int ac_next(cf_as_completed *it, cf_future **f, size_t *index) {
-  if (it->yielded == it->n) return CF_EDONE;
+  if (it->yielded == it->unique) return CF_EDONE;
   for (;;) {
     if (!it->ready) ac_take(it);
     if (it->ready) {

@@ -96,7 +96,7 @@ static inline unsigned runner_of(const target *t, uint32_t s, uint64_t *base, un
  * reference. */
 static void run_awaited(worker *w, cf_future *f) {
   cf__future_ref(f); /* the reference cf__future_run drops */
-  int r = cf__future_run_tagged(f, w->index + 1, run_tag(w));
+  int r = run_here(w, f);
   if (r == 1) stat_inc(&w->st.completed);
 }
 

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "scheduler.h"
 
 /* ck_ec's platform hooks over our futex layer. */
@@ -194,7 +195,7 @@ static inline int push_inside(pool *p, worker *w, cf_future *f) {
 
 __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, const void *arg,
                                                  size_t len, int64_t deadline, unsigned flags,
-                                                 cf_future **out) {
+                                                 struct cf_scope *scope, cf_future **out) {
   bool inside = w && w->pool == p;
   int rc;
   if (inside) {
@@ -222,8 +223,20 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   f->deadline = deadline;
   f->executor = &p->base;
   f->ext[0] = 0;
+  f->ext[1] = 0;
+  f->scope = scope;
+  /* relaxed: a hint (cf_executor_time_tasks) */
+  f->t_submit = atomic_load_explicit(&p->base.time_tasks, memory_order_relaxed) ? cf__now_ns() : 0;
+  /* the pool's timer fails it at its deadline (deadline.h) */
+  if (deadline && (rc = cf__deadline_watch(&p->base, p->name, f)) != 0) {
+    cf__future_unref(f);
+    cf__future_unref(f);
+    queue_unroom(p);
+    return rc;
+  }
   if (inside) {
     if ((rc = push_inside(p, w, f)) != 0) {
+      if (deadline) cf__deadline_unwatch(f);
       cf__future_unref(f);
       cf__future_unref(f);
       queue_unroom(p);
@@ -235,6 +248,7 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
   uint64_t g = atomic_fetch_add(&p->gate, GATE_ONE);
   if (g & (GATE_SHUT | GATE_BROKEN)) {
     atomic_fetch_sub(&p->gate, GATE_ONE);
+    if (deadline) cf__deadline_unwatch(f);
     cf__future_unref(f);
     cf__future_unref(f);
     queue_unroom(p);
@@ -248,12 +262,17 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
 }
 
 /* The fork-join fast path: a worker of this pool, a small argument, no
- * bound: a future from the thread's cache onto the bottom of our deque. */
+ * bound, no deadline, no timing: a future from the thread's cache onto the
+ * bottom of our deque. */
 static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline,
-                     unsigned flags, cf_future **out) {
+                     unsigned flags, struct cf_scope *scope, cf_future **out) {
   pool *p = (pool *)ex;
   worker *w = cf__tl_worker;
-  if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued, 1)) {
+  /* relaxed: time_tasks is a hint (cf_executor_time_tasks) */
+  if (__builtin_expect(w != NULL && w->pool == p && len <= CF__INLINE_ARG && !p->max_queued &&
+                           !deadline &&
+                           !atomic_load_explicit(&ex->time_tasks, memory_order_relaxed),
+                       1)) {
     /* relaxed: a flag check; the worker drains its own deque anyway */
     uint32_t g = atomic_load_explicit(&p->flags, memory_order_relaxed);
     if (__builtin_expect(!(g & (GATE_BROKEN | GATE_SHUT)), 1)) {
@@ -265,6 +284,9 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
         f->deadline = deadline;
         f->executor = &p->base;
         f->ext[0] = 0;
+        f->ext[1] = 0;
+        f->scope = scope;
+        f->t_submit = 0;
         int rc = push_inside(p, w, f);
         if (__builtin_expect(rc != 0, 0)) {
           cf__future_unref(f);
@@ -276,7 +298,7 @@ static int tp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
       }
     }
   }
-  return submit_slow(p, w, fn, arg, len, deadline, flags, out);
+  return submit_slow(p, w, fn, arg, len, deadline, flags, scope, out);
 }
 
 static void join_workers(pool *p) {
@@ -293,11 +315,12 @@ static int tp_shutdown(cf_executor *ex, unsigned flags) {
   pool *p = (pool *)ex;
   worker *w = cf__tl_worker;
   bool inside = w && w->pool == p;
-  if (inside) flags &= ~CF_SHUTDOWN_WAIT;
-  if (flags & CF_SHUTDOWN_KILL) {
-    atomic_store(&p->base.stop_all, true);
-    flags |= CF_SHUTDOWN_CANCEL_FUTURES;
-  }
+  /* a worker, or the timer thread (a callback of a future it expired),
+   * cannot wait for the workers */
+  if (inside || cf__deadline_is_timer_thread(ex)) flags &= ~CF_SHUTDOWN_WAIT;
+  if (flags & CF_SHUTDOWN_KILL) flags |= CF_SHUTDOWN_CANCEL_FUTURES;
+  /* running tasks (and frames) see cf_call_stop_requested() */
+  if (flags & CF_SHUTDOWN_CANCEL_FUTURES) atomic_store(&p->base.stop_all, true);
   uint64_t add = GATE_SHUT | ((flags & CF_SHUTDOWN_CANCEL_FUTURES) ? GATE_CANCEL : 0);
   atomic_fetch_or(&p->flags, (uint32_t)add);
   atomic_fetch_or(&p->gate, add);
@@ -316,6 +339,8 @@ static int tp_destroy(cf_executor *ex) {
   if (tl_draining == p) return CF_EINVAL; /* from a callback its own drain runs */
   tp_shutdown(ex, CF_SHUTDOWN_WAIT);
   drain(p, false); /* nothing should be left; stragglers are cancelled */
+  /* every future is done now: the timer goes */
+  cf__deadline_destroy(ex);
   for (unsigned i = 0; i < p->n; i++) cf__deque_free(&p->w[i].dq);
   cf__park_destroy(&p->park);
   pthread_mutex_destroy(&p->join_lock);
@@ -339,16 +364,22 @@ static int tp_stats(cf_executor *ex, cf_stats *out) {
     out->cancelled += atomic_load_explicit(&s->cancelled, memory_order_relaxed);
     out->stolen += atomic_load_explicit(&s->stolen, memory_order_relaxed);
     out->parks += atomic_load_explicit(&s->parks, memory_order_relaxed);
+    out->timed += atomic_load_explicit(&s->timed, memory_order_relaxed);
+    out->queue_wait_ns += atomic_load_explicit(&s->queue_wait_ns, memory_order_relaxed);
+    out->run_ns += atomic_load_explicit(&s->run_ns, memory_order_relaxed);
     queued += (uint64_t)cf__deque_size(&p->w[i].dq);
   }
   out->queued = queued;
   out->workers = p->n;
+  out->deadline_expired = cf__deadline_expired(ex);
   return 0;
 }
 
+/* A worker, or the pool's timer thread (which runs the callbacks of the
+ * futures it expires): executor.c refuses a destroy from there. */
 static bool tp_is_worker(cf_executor *ex) {
   worker *w = cf__tl_worker;
-  return w && w->pool == (pool *)ex;
+  return (w && w->pool == (pool *)ex) || cf__deadline_is_timer_thread(ex);
 }
 
 static unsigned tp_workers(cf_executor *ex) {

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "scheduler.h"
+#include "scope.h"
 
 _Thread_local worker *cf__tl_worker TLS_IE;
 
@@ -52,8 +53,24 @@ __attribute__((noinline)) void cf__sched_run_frame(worker *w, frame *fr) {
         ((w->index + 1) << FR_THIEF_SHIFT) | ((uint32_t)cf__deque_bottom(&w->dq) << FR_BASE_SHIFT);
     atomic_fetch_or_explicit(&fr->word, note, memory_order_relaxed);
   }
+  /* away from its spawner, a frame runs in no scope (cfutures.h: scopes) */
+  cf_scope *outer = cf__scope_tl;
+  cf__scope_tl = NULL;
   frame_call(fr);
+  cf__scope_tl = outer;
   frame_publish(fr);
+}
+
+__attribute__((noinline)) int cf__sched_run_timed(worker *w, cf_future *f, int64_t t_submit) {
+  int64_t start = cf__now_ns();
+  int r = cf__future_run_tagged(f, w->index + 1, run_tag(w));
+  if (r == 1) {
+    int64_t end = cf__now_ns();
+    stat_inc(&w->st.timed);
+    stat_add(&w->st.queue_wait_ns, (uint64_t)(start > t_submit ? start - t_submit : 0));
+    stat_add(&w->st.run_ns, (uint64_t)(end - start));
+  }
+  return r;
 }
 
 /* Owner: move the private frames, oldest first, to the bottom of the deque,

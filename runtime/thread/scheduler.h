@@ -52,6 +52,7 @@ typedef struct pool pool;
 
 typedef struct wstats {
   _Atomic uint64_t submitted, completed, cancelled, stolen, parks;
+  _Atomic uint64_t timed, queue_wait_ns, run_ns; /* cf_executor_time_tasks */
 } wstats;
 
 typedef struct worker {
@@ -104,9 +105,12 @@ extern const struct ck_ec_mode cf__tp_ec_mode;
 /* The worker running on this thread, or NULL. */
 extern _Thread_local worker *cf__tl_worker TLS_IE;
 
-static inline void stat_inc(_Atomic uint64_t *c) {
+static inline void stat_add(_Atomic uint64_t *c, uint64_t n) {
   /* relaxed load + store: only this worker writes it; readers sum relaxed */
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+static inline void stat_inc(_Atomic uint64_t *c) {
+  stat_add(c, 1);
 }
 
 static inline uint64_t xorshift(uint64_t *s) {
@@ -243,6 +247,19 @@ static inline uint64_t run_tag(worker *w) {
   return (uint64_t)cf__deque_bottom(&w->dq) + 1;
 }
 
+/* cf__future_run_tagged for a future stamped at submit (f->t_submit):
+ * counts its queue wait and run time if it ran here (scheduler.c). */
+int cf__sched_run_timed(worker *w, cf_future *f, int64_t t_submit);
+
+/* Run future f here (the queue's or the caller's reference is dropped):
+ * cf__future_run_tagged with this worker's owner and tag, timed if f was
+ * stamped. 1 ran, 0 cancelled, -1 not run here. */
+static inline int run_here(worker *w, cf_future *f) {
+  int64_t t = f->t_submit; /* before: f may be gone once it ran */
+  if (__builtin_expect(t != 0, 0)) return cf__sched_run_timed(w, f, t);
+  return cf__future_run_tagged(f, w->index + 1, run_tag(w));
+}
+
 /* Run a deque or injector entry known to be a future. */
 static inline void run_future_task(worker *w, cf_future *f) {
   pool *p = w->pool;
@@ -258,7 +275,7 @@ static inline void run_future_task(worker *w, cf_future *f) {
     cf__future_unref(f);
     return;
   }
-  int r = cf__future_run_tagged(f, w->index + 1, run_tag(w));
+  int r = run_here(w, f);
   if (r == 1)
     stat_inc(&w->st.completed);
   else if (r == 0)

@@ -14,7 +14,7 @@
  *    at once.
  * Oracle, every time: a task either completes once with the right result
  * (it ran exactly once: a per-task counter in shared memory), or fails with
- * CF_ECRASHED (chaos: or CF_ECANCELLED / CF_ETIMEDOUT) and ran at most
+ * CF_ECRASHED (chaos: or CF_ECANCELLED / CF_EDEADLINE) and ran at most
  * once — and fails only if it was killed (never
  * for the points before the claim or after the completion); every done
  * callback runs exactly once; nothing hangs (result() without timeout; the
@@ -324,10 +324,10 @@ static void test_chaos(void) {
       expect_true(len == PAYLOAD && memcmp(got, want, PAYLOAD) == 0);
       expect_eq(ran, 1);
     } else {
-      outcome[r == CF_ECRASHED ? 1 : r == CF_ECANCELLED ? 2 : r == CF_ETIMEDOUT ? 3 : 4]++;
-      expect_true(r == CF_ECRASHED || r == CF_ECANCELLED || r == CF_ETIMEDOUT);
+      outcome[r == CF_ECRASHED ? 1 : r == CF_ECANCELLED ? 2 : r == CF_EDEADLINE ? 3 : 4]++;
+      expect_true(r == CF_ECRASHED || r == CF_ECANCELLED || r == CF_EDEADLINE);
       expect_true(ran <= 1);
-      if (r == CF_ETIMEDOUT) expect_true(i % 5 == 0);
+      if (r == CF_EDEADLINE) expect_true(i % 5 == 0);
     }
   }
   atomic_store(&chaos_stop, true);

@@ -432,18 +432,18 @@ static void test_recycling(void) {
 static void test_deadlines(void) {
   reset_flags();
   cf_executor *ex = mkpool(1, NULL);
-  /* running past its deadline: killed, CF_ETIMEDOUT */
+  /* running past its deadline: killed, CF_EDEADLINE */
   cf_submit_opts so = {.timeout_ns = 50 * 1000000LL, .flags = 0};
   cf_future *f;
   assert_rc(cf_submit_ex(ex, t_block, NULL, 0, &so, &f), 0);
-  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ETIMEDOUT);
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EDEADLINE);
   expect_true(cf_future_done(f));
   cf_crash_info ci;
   expect_rc(cf_future_crash_info(f, &ci), 0);
   expect_eq(ci.signal, SIGKILL);
   int code = 0;
   expect_rc(cf_future_error(f, &code, NULL, 0), 0);
-  expect_eq(code, CF_ETIMEDOUT);
+  expect_eq(code, CF_EDEADLINE);
   cf_future_release(f);
   /* pending past its deadline (the only worker is busy): fails unrun */
   reset_flags();
@@ -452,7 +452,7 @@ static void test_deadlines(void) {
   wait_started(1);
   so.timeout_ns = 1000000;
   assert_rc(cf_submit_ex(ex, t_square, &code, sizeof code, &so, &f), 0);
-  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ETIMEDOUT);
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EDEADLINE);
   expect_rc(cf_future_crash_info(f, &ci), CF_EINVAL); /* nobody was killed */
   atomic_store(&sh->release, 1);
   int r = 0;
@@ -461,10 +461,10 @@ static void test_deadlines(void) {
   cf_future_release(f);
   cf_future_release(blocker);
   /* a task that watches cf_call_stop_requested() sees its deadline; the
-   * future fails CF_ETIMEDOUT whether the task returns or is killed first */
+   * future fails CF_EDEADLINE whether the task returns or is killed first */
   so.timeout_ns = 30 * 1000000LL;
   assert_rc(cf_submit_ex(ex, t_until_stop, NULL, 0, &so, &f), 0);
-  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ETIMEDOUT);
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EDEADLINE);
   cf_future_release(f);
   /* a generous deadline does not fire */
   so.timeout_ns = 60LL * 1000000000;
