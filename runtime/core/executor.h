@@ -41,6 +41,11 @@ struct cf_executor {
   _Atomic bool stop_all;
 };
 
+/* The task cf_map submits for a chunk (map.c). Its argument begins with the
+ * user's cf_fn as a u64: an executor whose workers live in another address
+ * space (MPI) translates that word as it translates the task function. */
+void cf__map_chunk_runner(cf_call *outer);
+
 /* Defaults of cf_options_init(), shared by both pools. */
 unsigned cf__online_cpus(void);
 
