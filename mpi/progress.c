@@ -41,6 +41,7 @@
  */
 #include <poll.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -542,11 +543,15 @@ static void put_result(cf_future *f, const void *b, uint32_t n) {
   f->res_len = n;
 }
 
-static void on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, size_t n) {
+/* One outcome record at b (n bytes left in its message): returns the bytes
+ * it takes, or 0 if the rest of the message is unreadable. */
+static size_t on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, size_t n) {
   cf__mpi_outcome o;
-  if (n < sizeof o) return;
+  if (n < sizeof o) return 0;
   memcpy(&o, b, sizeof o);
   bool ext = o.flags & OF_EXT_DATA;
+  size_t rec = sizeof o + (ext ? 0 : cf__pad8(o.len));
+  if (o.magic != CF__MPI_MAGIC || rec > n || (ext && rec != n)) return 0;
   cf_future *f = NULL;
   if (o.magic == CF__MPI_MAGIC && o.slot < p->max_inflight && slot_at(p, w, o.slot)->f &&
       slot_at(p, w, o.slot)->seq == o.seq)
@@ -564,7 +569,7 @@ static void on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, size
         cf__mpi_wait(&rq, &p->peers[w], NULL) != 0) {
       if (buf) keep ? cf__free(buf, o.len) : free(buf);
       atomic_store(&p->peers[w].dead, true); /* its death check fails the rest */
-      return;
+      return 0;
     }
     if (keep) {
       f->res_heap = buf;
@@ -574,12 +579,12 @@ static void on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, size
       free(buf);
     }
   }
-  if (!f) return; /* stale or corrupt: nothing names it */
+  if (!f) return rec; /* stale (or corrupt): nothing names it */
   slot_at(p, w, o.slot)->f = NULL;
   p->busy[w]--;
   if (live) {
     uint32_t to = CF_STATE_FAILED;
-    size_t inl = n - sizeof o;
+    size_t inl = rec - sizeof o;
     if (err == 0 && !ext) {
       if (o.len > inl || o.len > p->max_result) {
         err = CF_EPROTO;
@@ -618,6 +623,16 @@ static void on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, size
     atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed); /* statistic */
   }
   drop(p, f);
+  return rec;
+}
+
+static void on_outcomes(cf__mpi_pool *p, unsigned w, const unsigned char *b, size_t n) {
+  size_t pos = 0;
+  while (pos < n) {
+    size_t used = on_outcome(p, w, b + pos, n - pos);
+    if (!used) return;
+    pos += used;
+  }
 }
 
 static bool poll_results(cf__mpi_pool *p) {
@@ -640,7 +655,7 @@ static bool poll_results(cf__mpi_pool *p) {
     }
     if (MPI_Mrecv(p->rbuf, n, MPI_BYTE, &msg, &st) != MPI_SUCCESS) break;
     int w = worker_of(p, st.MPI_SOURCE);
-    if (w >= 0) on_outcome(p, (unsigned)w, p->rbuf, (size_t)n);
+    if (w >= 0) on_outcomes(p, (unsigned)w, p->rbuf, (size_t)n);
     any = true;
   }
   return any;
@@ -692,7 +707,7 @@ static void close_workers(cf__mpi_pool *p) {
         unsigned char *b = malloc((size_t)n + 1);
         if (!b) break;
         MPI_Mrecv(b, n, MPI_BYTE, &msg, &st);
-        on_outcome(p, w, b, (size_t)n);
+        on_outcomes(p, w, b, (size_t)n);
         free(b);
         continue;
       }
@@ -751,6 +766,8 @@ static void sleep_for(cf__mpi_pool *p, int64_t ns) {
 
 void *cf__mpi_progress_main(void *arg) {
   cf__mpi_pool *p = arg;
+  /* its short sleeps are its polling period: no 50 us timer slack */
+  prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0);
   int e = p->spawned ? cf__mpi_spawn(p) : 0;
   bool opened = false;
   if (!e) {

@@ -12,7 +12,7 @@
  *   rank 0 -> worker                       worker -> rank 0
  *   (0, K_CTRL)  HELLO + module table      (0, K_REPLY)  WELCOME (pid, host)
  *   (0, K_CTRL)  OPEN pool p               (p, K_REPLY)  OPENED (status)
- *   (p, K_TASKS) a batch of tasks          (p, K_RESULTS) one outcome
+ *   (p, K_TASKS) a batch of tasks          (p, K_RESULTS) a batch of outcomes
  *   (p, K_ARG)   a large argument          (p, K_RDATA)  a large result
  *   (p, K_CTRL)  STOP (slot, seq) / CLOSE  (p, K_REPLY)  CLOSED
  *   (0, K_CTRL)  EXIT
@@ -83,7 +83,8 @@ _Static_assert(sizeof(cf__mpi_task) == 56, "cf__mpi_task: wire size");
 
 enum { OF_EXT_DATA = 1 };
 
-/* One outcome: err 0 (len result bytes follow, or a K_RDATA message when
+/* One outcome of a batch (records back to back; an OF_EXT_DATA one is
+ * alone in its message): err 0 (len result bytes follow, or a K_RDATA message when
  * OF_EXT_DATA), CF_ETASK (code, and len message bytes), CF_E2BIG, CF_EFUNC
  * (the function was refused here), CF_ECANCELLED (stopped before it ran). */
 typedef struct cf__mpi_outcome {

@@ -11,11 +11,17 @@
  * and, for a map chunk, the function inside its argument are translated and
  * checked (fnref.h); a refused one fails with CF_EFUNC and the rank lives on.
  *
- * Outcomes. Small results are copied into the outcome message; a result
+ * Outcomes. Small results are copied into the outcome batch; a result
  * above CF__MPI_INLINE_MAX is sent from the task's own buffer inside
  * cf_call_return (an outcome with OF_EXT_DATA, then the bytes: no copy), so
- * rank 0 may see a task finished before the function returned. Sends are
- * blocking: rank 0's progress thread never blocks, so they complete.
+ * rank 0 may see a task finished before the function returned. While tasks
+ * are short (< SHORT_TASK_NS) outcomes leave in batches (at most
+ * BATCH_MAX, at most BATCH_AGE_NS old when the next task starts or polls
+ * its stop flag): one message for many tasks. A batch is sent whenever no
+ * task is left here, so a lone task's outcome never waits. (A task that
+ * runs long right after short ones and never polls its stop flag holds
+ * their outcomes until it returns.) Sends are blocking: rank 0's progress
+ * thread never blocks, so they complete.
  *
  * Stop. cf_call_stop_requested is true when rank 0 sent STOP for the task,
  * or its deadline (sent as a remaining time, so the two clocks need not
@@ -30,6 +36,7 @@
  * 0 runs on this host, its death (pidfd) ends this rank.
  */
 #include <sched.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +83,19 @@ static struct {
   wtask *head, *tail, *cur;
   unsigned char *rbuf, *sbuf, *res;
   size_t rcap, scap, rescap;
+  size_t slen;      /* outcome batch bytes in sbuf */
+  unsigned nout;    /* outcomes in it */
+  unsigned out_pool;
+  int64_t out_since, last_task_ns;
   int64_t next_ctl;
+  /* STOPs that came before their task (a task is read only between tasks,
+   * its STOP also during one): the oldest is forgotten when full */
+  struct {
+    unsigned pool;
+    uint32_t slot;
+    uint64_t seq;
+  } early[64];
+  unsigned nearly;
 } W;
 
 static bool grow(unsigned char **b, size_t *cap, size_t n) {
@@ -109,26 +128,52 @@ static void send_bytes(const void *b, size_t n, int tag) {
   if (MPI_Send(b, (int)n, MPI_BYTE, W.parent, tag, W.comm) != MPI_SUCCESS) leave(1);
 }
 
+static void flush_outcomes(void);
+
 static void reply(unsigned pool, uint32_t type, int status) {
+  flush_outcomes();
   cf__mpi_reply r = {.magic = CF__MPI_MAGIC, .type = type, .status = status, .pid = getpid(),
                      .host = cf__mpi_host_key()};
   send_bytes(&r, sizeof r, CF__MPI_TAG(pool, K_REPLY));
+}
+
+/* Outcomes wait in one batch (one pool's) and go out as one message: when
+ * no task is left here, before a task when the last one ran long or the
+ * batch is old, when it is full, before an outcome whose bytes follow in
+ * their own message, and before any reply. */
+#define BATCH_MAX 64
+#define BATCH_AGE_NS 20000
+#define SHORT_TASK_NS 10000
+
+static void flush_outcomes(void) {
+  if (!W.nout) return;
+  send_bytes(W.sbuf, W.slen, CF__MPI_TAG(W.out_pool, K_RESULTS));
+  W.nout = 0;
+  W.slen = 0;
 }
 
 static void send_outcome(const wtask *t, int err, int code, const void *bytes, uint32_t len,
                          uint32_t flags) {
   uint32_t inl = (flags & OF_EXT_DATA) ? 0 : len;
   size_t n = sizeof(cf__mpi_outcome) + cf__pad8(inl);
-  if (!grow(&W.sbuf, &W.scap, n)) leave(1);
+  if (W.nout && (W.out_pool != t->wp->id || W.slen + n > 32768)) flush_outcomes();
+  if (!grow(&W.sbuf, &W.scap, W.slen + n)) leave(1);
   cf__mpi_outcome o = {.magic = CF__MPI_MAGIC, .slot = t->slot, .seq = t->seq, .err = err,
                        .code = code, .len = len, .flags = flags};
-  memcpy(W.sbuf, &o, sizeof o);
-  if (inl) memcpy(W.sbuf + sizeof o, bytes, inl);
-  send_bytes(W.sbuf, n, CF__MPI_TAG(t->wp->id, K_RESULTS));
+  unsigned char *b = W.sbuf + W.slen;
+  memcpy(b, &o, sizeof o);
+  if (inl) memcpy(b + sizeof o, bytes, inl);
+  memset(b + sizeof o + inl, 0, cf__pad8(inl) - inl);
+  if (!W.nout) W.out_since = cf__now_ns();
+  W.out_pool = t->wp->id;
+  W.slen += n;
+  W.nout++;
+  if (W.nout >= BATCH_MAX || (flags & OF_EXT_DATA)) flush_outcomes();
 }
 
 static void maybe_closed(wpool *wp) {
   if (!wp->closing || wp->ntasks) return;
+  flush_outcomes();
   wp->used = false;
   reply(wp->id, CTL_CLOSE, 0);
 }
@@ -187,6 +232,8 @@ static void on_open(const cf__mpi_ctl *c) {
   reply(c->pool, CTL_OPEN, status);
 }
 
+static bool stopped_early(const wtask *t);
+
 static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
   cf__mpi_batch h;
   if (n < sizeof h) return;
@@ -238,6 +285,7 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
         memcpy(t->arg, &inner, 8);
       }
     }
+    if (W.nearly && stopped_early(t)) t->stop = true;
     wp->ntasks++;
     if (W.tail)
       W.tail->next = t;
@@ -261,6 +309,24 @@ static void on_stop(wpool *wp, uint32_t slot, uint64_t seq) {
     task_done(t);
     return;
   }
+  if (W.nearly == 64) {
+    memmove(W.early, W.early + 1, sizeof W.early[0] * 63);
+    W.nearly--;
+  }
+  unsigned i = W.nearly++;
+  W.early[i].pool = wp->id;
+  W.early[i].slot = slot;
+  W.early[i].seq = seq;
+}
+
+static bool stopped_early(const wtask *t) {
+  for (unsigned i = 0; i < W.nearly; i++) {
+    if (W.early[i].pool == t->wp->id && W.early[i].seq == t->seq && W.early[i].slot == t->slot) {
+      W.early[i] = W.early[--W.nearly];
+      return true;
+    }
+  }
+  return false;
 }
 
 static void on_message(int tag, const unsigned char *b, size_t n) {
@@ -368,8 +434,11 @@ static bool w_stop(cf_call *c) {
   if (wc->t->deadline && now >= wc->t->deadline) return true;
   if (now >= W.next_ctl) {
     W.next_ctl = now + CTL_POLL_NS;
-    /* only this pool's control messages: STOP, CLOSE (tasks wait; the
-     * receive buffer is free: the task's argument is a copy) */
+    /* only this pool's tasks (queued) and control messages (STOP, CLOSE):
+     * nothing that runs user code; the receive buffer is free (the task's
+     * argument is a copy) */
+    if (W.nout && now - W.out_since >= BATCH_AGE_NS) flush_outcomes();
+    poll_messages(CF__MPI_TAG(wc->t->wp->id, K_TASKS));
     poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
   }
   return wc->t->stop;
@@ -381,8 +450,9 @@ static void run_one(void) {
   wtask *t = W.head;
   W.head = t->next;
   if (!W.head) W.tail = NULL;
-  if (t->err) {
-    send_outcome(t, t->err, t->err, NULL, 0, 0);
+  if (t->err || t->stop) { /* refused here, or stopped before it ran */
+    int e = t->err ? t->err : CF_ECANCELLED;
+    send_outcome(t, e, e, NULL, 0, 0);
     task_done(t);
     return;
   }
@@ -394,10 +464,14 @@ static void run_one(void) {
   wc.c.ctx = t;
   wc.c.max_result = t->wp->max_result;
   wc.t = t;
+  int64_t start = cf__now_ns();
+  if (W.nout && (W.last_task_ns >= SHORT_TASK_NS || start - W.out_since >= BATCH_AGE_NS))
+    flush_outcomes();
   W.cur = t;
-  W.next_ctl = cf__now_ns() + CTL_POLL_NS;
+  W.next_ctl = start + CTL_POLL_NS;
   t->fn(&wc.c);
   W.cur = NULL;
+  W.last_task_ns = cf__now_ns() - start;
   if (!wc.sent) {
     if (wc.c.outcome == 2 && wc.c.err == CF_ETASK)
       send_outcome(t, CF_ETASK, wc.code, wc.msg, wc.msg_len, 0);
@@ -416,6 +490,7 @@ void cf__mpi_serve(MPI_Comm comm, int parent, bool spawned) {
   W.parent = parent;
   W.spawned = spawned;
   W.rank0.pidfd = -1;
+  prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0); /* its sleeps are its polling period */
   int64_t last = cf__now_ns(), next_check = last;
   for (;;) {
     bool did = poll_messages(MPI_ANY_TAG);
@@ -423,6 +498,7 @@ void cf__mpi_serve(MPI_Comm comm, int parent, bool spawned) {
       run_one();
       did = true;
     }
+    if (!W.head) flush_outcomes(); /* nothing left to run: send what is known */
     int64_t now = cf__now_ns();
     if (did) {
       last = now;
