@@ -3,7 +3,11 @@
 #
 #   ./build.sh test          install what is missing, then build and ctest three
 #                            trees: normal (Debug: CF_DEBUG checks, assertions),
-#                            ASan+UBSan and TSan; plus the install test in each
+#                            ASan+UBSan and TSan; plus the install test in each.
+#                            The MPI executor's tests (label mpi, under mpirun
+#                            -n 3 with Open MPI) run in the normal tree only;
+#                            CF_TREES="normal mpich" adds a tree built against
+#                            MPICH that runs the mpi label there
 #   ./build.sh bench [ARGS]  install what is missing, build Release with the
 #                            benchmarks, run bench/tools/run.sh ARGS
 #   ./build.sh build         configure and build the normal tree only
@@ -11,7 +15,7 @@
 #
 # Environment: CF_BUILD_DIR (default ./build), CF_JOBS (build jobs, default
 # the number of CPUs), CF_CTEST_JOBS (default 2: process tests fork, keep it
-# small), CF_TREES (default "normal asan tsan").
+# small), CF_TREES (default "normal asan tsan"; also: mpich).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -22,8 +26,10 @@ JOBS=${CF_JOBS:-$NCPU}
 CTEST_JOBS=${CF_CTEST_JOBS:-2}
 TREES=${CF_TREES:-normal asan tsan}
 
-TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev)
-BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox)
+TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin)
+BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox python3-mpi4py)
+MPICH_PKGS=(mpich libmpich-dev)
 
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() {
@@ -158,7 +164,9 @@ run_tree() {
   else
     log "tree $name: ctest (-j$CTEST_JOBS)"
     # --timeout is the default for tests without their own TIMEOUT property.
-    if "${prefix[@]}" ctest --test-dir "$dir" --output-on-failure -j "$CTEST_JOBS" \
+    local only=()
+    [ -z "${CTEST_LABEL:-}" ] || only=(-L "$CTEST_LABEL")
+    if "${prefix[@]}" ctest --test-dir "$dir" --output-on-failure -j "$CTEST_JOBS" "${only[@]}" \
       --timeout 300 --no-tests=error 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
       RESULT[$name]=PASS
     else
@@ -183,7 +191,14 @@ cmd_test() {
     normal) run_tree normal -DCMAKE_BUILD_TYPE=Debug ;;
     asan) run_tree asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_DEBUG_CHECKS=ON -DCF_SANITIZE=address ;;
     tsan) run_tree tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_DEBUG_CHECKS=ON -DCF_SANITIZE=thread ;;
-    *) die "unknown tree '$tree' in CF_TREES (normal, asan, tsan)" ;;
+    mpich)
+      # the same MPI tests against MPICH (beside Open MPI: Debian's
+      # alternatives keep Open MPI the default mpicc/mpirun)
+      ensure_packages "${MPICH_PKGS[@]}"
+      CTEST_LABEL=mpi run_tree mpich -DCMAKE_BUILD_TYPE=Debug -DMPI_C_COMPILER=/usr/bin/mpicc.mpich \
+        -DMPIEXEC_EXECUTABLE=/usr/bin/mpiexec.mpich
+      ;;
+    *) die "unknown tree '$tree' in CF_TREES (normal, asan, tsan, mpich)" ;;
     esac
   done
   t1=$(date +%s)

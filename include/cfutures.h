@@ -168,8 +168,10 @@ int cf_process_pool_new(const cf_options *o, cf_executor **out);
  * the program: it is translated like a function); the other fields are
  * ignored. Differences from the process pool: a task sent to a rank is
  * RUNNING; cancelling it (or its deadline) cannot kill the rank: the task
- * is asked to stop (cf_call_stop_requested) and cf_future_cancel returns
- * CF_EBUSY (a deadline fails the future with CF_ETIMEDOUT at once). A worker
+ * is asked to stop and cf_future_cancel returns CF_EBUSY; the future then
+ * ends CANCELLED if the rank had not started it yet, else the task sees
+ * cf_call_stop_requested(). A deadline fails the future with CF_ETIMEDOUT
+ * at once, wherever the task is. A worker
  * rank that dies fails the tasks it held with CF_ECRASHED and breaks the
  * pool (CF_EBROKEN). Built without MPI, cf_mpi_pool_new returns CF_ENOTSUP. */
 typedef struct cf_mpi_options {
