@@ -85,8 +85,11 @@ bool cf__mpi_peer_dead(cf__mpi_peer *peer) {
 }
 
 int cf__mpi_wait(MPI_Request *req, const cf__mpi_peer *peer, MPI_Status *st) {
+  /* The peer is sending or receiving right now (a rendezvous needs a few
+   * turns of both sides): poll, yielding, for 2 ms before sleeping at all,
+   * then sleep 20 us between looks. */
   int64_t start = cf__now_ns(), next_check = start + 1000000;
-  for (unsigned i = 0;; i++) {
+  for (;;) {
     int flag = 0;
     if (MPI_Test(req, &flag, st ? st : MPI_STATUS_IGNORE) != MPI_SUCCESS) return CF_ECRASHED;
     if (flag) return 0;
@@ -95,10 +98,10 @@ int cf__mpi_wait(MPI_Request *req, const cf__mpi_peer *peer, MPI_Status *st) {
       if (cf__mpi_peer_dead((cf__mpi_peer *)peer)) return CF_ECRASHED;
       next_check = now + 1000000;
     }
-    if (i < 64) {
+    if (now - start < 2000000) {
       sched_yield();
     } else {
-      struct timespec ts = {0, (now - start) / 8 < 1000000 ? (long)((now - start) / 8) : 1000000};
+      struct timespec ts = {0, 20000};
       nanosleep(&ts, NULL);
     }
   }

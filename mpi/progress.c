@@ -22,7 +22,8 @@
  *      never runs; a RUNNING one fails at once and its worker gets STOP,
  *      its slot stays taken until the worker answers), and every
  *      DEATH_CHECK_NS look at the workers' pidfds.
- * When a turn did nothing it polls again, yielding the CPU, for SPIN_NS;
+ * When a turn did nothing it polls again, yielding the CPU, for SPIN_NS
+ * (SEND_SPIN_NS while a send is in flight: a rendezvous needs both sides);
  * then it sleeps on its eventfd: while tasks are in flight for 1/8 of the
  * time idle so far (at most 1 ms: it must look at MPI, which cannot wake
  * it), else until the next deadline or a kick. A submitter kicks only when
@@ -53,6 +54,7 @@
 #define SPIN_NS 50000
 #define MAX_SLEEP_NS 1000000
 #define DEATH_CHECK_NS 1000000
+#define SEND_SPIN_NS 2000000
 
 static inline cf__mpi_slot *slot_at(cf__mpi_pool *p, unsigned w, unsigned k) {
   return &p->slots[(size_t)w * p->max_inflight + k];
@@ -800,7 +802,9 @@ void *cf__mpi_progress_main(void *arg) {
       continue;
     }
     int64_t idle = now - last;
-    if (idle < SPIN_NS) {
+    /* a send in flight is usually a rendezvous the peer is in the middle
+     * of: it needs our MPI calls to finish, so do not sleep for a while */
+    if (idle < SPIN_NS || (p->nsends && idle < SEND_SPIN_NS)) {
       sched_yield();
       continue;
     }

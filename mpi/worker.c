@@ -156,7 +156,7 @@ static void send_outcome(const wtask *t, int err, int code, const void *bytes, u
                          uint32_t flags) {
   uint32_t inl = (flags & OF_EXT_DATA) ? 0 : len;
   size_t n = sizeof(cf__mpi_outcome) + cf__pad8(inl);
-  if (W.nout && (W.out_pool != t->wp->id || W.slen + n > 32768)) flush_outcomes();
+  if (W.nout && (W.out_pool != t->wp->id || W.slen + n > 65536)) flush_outcomes();
   if (!grow(&W.sbuf, &W.scap, W.slen + n)) leave(1);
   cf__mpi_outcome o = {.magic = CF__MPI_MAGIC, .slot = t->slot, .seq = t->seq, .err = err,
                        .code = code, .len = len, .flags = flags};

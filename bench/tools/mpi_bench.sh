@@ -17,11 +17,15 @@ bin=$(find "$build" -name bench_mpi -type f -perm -u+x | head -n1)
 [ -n "$bin" ] || { echo "mpi_bench.sh: no bench_mpi in $build (CF_WITH_MPI=ON, CF_BUILD_BENCH=ON)" >&2; exit 1; }
 mpirun=(mpirun)
 if mpirun --version 2>&1 | grep -q "Open MPI"; then
-  mpirun+=(--oversubscribe)
+  # More ranks than CPUs: mpirun then turns every idle MPI poll into a
+  # sched_yield (mpi_yield_when_idle), which costs each side here 10x in
+  # latency; every system below runs with the same flags.
+  mpirun+=(--oversubscribe --mca mpi_yield_when_idle 0)
   [ "$(id -u)" -ne 0 ] || mpirun+=(--allow-run-as-root)
 fi
 j=$out/mpi.jsonl
 : >"$j"
+echo "{\"row\": \"machine\", \"system\": \"-\", \"nproc\": $(nproc), \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$j"
 "${mpirun[@]}" -n 2 "$bin" pingpong | grep '^{' >>"$j"
 "${mpirun[@]}" -n 3 "$bin" mpi | grep '^{' >>"$j"
 "$bin" process | grep '^{' >>"$j"
@@ -59,6 +63,9 @@ for (row, key), name in [(("submit", "tasks_per_s"), "submit"), (("map", "items_
         print(f"cfutures-mpi (max_inflight 16) / mpi4py.futures, {name}: {best / py[key]:.0f}x")
 if rt and py["p50_ns"]:
     print(f"round trip: mpi4py.futures / cfutures-mpi: {py['p50_ns'] / rt:.0f}x")
+m = [r for r in rows if r["row"] == "machine"]
+if m:
+    print(f"machine: {m[0]['nproc']} CPUs, load average before the run {m[0]['load']}")
 lvl = get("info", "cfutures-mpi", "thread_level")
 if lvl is not None:
     print(f"thread level granted: {lvl} (MPI_THREAD_MULTIPLE = {get('info', 'cfutures-mpi', 'thread_multiple')})")
