@@ -26,7 +26,8 @@ static void read_build_id(const struct dl_phdr_info *info, cf__mod *m) {
       size_t name = (nh->n_namesz + 3) & ~3u, desc = (nh->n_descsz + 3) & ~3u;
       const unsigned char *d = p + sizeof *nh + name;
       if (d + desc > end) break;
-      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(p + sizeof *nh, "GNU", 4) == 0) {
+      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+          memcmp(p + sizeof *nh, "GNU", 4) == 0) {
         m->id_len = nh->n_descsz < sizeof m->id ? nh->n_descsz : sizeof m->id;
         memcpy(m->id, d, m->id_len);
         return;

@@ -27,8 +27,8 @@
 #define CF__MPI_MAX_XRANGES 4
 
 typedef struct cf__mod {
-  uintptr_t base;   /* dlpi_addr */
-  uintptr_t lo, hi; /* extent of all PT_LOAD segments */
+  uintptr_t base;                                               /* dlpi_addr */
+  uintptr_t lo, hi;                                             /* extent of all PT_LOAD segments */
   uintptr_t xlo[CF__MPI_MAX_XRANGES], xhi[CF__MPI_MAX_XRANGES]; /* executable ones */
   unsigned nx;
   uint64_t name_hash;

@@ -70,10 +70,10 @@ typedef struct cf__mpi_pool cf__mpi_pool;
 /* The job, one per process (launch.c). */
 typedef struct cf__mpi_job {
   pthread_mutex_t mu;
-  int mode;        /* 0 until set up */
-  bool we_init;    /* cfutures called MPI_Init_thread */
-  int level;       /* the thread level MPI granted */
-  MPI_Comm comm;   /* static: the dup of MPI_COMM_WORLD */
+  int mode;      /* 0 until set up */
+  bool we_init;  /* cfutures called MPI_Init_thread */
+  int level;     /* the thread level MPI granted */
+  MPI_Comm comm; /* static: the dup of MPI_COMM_WORLD */
   unsigned nworkers;
   cf__mpi_peer *peers; /* static: worker i is rank i + 1 */
   cf__modtab mods;     /* rank 0's modules (at setup) */
@@ -132,13 +132,13 @@ struct cf__mpi_pool {
   bool shutdown, broken, kill_req, closing, started, stopped;
   int start_err;
   unsigned cancel_gen, cancel_done; /* cancelling shutdowns asked / done */
-  cf_future **stops; /* STOP requests (references) */
+  cf_future **stops;                /* STOP requests (references) */
   size_t nstops, stops_cap;
   _Atomic size_t live; /* futures the progress thread still holds */
   _Atomic unsigned live_waiters, queue_waiters;
-  _Atomic bool req;    /* stops, a cancel or closing asked: look under mu */
-  bool cancel_sticky;  /* progress thread: cancel whatever comes in */
-  bool stop_once;      /* pool.c: the threads are (being) stopped */
+  _Atomic bool req;   /* stops, a cancel or closing asked: look under mu */
+  bool cancel_sticky; /* progress thread: cancel whatever comes in */
+  bool stop_once;     /* pool.c: the threads are (being) stopped */
   pthread_t pt;
 
   /* progress thread only */

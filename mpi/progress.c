@@ -131,8 +131,7 @@ static void fail_pending(cf__mpi_pool *p, cf_future *f, int err) {
 
 /* ---- sends ---- */
 
-static void add_send(cf__mpi_pool *p, MPI_Request rq, void *buf, size_t len, cf_future *f,
-                     int w) {
+static void add_send(cf__mpi_pool *p, MPI_Request rq, void *buf, size_t len, cf_future *f, int w) {
   if (p->nsends == p->sends_cap) {
     size_t cap = p->sends_cap ? 2 * p->sends_cap : 16;
     cf__mpi_send *n = realloc(p->sends, cap * sizeof *n);
@@ -145,7 +144,8 @@ static void add_send(cf__mpi_pool *p, MPI_Request rq, void *buf, size_t len, cf_
     p->sends = n;
     p->sends_cap = cap;
   }
-  p->sends[p->nsends++] = (cf__mpi_send){.req = rq, .buf = buf, .buf_len = len, .f = f, .worker = w};
+  p->sends[p->nsends++] =
+      (cf__mpi_send){.req = rq, .buf = buf, .buf_len = len, .f = f, .worker = w};
 }
 
 static bool poll_sends(cf__mpi_pool *p) {
@@ -558,16 +558,17 @@ static size_t on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, si
   if (o.magic == CF__MPI_MAGIC && o.slot < p->max_inflight && slot_at(p, w, o.slot)->f &&
       slot_at(p, w, o.slot)->seq == o.seq)
     f = slot_at(p, w, o.slot)->f;
-  bool live = f && cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) ==
-                       CF_STATE_RUNNING;
+  bool live =
+      f && cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_RUNNING;
   int err = o.err;
   if (ext) { /* the bytes follow in their own message: take them in any case */
     void *buf = NULL;
     bool keep = live && err == 0 && o.len <= p->max_result && o.len > CF__INLINE_RES;
     buf = keep ? cf__alloc(o.len) : malloc(o.len ? o.len : 1);
     MPI_Request rq;
-    if (!buf || MPI_Irecv(buf, (int)o.len, MPI_BYTE, p->peers[w].rank, CF__MPI_TAG(p->id, K_RDATA),
-                          p->comm, &rq) != MPI_SUCCESS ||
+    if (!buf ||
+        MPI_Irecv(buf, (int)o.len, MPI_BYTE, p->peers[w].rank, CF__MPI_TAG(p->id, K_RDATA), p->comm,
+                  &rq) != MPI_SUCCESS ||
         cf__mpi_wait(&rq, &p->peers[w], NULL) != 0) {
       if (buf) keep ? cf__free(buf, o.len) : free(buf);
       atomic_store(&p->peers[w].dead, true); /* its death check fails the rest */

@@ -29,7 +29,7 @@
 #define CF__MPI_VERSION 1u
 
 enum { K_TASKS = 0, K_ARG = 1, K_CTRL = 2, K_RESULTS = 3, K_RDATA = 4, K_REPLY = 5 };
-#define CF__MPI_TAG(pool, kind) ((int)(pool) * 8 + (kind))
+#define CF__MPI_TAG(pool, kind) ((int)(pool)*8 + (kind))
 #define CF__MPI_MAX_POOL_ID 4000 /* 8 x 4001 < 32767, the smallest MPI_TAG_UB allowed */
 
 /* Inline bytes (arguments in a batch, results in an outcome) up to this;

@@ -83,8 +83,8 @@ static struct {
   wtask *head, *tail, *cur;
   unsigned char *rbuf, *sbuf, *res;
   size_t rcap, scap, rescap;
-  size_t slen;      /* outcome batch bytes in sbuf */
-  unsigned nout;    /* outcomes in it */
+  size_t slen;   /* outcome batch bytes in sbuf */
+  unsigned nout; /* outcomes in it */
   unsigned out_pool;
   int64_t out_since, last_task_ns;
   int64_t next_ctl;
@@ -132,7 +132,10 @@ static void flush_outcomes(void);
 
 static void reply(unsigned pool, uint32_t type, int status) {
   flush_outcomes();
-  cf__mpi_reply r = {.magic = CF__MPI_MAGIC, .type = type, .status = status, .pid = getpid(),
+  cf__mpi_reply r = {.magic = CF__MPI_MAGIC,
+                     .type = type,
+                     .status = status,
+                     .pid = getpid(),
                      .host = cf__mpi_host_key()};
   send_bytes(&r, sizeof r, CF__MPI_TAG(pool, K_REPLY));
 }
@@ -158,8 +161,13 @@ static void send_outcome(const wtask *t, int err, int code, const void *bytes, u
   size_t n = sizeof(cf__mpi_outcome) + cf__pad8(inl);
   if (W.nout && (W.out_pool != t->wp->id || W.slen + n > 65536)) flush_outcomes();
   if (!grow(&W.sbuf, &W.scap, W.slen + n)) leave(1);
-  cf__mpi_outcome o = {.magic = CF__MPI_MAGIC, .slot = t->slot, .seq = t->seq, .err = err,
-                       .code = code, .len = len, .flags = flags};
+  cf__mpi_outcome o = {.magic = CF__MPI_MAGIC,
+                       .slot = t->slot,
+                       .seq = t->seq,
+                       .err = err,
+                       .code = code,
+                       .len = len,
+                       .flags = flags};
   unsigned char *b = W.sbuf + W.slen;
   memcpy(b, &o, sizeof o);
   if (inl) memcpy(b + sizeof o, bytes, inl);

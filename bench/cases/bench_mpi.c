@@ -83,8 +83,10 @@ static void roundtrip(cf_executor *ex, const char *sys) {
     if (i >= 0) t[i] = b - a;
   }
   qsort(t, (size_t)n, sizeof *t, cmp64);
-  printf("{\"row\": \"roundtrip\", \"system\": \"%s\", \"p50_ns\": %lld, \"p99_ns\": %lld, \"n\": %ld}\n",
-         sys, (long long)pct(t, (size_t)n, 0.5), (long long)pct(t, (size_t)n, 0.99), n);
+  printf(
+      "{\"row\": \"roundtrip\", \"system\": \"%s\", \"p50_ns\": %lld, \"p99_ns\": %lld, \"n\": "
+      "%ld}\n",
+      sys, (long long)pct(t, (size_t)n, 0.5), (long long)pct(t, (size_t)n, 0.99), n);
   fflush(stdout);
   free(t);
 }
@@ -116,9 +118,10 @@ static void submit_all(cf_executor *ex, const char *sys) {
     rate[k] = (double)n * 1e9 / (double)(now_ns() - a);
   }
   qsort(rate, (size_t)reps, sizeof *rate, cmpd);
-  printf("{\"row\": \"submit\", \"system\": \"%s\", \"tasks_per_s\": %.0f, \"n\": %ld, "
-         "\"window\": %d}\n",
-         sys, rate[reps / 2], n, WINDOW);
+  printf(
+      "{\"row\": \"submit\", \"system\": \"%s\", \"tasks_per_s\": %.0f, \"n\": %ld, "
+      "\"window\": %d}\n",
+      sys, rate[reps / 2], n, WINDOW);
   fflush(stdout);
   free(rate);
 }
@@ -142,8 +145,9 @@ static void map_chunked(cf_executor *ex, const char *sys, size_t chunk) {
     rate[k] = (double)n * 1e9 / (double)(now_ns() - a);
   }
   qsort(rate, (size_t)reps, sizeof *rate, cmpd);
-  printf("{\"row\": \"map\", \"system\": \"%s\", \"chunk\": %zu, \"items_per_s\": %.0f, \"n\": %ld}\n",
-         sys, chunk, rate[reps / 2], n);
+  printf(
+      "{\"row\": \"map\", \"system\": \"%s\", \"chunk\": %zu, \"items_per_s\": %.0f, \"n\": %ld}\n",
+      sys, chunk, rate[reps / 2], n);
   fflush(stdout);
   free(xs);
   free(rate);
@@ -176,9 +180,10 @@ static int pingpong(void) {
     MPI_Get_library_version(lib, &len);
     char *nl = strchr(lib, '\n');
     if (nl) *nl = 0;
-    printf("{\"row\": \"pingpong\", \"system\": \"mpi-raw\", \"ranks\": %d, \"p50_ns\": %lld, "
-           "\"p99_ns\": %lld, \"thread_level\": %d, \"library\": \"%.40s\"}\n",
-           size, (long long)pct(t, (size_t)n, 0.5), (long long)pct(t, (size_t)n, 0.99), prov, lib);
+    printf(
+        "{\"row\": \"pingpong\", \"system\": \"mpi-raw\", \"ranks\": %d, \"p50_ns\": %lld, "
+        "\"p99_ns\": %lld, \"thread_level\": %d, \"library\": \"%.40s\"}\n",
+        size, (long long)pct(t, (size_t)n, 0.5), (long long)pct(t, (size_t)n, 0.99), prov, lib);
   }
   free(t);
   MPI_Finalize();
@@ -196,9 +201,10 @@ int main(int argc, char **argv) {
     check(cf_mpi_pool_new(&o, &ex), "cf_mpi_pool_new"); /* ranks != 0 serve here */
     int level = -1;
     MPI_Query_thread(&level);
-    printf("{\"row\": \"info\", \"system\": \"cfutures-mpi\", \"thread_level\": %d, "
-           "\"thread_multiple\": %d}\n",
-           level, MPI_THREAD_MULTIPLE);
+    printf(
+        "{\"row\": \"info\", \"system\": \"cfutures-mpi\", \"thread_level\": %d, "
+        "\"thread_multiple\": %d}\n",
+        level, MPI_THREAD_MULTIPLE);
     roundtrip(ex, "cfutures-mpi");
     submit_all(ex, "cfutures-mpi");
     map_chunked(ex, "cfutures-mpi", 256);

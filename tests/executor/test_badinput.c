@@ -276,6 +276,6 @@ int main(int argc, char **argv) {
   CF_RUN(test_shutdown_misuse);
   CF_RUN(test_timeouts);
   return cf_test_done(kind == CF_TEST_MPI ? "test_badinput_mpi"
-                      : process_kind     ? "test_badinput_process"
-                                         : "test_badinput_thread");
+                      : process_kind      ? "test_badinput_process"
+                                          : "test_badinput_thread");
 }

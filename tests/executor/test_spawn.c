@@ -612,6 +612,6 @@ int main(int argc, char **argv) {
   CF_RUN(test_deque_full);
   CF_RUN(test_shutdown_cancel);
   return cf_test_done(kind == CF_TEST_MPI ? "test_spawn_mpi"
-                      : process_kind     ? "test_spawn_process"
-                                         : "test_spawn_thread");
+                      : process_kind      ? "test_spawn_process"
+                                          : "test_spawn_thread");
 }

@@ -99,8 +99,8 @@ static void test_refused(void) {
   cf_executor *ex = mpi_pool(1, 1);
   cf_future *f = NULL;
   /* code in no module (a page of its own): refused at submit */
-  unsigned char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  unsigned char *page =
+      mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page != MAP_FAILED) {
     page[0] = 0xc3; /* ret */
     cf_fn jit = (cf_fn)(uintptr_t)page;
