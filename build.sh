@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # build.sh — the two commands of cfutures (Debian 12; run as root from a clone).
 #
-#   ./build.sh test          install what is missing, then build and ctest three
+#   ./build.sh test          install what is missing, then build and ctest four
 #                            trees, each a CMake preset (CMakePresets.json) in
 #                            build/<preset>: debug (CF_DEBUG checks,
-#                            assertions), asan (ASan+UBSan) and tsan; the
-#                            install tests run in each
+#                            assertions), asan (ASan+UBSan) and tsan, with the
+#                            install tests in each; and mpi (the MPI executor,
+#                            an opt-in build: its tests, label mpi, under
+#                            mpirun -n 3 with Open MPI)
 #   ./build.sh bench [ARGS]  install what is missing, then bench/tools/run.sh
 #                            ARGS: configure (preset bench) and build in
 #                            build/bench, run, results in build/bench-results/
@@ -14,7 +16,9 @@
 #
 # Environment: CF_BUILD_DIR (default ./build), CF_JOBS (build jobs, default
 # the number of CPUs), CF_CTEST_JOBS (default 2: process tests fork, keep it
-# small), CF_TREES (default "debug asan tsan"; "normal" is debug's old name).
+# small), CF_TREES (default "debug asan tsan mpi"; "normal" is debug's old
+# name; "mpi" is a Debug tree with the MPI executor (Open MPI) that runs the
+# MPI tests; "mpich" the same against MPICH, opt-in).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -23,15 +27,18 @@ BUILD_DIR=${CF_BUILD_DIR:-$ROOT/build}
 NCPU=$(nproc 2>/dev/null || echo 2)
 JOBS=${CF_JOBS:-$NCPU}
 CTEST_JOBS=${CF_CTEST_JOBS:-2}
-TREES=${CF_TREES:-debug asan tsan}
+TREES=${CF_TREES:-debug asan tsan mpi}
 TREES=${TREES//normal/debug}
 
 # libjemalloc-dev: the CF_WITH_JEMALLOC opt-in and cf_bench_memory's counters;
 # libtcmalloc-minimal4, libmimalloc-dev: the install test's host allocators;
 # libuv1-dev: the libuv example (examples/uv_queue.c).
+# libopenmpi-dev, openmpi-bin: the MPI executor and its tests (mpirun -n 3);
+# python3-mpi4py: the mpi4py.futures peer; mpich: the opt-in CF_TREES=mpich.
 TEST_PKGS=(build-essential cmake pkg-config libck-dev libjemalloc-dev libbenchmark-dev
-  libtcmalloc-minimal4 libmimalloc-dev libuv1-dev)
-BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox)
+  libtcmalloc-minimal4 libmimalloc-dev libuv1-dev libopenmpi-dev openmpi-bin)
+BENCH_PKGS=("${TEST_PKGS[@]}" libtbb-dev libuv1-dev libglib2.0-dev python3 gnuplot-nox python3-mpi4py)
+MPICH_PKGS=(mpich libmpich-dev)
 
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() {
@@ -166,7 +173,10 @@ run_tree() {
   else
     log "tree $name: ctest (-j$CTEST_JOBS)"
     # --timeout is the default for tests without their own TIMEOUT property.
-    if "${prefix[@]}" ctest --test-dir "$dir" --output-on-failure -j "$CTEST_JOBS" \
+    local only=()
+    # the MPI trees run the MPI tests only (the rest is the debug tree's)
+    [ "$name" != mpi ] && [ "$name" != mpich ] || only=(-L mpi)
+    if "${prefix[@]}" ctest --test-dir "$dir" --output-on-failure -j "$CTEST_JOBS" "${only[@]}" \
       --timeout 300 --no-tests=error 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
       RESULT[$name]=PASS
     else
@@ -188,8 +198,14 @@ cmd_test() {
   mkdir -p "$BUILD_DIR"
   for tree in $TREES; do
     case $tree in
-    debug | asan | tsan) run_tree "$tree" ;;
-    *) die "unknown tree '$tree' in CF_TREES (debug, asan, tsan)" ;;
+    debug | asan | tsan | mpi) run_tree "$tree" ;;
+    mpich)
+      # the MPI tests against MPICH too (Debian's alternatives keep Open MPI
+      # the default mpicc/mpirun; the preset names MPICH's)
+      ensure_packages "${MPICH_PKGS[@]}"
+      run_tree mpich
+      ;;
+    *) die "unknown tree '$tree' in CF_TREES (debug, asan, tsan, mpi, mpich)" ;;
     esac
   done
   t1=$(date +%s)

@@ -1,8 +1,10 @@
 /*
  * switch.c — the program cfutures exists for.
  *
- *     ./switch threads      run the batch on a thread pool
- *     ./switch processes    run the very same batch on a process pool
+ *     ./switch threads                 run the batch on a thread pool
+ *     ./switch processes               run the very same batch on a process pool
+ *     mpirun -n 3 ./switch mpi         run it on the ranks of an MPI job
+ *                                      (rank 0 submits, ranks 1-2 work)
  *
  * A batch of CPU-bound tasks is submitted inside a scope that owns the
  * executor (CF_SCOPED_EXECUTOR: leaving the scope shuts the executor down and
@@ -10,9 +12,11 @@
  * in an array and every result is read after the scope ends. The two runs
  * print the same lines; only the last line, the time taken, differs.
  *
- * Moving from threads to processes is the one line marked below: tasks take
- * their argument by value and return their result by value, so the same
- * function runs unchanged in a worker thread or in a worker process.
+ * Moving from threads to processes to a cluster is the one line marked
+ * below: tasks take their argument by value and return their result by
+ * value, so the same function runs unchanged in a worker thread, a worker
+ * process or on another MPI rank. (On an MPI worker rank cf_mpi_pool_new
+ * never returns: that rank serves tasks until rank 0 is done.)
  */
 #include <cfutures.h>
 #include <stdint.h>
@@ -55,11 +59,13 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2 || (strcmp(argv[1], "threads") != 0 && strcmp(argv[1], "processes") != 0)) {
-    fprintf(stderr, "usage: %s threads|processes\n", argv[0]);
+  if (argc != 2 || (strcmp(argv[1], "threads") != 0 && strcmp(argv[1], "processes") != 0 &&
+                    strcmp(argv[1], "mpi") != 0)) {
+    fprintf(stderr, "usage: %s threads|processes|mpi\n", argv[0]);
     return 2;
   }
   bool use_processes = strcmp(argv[1], "processes") == 0;
+  bool use_mpi = strcmp(argv[1], "mpi") == 0;
 
   cf_options o;
   cf_options_init(&o); /* workers = 0: one per online CPU */
@@ -68,7 +74,9 @@ int main(int argc, char **argv) {
   {
     CF_SCOPED_EXECUTOR cf_executor *ex = NULL;
     /* The switch: */
-    int rc = use_processes ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
+    int rc = use_mpi         ? cf_mpi_pool_new(&o, &ex)
+             : use_processes ? cf_process_pool_new(&o, &ex)
+                             : cf_thread_pool_new(&o, &ex);
     if (rc != 0) {
       fprintf(stderr, "cannot start the pool: %s\n", cf_strerror(rc));
       return 1;
@@ -98,6 +106,6 @@ int main(int argc, char **argv) {
     }
     cf_future_release(fs[i]);
   }
-  printf("time: %.3f s on %s\n", t1 - t0, use_processes ? "processes" : "threads");
+  printf("time: %.3f s on %s\n", t1 - t0, argv[1]);
   return failed;
 }

@@ -54,6 +54,8 @@ enum {
   CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
   CF_ESYS = -15,      /* a system call failed: errno tells which */
   CF_EDEADLINE = -16, /* the task's deadline passed (cf_submit_opts.timeout_ns) */
+  CF_ENOTSUP = -17,   /* not supported by this build or this MPI (see cf_mpi_pool_new) */
+  CF_EFUNC = -18,     /* the task function lies in no module the MPI workers load */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -162,6 +164,50 @@ void cf_options_init(cf_options *o);
 
 int cf_thread_pool_new(const cf_options *o, cf_executor **out);
 int cf_process_pool_new(const cf_options *o, cf_executor **out);
+
+/* ---- The MPI executor ---------------------------------------------------
+ *
+ * The same executor on the ranks of an MPI job: `mpirun -n N ./app`, where
+ * rank 0 is the caller and ranks 1..N-1 serve as workers (like
+ * `python -m mpi4py.futures`); or, started alone, the pool spawns its
+ * workers with MPI_Comm_spawn (Open MPI; Debian's MPICH 4.0.2 cannot).
+ *
+ *     cf_mpi_pool_new(&opts, &ex);   // instead of cf_process_pool_new(&opts, &ex)
+ *
+ * Every rank runs the same program and calls cf_mpi_pool_new(). On rank 0 it
+ * returns the executor. On a worker rank it NEVER RETURNS: the rank serves
+ * tasks (of this pool and of any later pool rank 0 makes) until rank 0 calls
+ * MPI_Finalize or exits, then it finalizes MPI and _exit(0)s, so no code of
+ * the caller's runs on a worker past pool creation. MPI is initialized with
+ * MPI_Init_thread(MPI_THREAD_MULTIPLE) unless the program did it (rank 0
+ * needs at least MPI_THREAD_SERIALIZED: its progress thread makes the MPI
+ * calls), and finalized at exit if cfutures initialized it.
+ *
+ * A task function travels as (module, offset) and is checked on arrival; a
+ * function in no module loaded at pool creation is refused at submit with
+ * CF_EFUNC. cf_options: workers (0: every worker rank; at most the ranks
+ * there are), max_arg_size / max_result_size (default 64 KiB), max_queued,
+ * initializer (its argument must be NULL or point into the static data of
+ * the program: it is translated like a function); the other fields are
+ * ignored. Differences from the process pool: a task sent to a rank is
+ * RUNNING; cancelling it (or its deadline) cannot kill the rank: the task
+ * is asked to stop and cf_future_cancel returns CF_EBUSY; the future then
+ * ends CANCELLED if the rank had not started it yet, else the task sees
+ * cf_call_stop_requested(). A deadline fails the future with CF_ETIMEDOUT
+ * at once, wherever the task is. A worker
+ * rank that dies fails the tasks it held with CF_ECRASHED and breaks the
+ * pool (CF_EBROKEN). Built without MPI, cf_mpi_pool_new returns CF_ENOTSUP. */
+typedef struct cf_mpi_options {
+  size_t size;           /* sizeof(cf_mpi_options); set by cf_mpi_options_init */
+  unsigned max_inflight; /* tasks sent to one worker rank and not yet answered;
+                            default 1 (no task waits behind a busy one); more
+                            hides the network round trip of short tasks */
+  bool oversubscribe;    /* spawn mode: allow more ranks than slots (Open MPI) */
+} cf_mpi_options;
+
+void cf_mpi_options_init(cf_mpi_options *o);
+int cf_mpi_pool_new(const cf_options *o, cf_executor **out);
+int cf_mpi_pool_new_ex(const cf_options *o, const cf_mpi_options *mo, cf_executor **out);
 
 typedef struct cf_submit_opts {
   int64_t timeout_ns; /* > 0: deadline, counted from submit; past it the future

@@ -46,6 +46,10 @@ const char *cf_strerror(int code) {
       return "system call failed";
     case CF_EDEADLINE:
       return "the task's deadline passed";
+    case CF_ENOTSUP:
+      return "not supported (by this build or this MPI)";
+    case CF_EFUNC:
+      return "task function is in no module the workers load";
     default:
       return "unknown error";
   }

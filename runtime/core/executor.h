@@ -53,4 +53,9 @@ struct cf_executor {
   _Atomic bool time_tasks;
 };
 
+/* The task cf_map submits for a chunk (map.c). Its argument begins with the
+ * user's cf_fn as a u64: an executor whose workers live in another address
+ * space (MPI) translates that word as it translates the task function. */
+void cf__map_chunk_runner(cf_call *outer);
+
 #endif /* CF_RUNTIME_EXECUTOR_H */

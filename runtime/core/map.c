@@ -140,7 +140,7 @@ static bool inner_stop(cf_call *c) {
 
 static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop};
 
-static void chunk_runner(cf_call *outer) {
+void cf__map_chunk_runner(cf_call *outer) {
   size_t alen;
   const unsigned char *a = cf_call_arg(outer, &alen);
   uint64_t fnbits, count;
@@ -289,7 +289,7 @@ static bool submit_one(cf_map *m) {
   } else {
     uint64_t cnt = n;
     memcpy(b->p + 8, &cnt, 8);
-    rc = cf_submit(m->ex, chunk_runner, b->p, b->len, &s->f);
+    rc = cf_submit(m->ex, cf__map_chunk_runner, b->p, b->len, &s->f);
   }
   if (rc != 0) {
     s->f = NULL;

@@ -1,11 +1,13 @@
 /* cf-test: labels=unit timeout=120 variants=thread;process */
 /*
  * test_api.c — every public call, state transition and error code, run once
- * per executor kind (argv[1] = "thread" or "process"). Tasks are plain
- * functions and talk to the test only through their bytes and a shared
- * anonymous mapping made before any pool exists (a process worker is forked,
- * so it sees the same page). No timing thresholds: every wait is for a
- * condition, and the ctest timeout catches a hang.
+ * per executor kind (argv[1] = "thread", "process" or "mpi", the last under
+ * mpirun: tests/mpi). Tasks are plain functions and talk to the test only
+ * through their bytes and a shared mapping made before any pool exists (a
+ * process worker is forked, so it sees the same page; MPI ranks map the
+ * same file). No timing thresholds: every wait is for a condition, and the
+ * ctest timeout catches a hang. An MPI task sent to a rank is RUNNING and
+ * cannot be killed: there the running-task cases behave as for threads.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,7 +19,7 @@
 
 #include "testutil.h"
 
-static bool process_kind;
+static bool process_kind, mpi_kind;
 
 typedef struct shared {
   _Atomic int gate;     /* tasks in gate_task wait for it */
@@ -185,19 +187,19 @@ static void test_submit_sizes(void) {
   cf_executor *ex = make_ex(2);
   size_t sizes[] = {0, 1, 8, 31, 32, 33, 47, 48, 49, 64, 1000, 4096, 60000};
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_size(ex, sizes[i]);
-  if (!process_kind) check_size(ex, 1 << 20); /* no size limit in the thread pool */
+  if (!process_kind && !mpi_kind) check_size(ex, 1 << 20); /* no size limit in the thread pool */
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
 static void test_size_limits(void) {
-  if (!process_kind) return;
+  if (!process_kind && !mpi_kind) return;
   cf_options o;
   cf_options_init(&o);
   o.workers = 1;
   o.max_arg_size = 1024;
   o.max_result_size = 512;
   cf_executor *ex = NULL;
-  assert_rc(cf_process_pool_new(&o, &ex), 0);
+  assert_rc(cf_test_pool_new(true, &o, &ex), 0);
   char big[2048] = {0};
   cf_future *f = NULL;
   expect_rc(cf_submit(ex, echo_task, big, sizeof big, &f), CF_E2BIG);
@@ -924,7 +926,7 @@ static void test_initializer(void) {
   o.workers = 2;
   o.initializer = init_ok;
   cf_executor *ex = NULL;
-  assert_rc(process_kind ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex), 0);
+  assert_rc(cf_test_pool_new(process_kind, &o, &ex), 0);
   cf_future *f = NULL;
   assert_rc(cf_submit(ex, empty_task, NULL, 0, &f), 0);
   expect_rc(cf_future_result(f, NULL, 0, NULL, -1), 0);
@@ -934,7 +936,7 @@ static void test_initializer(void) {
 
   o.initializer = init_bad;
   ex = NULL;
-  int rc = process_kind ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
+  int rc = cf_test_pool_new(process_kind, &o, &ex);
   if (rc == 0) {
     /* the pool exists but is broken: submit or the future says so */
     rc = cf_submit(ex, empty_task, NULL, 0, &f);
@@ -1012,7 +1014,7 @@ static void test_queue_bound(void) {
   o.workers = 1;
   o.max_queued = 2;
   cf_executor *ex = NULL;
-  assert_rc(process_kind ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex), 0);
+  assert_rc(cf_test_pool_new(process_kind, &o, &ex), 0);
   cf_future *fs[12] = {0};
   assert_rc(cf_submit(ex, gate_task, NULL, 0, &fs[0]), 0);
   wait_started(1);
@@ -1051,9 +1053,10 @@ static void test_strerror(void) {
 }
 
 int main(int argc, char **argv) {
-  process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_kind kind = cf_test_parse_kind(argc, argv);
+  process_kind = kind == CF_TEST_PROCESS;
+  mpi_kind = kind == CF_TEST_MPI;
+  sh = cf_test_shared_map(sizeof *sh);
   CF_RUN(test_strerror);
   CF_RUN(test_submit_sizes);
   CF_RUN(test_size_limits);
@@ -1073,5 +1076,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_stats);
   CF_RUN(test_crash);
   CF_RUN(test_queue_bound);
-  return cf_test_done(process_kind ? "test_api_process" : "test_api_thread");
+  return cf_test_done(mpi_kind       ? "test_api_mpi"
+                      : process_kind ? "test_api_process"
+                                     : "test_api_thread");
 }

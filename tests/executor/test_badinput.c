@@ -3,7 +3,7 @@
  * test_badinput.c — every public call fed NULL handles, NULL functions, zero
  * and huge sizes, extreme timeouts and codes, and handles used too often.
  * Each must answer with its documented code and leave the executor usable.
- * Run once per executor kind (argv[1] = "thread" or "process").
+ * Run once per executor kind (argv[1] = "thread", "process" or "mpi").
  */
 #include <limits.h>
 #include <stdatomic.h>
@@ -47,6 +47,7 @@ static void test_null_everywhere(void) {
 
   expect_rc(cf_thread_pool_new(NULL, NULL), CF_EINVAL);
   expect_rc(cf_process_pool_new(NULL, NULL), CF_EINVAL);
+  expect_rc(cf_mpi_pool_new(NULL, NULL), CF_EINVAL);
   cf_options_init(NULL); /* no crash */
 
   expect_rc(cf_submit(NULL, echo_task, NULL, 0, &f), CF_EINVAL);
@@ -250,14 +251,15 @@ static void test_timeouts(void) {
 static void test_strerror(void) {
   int codes[] = {CF_OK,      CF_EINVAL,   CF_ENOMEM, CF_ETIMEDOUT, CF_ECANCELLED, CF_ESHUTDOWN,
                  CF_EBROKEN, CF_ECRASHED, CF_E2BIG,  CF_ETASK,     CF_EAGAIN,     CF_EBUSY,
-                 CF_ERANGE,  CF_EDONE,    CF_EPROTO, CF_ESYS,      CF_EDEADLINE};
+                 CF_ERANGE,  CF_EDONE,    CF_EPROTO, CF_ESYS,      CF_EDEADLINE,  CF_ENOTSUP,
+                 CF_EFUNC};
   const char *unknown = cf_strerror(INT_MIN);
   expect_true(unknown != NULL);
   for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
     const char *s = cf_strerror(codes[i]);
     expect_true(s != NULL && s[0] != 0 && strcmp(s, unknown) != 0);
   }
-  int garbage[] = {INT_MIN, INT_MAX, 1, 2, -17, -100, -1000000};
+  int garbage[] = {INT_MIN, INT_MAX, 1, 2, -19, -20, -100, -1000000};
   for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++) {
     const char *s = cf_strerror(garbage[i]);
     expect_true(s != NULL);
@@ -266,12 +268,15 @@ static void test_strerror(void) {
 }
 
 int main(int argc, char **argv) {
-  process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
+  cf_test_kind kind = cf_test_parse_kind(argc, argv);
+  process_kind = kind == CF_TEST_PROCESS;
   CF_RUN(test_strerror);
   CF_RUN(test_null_everywhere);
   CF_RUN(test_sizes);
   CF_RUN(test_release_twice);
   CF_RUN(test_shutdown_misuse);
   CF_RUN(test_timeouts);
-  return cf_test_done(process_kind ? "test_badinput_process" : "test_badinput_thread");
+  return cf_test_done(kind == CF_TEST_MPI ? "test_badinput_mpi"
+                      : process_kind      ? "test_badinput_process"
+                                          : "test_badinput_thread");
 }

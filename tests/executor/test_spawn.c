@@ -596,9 +596,10 @@ static void test_shutdown_cancel(void) {
 }
 
 int main(int argc, char **argv) {
-  process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  /* an MPI task runs on another rank, like a process task: the same cases */
+  cf_test_kind kind = cf_test_parse_kind(argc, argv);
+  process_kind = kind != CF_TEST_THREAD;
+  sh = cf_test_shared_map(sizeof *sh);
   CF_RUN(test_fib);
   CF_RUN(test_deep);
   CF_RUN(test_sizes);
@@ -610,5 +611,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_stolen);
   CF_RUN(test_deque_full);
   CF_RUN(test_shutdown_cancel);
-  return cf_test_done(process_kind ? "test_spawn_process" : "test_spawn_thread");
+  return cf_test_done(kind == CF_TEST_MPI ? "test_spawn_mpi"
+                      : process_kind      ? "test_spawn_process"
+                                          : "test_spawn_thread");
 }

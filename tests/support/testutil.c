@@ -1,8 +1,11 @@
 #include "testutil.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 int cf_test_failures;
@@ -87,13 +90,53 @@ int cf_test_done(const char *name) {
   return cf_test_failures ? 1 : 0;
 }
 
+cf_test_kind cf_test_kind_now = CF_TEST_THREAD;
+
+cf_test_kind cf_test_parse_kind(int argc, char **argv) {
+  cf_test_kind_now = CF_TEST_THREAD;
+  if (argc > 1 && strcmp(argv[1], "process") == 0) cf_test_kind_now = CF_TEST_PROCESS;
+  if (argc > 1 && strcmp(argv[1], "mpi") == 0) cf_test_kind_now = CF_TEST_MPI;
+  return cf_test_kind_now;
+}
+
+int cf_test_pool_new(bool process, const cf_options *o, cf_executor **ex) {
+  if (cf_test_kind_now == CF_TEST_MPI) return cf_mpi_pool_new(o, ex);
+  return process ? cf_process_pool_new(o, ex) : cf_thread_pool_new(o, ex);
+}
+
 cf_executor *cf_test_new_executor(bool process, unsigned workers) {
   cf_options o;
   cf_options_init(&o);
   o.workers = workers;
   cf_executor *ex = NULL;
-  int rc = process ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
+  int rc = cf_test_pool_new(process, &o, &ex);
   assert_rc(rc, 0);
   assert_true(ex != NULL);
   return ex;
+}
+
+static char shared_path[128];
+static void shared_unlink(void) {
+  unlink(shared_path);
+}
+
+void *cf_test_shared_map(size_t size) {
+  void *p = MAP_FAILED;
+  if (cf_test_kind_now != CF_TEST_MPI) {
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  } else {
+    /* every rank on this host is a child of the same launcher process */
+    const char *exe = strrchr(program_invocation_name, '/');
+    snprintf(shared_path, sizeof shared_path, "/dev/shm/cftest.%d.%s", (int)getppid(),
+             exe ? exe + 1 : program_invocation_name);
+    int fd = open(shared_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+      p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0) close(fd);
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    if (!r) r = getenv("PMI_RANK");
+    if (r && strcmp(r, "0") == 0) atexit(shared_unlink);
+  }
+  assert_true(p != MAP_FAILED);
+  return p;
 }

@@ -29,10 +29,24 @@ void cf_test_fail(const char *file, int line, const char *expr, const char *fmt,
 uint64_t cf_test_scale(uint64_t n);
 /* Exit status for main(): prints a summary line "N passed, M failed". */
 int cf_test_done(const char *name);
+/* The executor kind argv[1] names: "thread" (also the default), "process"
+ * or "mpi" (the binary then runs under mpirun: rank 0 is the test, the
+ * other ranks become the pool's workers at the first pool). */
+typedef enum { CF_TEST_THREAD, CF_TEST_PROCESS, CF_TEST_MPI } cf_test_kind;
+cf_test_kind cf_test_parse_kind(int argc, char **argv);
+extern cf_test_kind cf_test_kind_now;
 /* A thread pool (process = false) or a process pool of `workers` workers
  * with default options: how one test source runs against both executors.
- * Stops the test if the pool cannot be made. */
+ * After cf_test_parse_kind saw "mpi", an MPI pool instead. Stops the test
+ * if the pool cannot be made. */
 cf_executor *cf_test_new_executor(bool process, unsigned workers);
+/* The same with options: the pool of the kind given (MPI as above). */
+int cf_test_pool_new(bool process, const cf_options *o, cf_executor **ex);
+/* Memory the test shares with its workers, zeroed, made before any pool:
+ * an anonymous shared mapping (forked process workers see it), or for the
+ * "mpi" kind a file in /dev/shm named after the launcher's pid, which
+ * every rank of the job on this host maps (rank 0 removes it at exit). */
+void *cf_test_shared_map(size_t size);
 /* Run a named test function and count it (skipped when $CF_TEST_ONLY is
  * set and does not name it). Disarms the watchdog when it returns. */
 void cf_test_run(const char *name, void (*fn)(void));
