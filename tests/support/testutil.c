@@ -1,7 +1,9 @@
 #include "testutil.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 int cf_test_failures;
 static int tests_passed, tests_failed;
@@ -49,4 +51,32 @@ cf_executor *cf_test_new_executor(bool process, unsigned workers) {
   assert_rc(rc, 0);
   assert_true(ex != NULL);
   return ex;
+}
+
+static const char *watchdog_what = "";
+
+static void watchdog_fired(int sig) {
+  (void)sig;
+  static const char head[] = "watchdog: still waiting: ";
+  ssize_t r = write(2, head, sizeof head - 1);
+  r = write(2, watchdog_what, strlen(watchdog_what));
+  r = write(2, "\n", 1);
+  (void)r;
+  _exit(1);
+}
+
+void cf_test_watchdog(unsigned seconds, const char *what) {
+  watchdog_what = what ? what : "";
+  if (seconds == 0) {
+    alarm(0);
+    return;
+  }
+  const char *s = getenv("CF_TEST_SCALE");
+  unsigned long k = s ? strtoul(s, NULL, 10) : 1;
+  if (k > 1) seconds *= (unsigned)k;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = watchdog_fired;
+  sigaction(SIGALRM, &sa, NULL);
+  alarm(seconds);
 }

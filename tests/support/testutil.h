@@ -28,6 +28,10 @@ int cf_test_done(const char *name);
  * with default options: how one test source runs against both executors.
  * Stops the test if the pool cannot be made. */
 cf_executor *cf_test_new_executor(bool process, unsigned workers);
+/* A hang becomes a failure: after `seconds` (scaled up by $CF_TEST_SCALE
+ * under sanitizers) the test binary prints `what` and exits 1. 0 disarms.
+ * For tests whose failure mode on a broken pool is waiting for ever. */
+void cf_test_watchdog(unsigned seconds, const char *what);
 /* Run a named test function and count it. */
 void cf_test_run(const char *name, void (*fn)(void));
 #define CF_RUN(fn) cf_test_run(#fn, fn)
