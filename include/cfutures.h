@@ -38,21 +38,27 @@ extern "C" {
 
 enum {
   CF_OK = 0,
-  CF_EINVAL = -1,     /* invalid argument or handle (NULL, released twice) */
-  CF_ENOMEM = -2,     /* out of memory */
-  CF_ETIMEDOUT = -3,  /* a wait timed out, or the task's deadline passed */
-  CF_ECANCELLED = -4, /* the future was cancelled */
-  CF_ESHUTDOWN = -5,  /* the executor is shut down */
-  CF_EBROKEN = -6,    /* the executor is broken (its initializer failed) */
-  CF_ECRASHED = -7,   /* the worker process running the task died */
-  CF_E2BIG = -8,      /* argument or result larger than the executor allows */
-  CF_ETASK = -9,      /* the task failed: see cf_future_error() */
-  CF_EAGAIN = -10,    /* would block (queue full and CF_SUBMIT_NOWAIT) */
-  CF_EBUSY = -11,     /* the task is running: it cannot be cancelled */
-  CF_ERANGE = -12,    /* the output buffer is too small (*len says how big) */
-  CF_EDONE = -13,     /* an iteration has no more items */
-  CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
-  CF_ESYS = -15,      /* a system call failed: errno tells which */
+  CF_EINVAL = -1,      /* invalid argument or handle (NULL, released twice) */
+  CF_ENOMEM = -2,      /* out of memory */
+  CF_ETIMEDOUT = -3,   /* a wait timed out, or the task's deadline passed */
+  CF_ECANCELLED = -4,  /* the future was cancelled */
+  CF_ESHUTDOWN = -5,   /* the executor is shut down */
+  CF_EBROKEN = -6,     /* the executor is broken (its initializer failed) */
+  CF_ECRASHED = -7,    /* the worker process running the task died */
+  CF_E2BIG = -8,       /* argument or result larger than the executor allows */
+  CF_ETASK = -9,       /* the task failed: see cf_future_error() */
+  CF_EAGAIN = -10,     /* would block (queue full and CF_SUBMIT_NOWAIT) */
+  CF_EBUSY = -11,      /* the task is running: it cannot be cancelled */
+  CF_ERANGE = -12,     /* the output buffer is too small (*len says how big) */
+  CF_EDONE = -13,      /* an iteration has no more items */
+  CF_EPROTO = -14,     /* a worker wrote corrupt data into the shared segment */
+  CF_ESYS = -15,       /* a system call failed: errno tells which */
+  CF_EDEADLK = -16,    /* the call could never proceed from where it was made
+                          (waiting would be for ever; retrying will not help):
+                          a process task submitting to its own pool */
+  CF_ENOTLOADED = -17, /* the task function is in no module the process pool's
+                          workers have loaded (a library dlopen'ed after the
+                          pool was made) */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -126,11 +132,15 @@ typedef struct cf_options {
   size_t max_result_size;        /* 0: 64 KiB; at most UINT32_MAX */
   size_t ring_capacity;          /* queued tasks in the ring: a power of two in
                                     2..2^24; 0: 1024 */
-  size_t max_futures;            /* live process futures (slots), at most
-                                    2^20 - 1; 0: 16384. A future holds its slot
-                                    until it is done AND released; with none
-                                    free, submit waits (CF_EAGAIN with
-                                    CF_SUBMIT_NOWAIT) */
+  size_t max_futures;            /* process tasks in flight (segment slots:
+                                    queued, running, or done and not yet
+                                    copied into their futures), at most
+                                    2^20 - 1; 0: 2 x ring_capacity + 2 x
+                                    workers. A done task's outcome moves
+                                    into its future and frees the slot, so a
+                                    program may hold any number of futures;
+                                    with no slot free, submit waits for one
+                                    (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
   /* thread pool only */
   unsigned wait_help; /* CF_HELP_*: what a task that waits on a future (or
                          joins a stolen frame) runs meanwhile on its worker */
@@ -169,6 +179,13 @@ typedef struct cf_submit_opts {
 
 #define CF_SUBMIT_NOWAIT 1u /* queue full: return CF_EAGAIN instead of waiting */
 
+/* cf_submit's own errors: CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN, CF_EBROKEN,
+ * CF_E2BIG (argument over max_arg_size), CF_EAGAIN (CF_SUBMIT_NOWAIT and no
+ * queue room: retry later), and for a process pool CF_ENOTLOADED (the
+ * function is not in the code its workers have) and CF_EDEADLK (called
+ * from one of the pool's own tasks, in a worker process: cf_spawn runs
+ * inline there). */
+
 /* Submit fn(arg). `arg` is copied (len may be 0, arg may then be NULL).
  * On success *out holds a new future, released with cf_future_release(). */
 int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out);
@@ -180,6 +197,11 @@ int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const c
 #define CF_SHUTDOWN_KILL                                       \
   4u /* process pool: also kill running tasks (CF_ECANCELLED); \
         thread pool: request stop of running tasks */
+#define CF_SHUTDOWN_TERMINATE                                             \
+  8u /* process pool: like CF_SHUTDOWN_KILL, but the workers get SIGTERM  \
+        first (a task may clean up) and SIGKILL only if still alive after \
+        CF_TERMINATE_GRACE_MS; thread pool: the same as CF_SHUTDOWN_KILL */
+#define CF_TERMINATE_GRACE_MS 1000
 
 /* Stop accepting work: every later cf_submit (from any thread, the
  * executor's own tasks included) returns CF_ESHUTDOWN. Idempotent: later
@@ -269,8 +291,10 @@ typedef struct cf_crash_info {
 int cf_future_crash_info(cf_future *f, cf_crash_info *out);
 
 /* fn(f, arg) runs once when f is done, in the thread that completed it (for
- * a process pool: the pool's supervisor thread), or at once in the caller if
- * f is already done. The callback must not release f's last reference. */
+ * a process pool: the pool's callback thread, or the thread that cancelled
+ * it), or at once in the caller if f is already done. The callback must not
+ * release f's last reference. A slow callback delays only the callbacks
+ * after it: never a deadline, a crash report or a waiter. */
 typedef void (*cf_done_fn)(cf_future *f, void *arg);
 int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg);
 

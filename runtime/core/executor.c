@@ -43,6 +43,10 @@ const char *cf_strerror(int code) {
       return "corrupt data from a worker";
     case CF_ESYS:
       return "system call failed";
+    case CF_EDEADLK:
+      return "could never proceed from here (would wait for ever)";
+    case CF_ENOTLOADED:
+      return "task function not in any module the pool's workers have";
     default:
       return "unknown error";
   }
