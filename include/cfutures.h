@@ -350,10 +350,11 @@ int cf_future_release(cf_future *f);
  *     back and calls it inline unless another worker stole it, in which
  *     case the joiner runs other work (from the thief first) until it is
  *     done. Nothing is ever lost or run twice: a frame not stolen runs in
- *     its join. Anywhere else (a thread outside the
- *     pool, a process pool, a larger argument) the frame holds an ordinary
- *     future (cf_submit + cf_future_result), with the same semantics, so the
- *     one-line switch between executors still holds.
+ *     its join. Inside a process task (in its worker), cf_spawn runs the
+ *     task inline into the frame and cf_join hands its outcome over. Anywhere
+ *     else (a thread outside the pool, a larger argument) the frame holds an
+ *     ordinary future (cf_submit + cf_future_result), with the same
+ *     semantics, so the one-line switch between executors still holds.
  *   - No cancel, no deadline, no callbacks: use futures for those. A frame
  *     task sees cf_call_stop_requested() only for a CF_SHUTDOWN_KILL
  *     shutdown of a thread pool. A frame is never cancelled: it belongs to
