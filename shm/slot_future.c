@@ -107,13 +107,16 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
      * cf__future_load): the outcome above is visible once the word moved */
     atomic_store_explicit(&f->word, &f->state, memory_order_release);
   }
-  if (n > CF__SLOT_RES_INLINE && n <= p->cfg.max_result) {
-    /* The worker's result region held this result: give its pages back if
-     * large, then let the worker write its next result there. */
+  if (by_worker) {
+    /* If the worker's result region holds this slot's result (it took it
+     * for a large result, whatever the task did next: a late deadline turns
+     * it into a failure), give its pages back if large, then let the
+     * worker write its next result there. */
     cf__worker_rec *rec = &seg->workers[owner - 1];
-    if (atomic_load(&rec->res_busy) == s + 1) {
-      if (n > CF__SEG_KEEP_RESULT) cf__seg_release(seg, cf__seg_res_area(seg, owner - 1), n);
-      uint32_t want = s + 1;
+    uint32_t want = s + 1;
+    if (atomic_load(&rec->res_busy) == want) {
+      if (n > CF__SEG_KEEP_RESULT && n <= p->cfg.max_result)
+        cf__seg_release(seg, cf__seg_res_area(seg, owner - 1), n);
       if (atomic_compare_exchange_strong(&rec->res_busy, &want, 0))
         cf__futex_wake(&rec->res_busy, INT_MAX, true);
     }

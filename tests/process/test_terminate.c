@@ -25,6 +25,20 @@
 #include "test_hooks.h"
 #include "testutil.h"
 
+/* TSan delivers a signal to a handler only at points of its own, which a
+ * worker forked from a multi-threaded TSan process does not reach: there
+ * the handler's run is not checked (the rest is). */
+#if defined(__SANITIZE_THREAD__)
+#define TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN 1
+#endif
+#endif
+#ifndef TSAN
+#define TSAN 0
+#endif
+
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U
 #endif
@@ -84,7 +98,7 @@ static void test_terminate(void) {
   while (atomic_load(&sh->started) < 2) nap_ms(1);
   for (int i = 0; i < 3; i++) assert_rc(cf_submit(ex, t_square, NULL, 0, &pend[i]), 0);
   expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_TERMINATE), 0);
-  expect_eq(atomic_load(&sh->cleaned), 2); /* they cleaned up before the call returned */
+  if (!TSAN) expect_eq(atomic_load(&sh->cleaned), 2); /* they cleaned up before it returned */
   for (int i = 0; i < 2; i++) {
     expect_true(cf_future_done(run[i]));
     expect_rc(cf_future_result(run[i], NULL, 0, NULL, 0), CF_ECANCELLED);
