@@ -22,11 +22,10 @@
 #include "sys.h"
 #include "zygote.h"
 
-#define SPAWN_TRIES 100                 /* failed forks in a row, no worker left: broken */
-#define ZYGOTE_TRIES 20                 /* zygotes in a row that died young: broken */
-#define YOUNG_NS 1000000000LL           /* a zygote or worker that died sooner "died young" */
-#define BACKOFF_MIN_NS 1000000LL        /* 1 ms, doubling ... */
-#define BACKOFF_MAX_NS 1000000000LL     /* ... up to 1 s */
+#define SPAWN_TRIES 100             /* failed forks in a row, no worker left: broken */
+#define ZYGOTE_TRIES 20             /* zygotes in a row that died before making a worker: broken */
+#define BACKOFF_MIN_NS 1000000LL    /* 1 ms, doubling ... */
+#define BACKOFF_MAX_NS 1000000000LL /* ... up to 1 s */
 #define FORKER_PATIENCE_NS 1000000000LL /* a stopped zygote; a zygote that ignores EXIT */
 
 static int64_t backoff(unsigned fails) {
@@ -138,7 +137,7 @@ int cf__forker_start(cf__pool *p) {
   p->zygote_pid = z;
   p->zpidfd = pfd;
   p->forker_up = true;
-  p->zstarted = cf__now_ns();
+  p->zspawned = false;
   p->zstart_at = 0;
   p->zstopped_since = 0;
   p->nout = 0;
@@ -181,7 +180,9 @@ static void forker_dead(cf__pool *p) {
   if (p->stopping) {
     p->stopped = true;
   } else if (!p->broken) {
-    p->zfails = now - p->zstarted < YOUNG_NS ? p->zfails + 1 : 0;
+    /* young: it never made a worker (a zygote killed after it did its work
+     * is replaced at once, however often) */
+    p->zfails = p->zspawned ? 0 : p->zfails + 1;
     if (p->zfails > ZYGOTE_TRIES) {
       newly_broken = cf__pp_break_locked(p);
     } else {
@@ -210,6 +211,7 @@ static void on_spawn_reply(cf__pool *p, const cf__zmsg *m) {
     w->pid = m->pid;
     w->alive = true;
     p->nalive++;
+    p->zspawned = true;
   } else if (++w->fails < SPAWN_TRIES || p->nalive || p->nspawning) {
     /* the fork failed (EAGAIN, ENOMEM): ask again a little later */
     if (!p->stopping && !p->broken)

@@ -23,8 +23,8 @@
  * again), closes the socket — nothing is read from a dead zygote — and
  * hands the workers to recovery.c, which fails the tasks they ran. Then a
  * new zygote starts: at once, or after a backoff (1 ms doubling to 1 s)
- * when zygotes keep dying young; after ZYGOTE_TRIES in a row the pool is
- * broken. A zygote seen stopped (SIGSTOP) for FORKER_PATIENCE while tasks
+ * when zygotes keep dying before they made a worker; after ZYGOTE_TRIES
+ * such in a row the pool is broken. A zygote seen stopped (SIGSTOP) for FORKER_PATIENCE while tasks
  * are in flight is killed and replaced the same way: a stopped zygote
  * would never report the deaths of its workers.
  *

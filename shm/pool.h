@@ -76,9 +76,11 @@
  *   incarnation  one worker process (a number that is never reused): a
  *             worker index runs a new incarnation after each respawn
  *
- * Lock order: `mu` is a leaf. Under it the pool only queues zygote messages
- * (a non-blocking send) and wakes futex sleepers; callbacks always run with
- * `mu` released, and a user callback never on the supervisor thread.
+ * Lock order: `mu` is a leaf. Under it the pool queues zygote messages (a
+ * non-blocking send), wakes futex sleepers, copies an outcome into its
+ * future (allocating for a large one) and gives payload pages back
+ * (madvise); callbacks always run with `mu` released, and a user callback
+ * never on the supervisor thread.
  */
 #ifndef CF_SHM_POOL_H
 #define CF_SHM_POOL_H
@@ -132,9 +134,9 @@ typedef struct cf__pool {
   pid_t zygote_pid;       /* mu: 0 when there is none */
   int zpidfd;             /* its pidfd, -1: none (then end of file tells) */
   bool forker_up;         /* mu */
-  unsigned zfails;        /* zygotes in a row that died young or failed to start */
+  unsigned zfails;        /* zygotes in a row that made no worker or failed to start */
+  bool zspawned;          /* mu: the current zygote made a worker */
   int64_t zstart_at;      /* > 0: start a zygote at this time (backoff) */
-  int64_t zstarted;       /* when the current one started */
   int64_t zstopped_since; /* it was seen stopped (SIGSTOP) since then, 0: not */
   cf__zmsg *out;          /* mu: messages the socket did not take yet, in order */
   size_t nout, out_cap;

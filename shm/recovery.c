@@ -64,8 +64,13 @@ static void death_fn(cf__pool *p, uint32_t s, void *arg, cf__settle *st) {
   if (c == CF__W_CORRUPT) {
     cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, st);
   } else if (c == CF__W_OK && cf__st_state(w) == CF_STATE_RUNNING && d->dead[o - 1]) {
-    if (cf__pp_fail_locked(p, s, ps->gen, true, CF_STATE_FAILED, CF_ECRASHED, &d->ci[o - 1], 0, st))
-      d->crashed++;
+    /* counted first: the failure is visible to a reader as soon as the
+     * outcome moves (inside the fail); relaxed: a statistic, ordered for
+     * that reader by the move's release */
+    atomic_fetch_add_explicit(&p->crashed, 1, memory_order_relaxed);
+    if (!cf__pp_fail_locked(p, s, ps->gen, true, CF_STATE_FAILED, CF_ECRASHED, &d->ci[o - 1], 0,
+                            st))
+      atomic_fetch_sub_explicit(&p->crashed, 1, memory_order_relaxed);
   } else if (c == CF__W_OK && cf__st_done(w)) {
     cf__pp_settle_locked(p, s, st);
   } else if (c == CF__W_OK && cf__st_state(w) == CF_STATE_PENDING && s == d->cur_slot &&
@@ -122,7 +127,6 @@ void cf__pp_on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
   cf__pp_unlock(p);
 
   cf__pp_scan(p, death_fn, &d, false);
-  if (d.crashed) atomic_fetch_add_explicit(&p->crashed, d.crashed, memory_order_relaxed);
 
   bool newly_broken = false;
   cf__pp_lock(p);
@@ -163,7 +167,6 @@ void cf__pp_on_forker_death(cf__pool *p) {
   cf__pp_unlock(p);
   death d = {.dead = dead, .ci = ci, .quarantine = ~0u, .cur_slot = CF__HINT_NONE};
   cf__pp_scan(p, death_fn, &d, false);
-  if (d.crashed) atomic_fetch_add_explicit(&p->crashed, d.crashed, memory_order_relaxed);
   cf__pp_lock(p);
   for (unsigned i = 0; i < n; i++) reset_record(p, i);
   atomic_store(&p->cfg.seg.ctl->nsleep, 0); /* every sleeper is dead */
