@@ -60,9 +60,10 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
   uint32_t state = cf__st_state(w);
   unsigned owner = cf__st_owner(w);
   bool by_worker = owner >= 1 && owner <= p->cfg.nworkers;
-  uint32_t n = 0;
-  if (state == CF_STATE_FINISHED && by_worker)
-    n = atomic_load_explicit(&sl->res_len, memory_order_relaxed); /* read once, then checked */
+  /* read once, then checked; it also says whether the worker took its
+   * result region (a failure past a large cf_call_return keeps it) */
+  uint32_t rlen = by_worker ? atomic_load_explicit(&sl->res_len, memory_order_relaxed) : 0;
+  uint32_t n = state == CF_STATE_FINISHED ? rlen : 0;
   if (f) {
     int err = 0, code = 0;
     char *msg = NULL;
@@ -107,11 +108,12 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
      * cf__future_load): the outcome above is visible once the word moved */
     atomic_store_explicit(&f->word, &f->state, memory_order_release);
   }
-  if (by_worker) {
+  if (by_worker && rlen > CF__SLOT_RES_INLINE) {
     /* If the worker's result region holds this slot's result (it took it
      * for a large result, whatever the task did next: a late deadline turns
      * it into a failure), give its pages back if large, then let the
-     * worker write its next result there. */
+     * worker write its next result there. (Only then is the worker's
+     * record touched: it is a line the worker writes for every task.) */
     cf__worker_rec *rec = &seg->workers[owner - 1];
     uint32_t want = s + 1;
     if (atomic_load(&rec->res_busy) == want) {

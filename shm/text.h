@@ -16,6 +16,7 @@
 #ifndef CF_SHM_TEXT_H
 #define CF_SHM_TEXT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +27,7 @@ typedef struct cf__text_range {
 typedef struct cf__text {
   cf__text_range *r; /* sorted by lo, not overlapping */
   unsigned n;
+  _Atomic unsigned last; /* the range found last: looked at first */
 } cf__text;
 
 /* Record the executable ranges of every loaded object (the parent, at pool
