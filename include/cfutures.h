@@ -38,24 +38,29 @@ extern "C" {
 
 enum {
   CF_OK = 0,
-  CF_EINVAL = -1,     /* invalid argument or handle (NULL, released twice) */
-  CF_ENOMEM = -2,     /* out of memory */
-  CF_ETIMEDOUT = -3,  /* a wait timed out (the future may still complete) */
-  CF_ECANCELLED = -4, /* the future was cancelled */
-  CF_ESHUTDOWN = -5,  /* the executor is shut down */
-  CF_EBROKEN = -6,    /* the executor is broken (its initializer failed) */
-  CF_ECRASHED = -7,   /* the worker process running the task died */
-  CF_E2BIG = -8,      /* argument or result larger than the executor allows */
-  CF_ETASK = -9,      /* the task failed: see cf_future_error() */
-  CF_EAGAIN = -10,    /* would block (queue full and CF_SUBMIT_NOWAIT) */
-  CF_EBUSY = -11,     /* the task is running: it cannot be cancelled */
-  CF_ERANGE = -12,    /* the output buffer is too small (*len says how big) */
-  CF_EDONE = -13,     /* an iteration has no more items */
-  CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
-  CF_ESYS = -15,      /* a system call failed: errno tells which */
-  CF_EDEADLINE = -16, /* the task's deadline passed (cf_submit_opts.timeout_ns) */
-  CF_ENOTSUP = -17,   /* not supported by this build or this MPI (see cf_mpi_pool_new) */
-  CF_EFUNC = -18,     /* the task function lies in no module the MPI workers load */
+  CF_EINVAL = -1,      /* invalid argument or handle (NULL, released twice) */
+  CF_ENOMEM = -2,      /* out of memory */
+  CF_ETIMEDOUT = -3,   /* a wait timed out (the future may still complete) */
+  CF_ECANCELLED = -4,  /* the future was cancelled */
+  CF_ESHUTDOWN = -5,   /* the executor is shut down */
+  CF_EBROKEN = -6,     /* the executor is broken (its initializer failed) */
+  CF_ECRASHED = -7,    /* the worker process running the task died */
+  CF_E2BIG = -8,       /* argument or result larger than the executor allows */
+  CF_ETASK = -9,       /* the task failed: see cf_future_error() */
+  CF_EAGAIN = -10,     /* would block (queue full and CF_SUBMIT_NOWAIT): retry */
+  CF_EBUSY = -11,      /* the task is running: it cannot be cancelled */
+  CF_ERANGE = -12,     /* the output buffer is too small (*len says how big) */
+  CF_EDONE = -13,      /* an iteration has no more items */
+  CF_EPROTO = -14,     /* a worker wrote corrupt data into the shared segment */
+  CF_ESYS = -15,       /* a system call failed: errno tells which */
+  CF_EDEADLINE = -16,  /* the task's deadline passed (cf_submit_opts.timeout_ns) */
+  CF_ENOTSUP = -17,    /* not supported by this build or this MPI (see cf_mpi_pool_new) */
+  CF_ENOTLOADED = -18, /* the task function is in no module the executor's
+                          workers have loaded (a library dlopen'ed after a
+                          process pool was made; for MPI: not in every rank) */
+  CF_EDEADLK = -19,    /* the call could never proceed from where it was made
+                          (waiting would be for ever; retrying will not help):
+                          a process task submitting to its own pool */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -131,11 +136,15 @@ typedef struct cf_options {
   size_t max_result_size;        /* 0: 64 KiB; at most UINT32_MAX */
   size_t ring_capacity;          /* queued tasks in the ring: a power of two in
                                     2..2^24; 0: 1024 */
-  size_t max_futures;            /* live process futures (slots), at most
-                                    2^20 - 1; 0: 16384. A future holds its slot
-                                    until it is done AND released; with none
-                                    free, submit waits (CF_EAGAIN with
-                                    CF_SUBMIT_NOWAIT) */
+  size_t max_futures;            /* process tasks in flight (segment slots:
+                                    queued, running, or done and not yet
+                                    copied into their futures), at most
+                                    2^20 - 1; 0: 2 x ring_capacity + 2 x
+                                    workers. A done task's outcome moves
+                                    into its future and frees the slot, so a
+                                    program may hold any number of futures;
+                                    with no slot free, submit waits for one
+                                    (CF_EAGAIN with CF_SUBMIT_NOWAIT) */
   /* thread pool only */
   unsigned wait_help; /* CF_HELP_*: what a task that waits on a future (or
                          joins a stolen frame) runs meanwhile on its worker */
@@ -185,7 +194,7 @@ int cf_process_pool_new(const cf_options *o, cf_executor **out);
  *
  * A task function travels as (module, offset) and is checked on arrival; a
  * function in no module loaded at pool creation is refused at submit with
- * CF_EFUNC. cf_options: workers (0: every worker rank; at most the ranks
+ * CF_ENOTLOADED. cf_options: workers (0: every worker rank; at most the ranks
  * there are), max_arg_size / max_result_size (default 64 KiB), max_queued,
  * initializer (its argument must be NULL or point into the static data of
  * the program: it is translated like a function); the other fields are
@@ -225,6 +234,13 @@ typedef struct cf_submit_opts {
 #define CF_SUBMIT_NOWAIT 1u /* queue full: return CF_EAGAIN instead of waiting */
 #define CF_SUBMIT_SCOPE 2u  /* cf_submit_opts.scope is set (even to NULL) */
 
+/* cf_submit's own errors: CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN, CF_EBROKEN,
+ * CF_E2BIG (argument over max_arg_size), CF_EAGAIN (CF_SUBMIT_NOWAIT and no
+ * queue room: retry later), and for a process pool CF_ENOTLOADED (the
+ * function is not in the code its workers have) and CF_EDEADLK (called
+ * from one of the pool's own tasks, in a worker process: cf_spawn runs
+ * inline there). */
+
 /* Submit fn(arg). `arg` is copied (len may be 0, arg may then be NULL).
  * On success *out holds a new future, released with cf_future_release(). */
 int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out);
@@ -238,6 +254,11 @@ int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const c
 /* CF_SHUTDOWN_CANCEL_FUTURES, and a process pool also kills its running
  * tasks (CF_ECANCELLED); a thread pool can only ask them to stop. */
 #define CF_SHUTDOWN_KILL 4u
+/* Like CF_SHUTDOWN_KILL, but a process pool's workers get SIGTERM first (a
+ * task may clean up) and SIGKILL only if still alive after
+ * CF_TERMINATE_GRACE_MS; a thread pool: the same as CF_SHUTDOWN_KILL. */
+#define CF_SHUTDOWN_TERMINATE 8u
+#define CF_TERMINATE_GRACE_MS 1000
 
 /* Stop accepting work: every later cf_submit (from any thread, the
  * executor's own tasks included) returns CF_ESHUTDOWN. Idempotent: later
@@ -342,10 +363,12 @@ typedef struct cf_crash_info {
 int cf_future_crash_info(cf_future *f, cf_crash_info *out);
 
 /* fn(f, arg) runs once when f is done, in the thread that completed it (for
- * a process pool: the pool's supervisor thread; for a thread-pool future
- * that its deadline failed: usually the pool's timer thread, so keep it
- * short), or at once in the caller if f is already done. The callback must
- * not release f's last reference. */
+ * a process pool: the pool's callback thread, or the thread that cancelled
+ * it; for a thread-pool future that its deadline failed: usually the pool's
+ * timer thread, so keep it short), or at once in the caller if f is already
+ * done. The callback must not release f's last reference. A slow callback
+ * on a process pool delays only the callbacks after it: never a deadline, a
+ * crash report or a waiter. */
 typedef void (*cf_done_fn)(cf_future *f, void *arg);
 int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg);
 
@@ -401,10 +424,11 @@ int cf_future_release(cf_future *f);
  *     back and calls it inline unless another worker stole it, in which
  *     case the joiner runs other work (from the thief first) until it is
  *     done. Nothing is ever lost or run twice: a frame not stolen runs in
- *     its join. Anywhere else (a thread outside the
- *     pool, a process pool, a larger argument) the frame holds an ordinary
- *     future (cf_submit + cf_future_result), with the same semantics, so the
- *     one-line switch between executors still holds.
+ *     its join. Inside a process task (in its worker), cf_spawn runs the
+ *     task inline into the frame and cf_join hands its outcome over. Anywhere
+ *     else (a thread outside the pool, a larger argument) the frame holds an
+ *     ordinary future (cf_submit + cf_future_result), with the same
+ *     semantics, so the one-line switch between executors still holds.
  *   - No cancel, no deadline, no callbacks: use futures for those. A frame
  *     task sees cf_call_stop_requested() only for a shutdown of a thread
  *     pool with CF_SHUTDOWN_CANCEL_FUTURES (or KILL). A frame is never

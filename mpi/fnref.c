@@ -101,11 +101,11 @@ int cf__addr_encode(const cf__modtab *t, uintptr_t addr, bool exec, cf__fnref *o
     out->check = 0;
     if (!exec) return 0;
     int k = find_x(m, addr);
-    if (k < 0) return CF_EFUNC;
+    if (k < 0) return CF_ENOTLOADED;
     out->check = code_bytes(addr, m->xhi[k]);
     return 0;
   }
-  return CF_EFUNC;
+  return CF_ENOTLOADED;
 }
 
 void cf__modmap_build(const cf__modtab *local, const cf__modrec *remote, unsigned n, int16_t *map) {

@@ -15,7 +15,7 @@
  * rank 0 saw (a different build of the same path fails the task, not the
  * rank). The table is taken once (at the first pool): a function in a
  * library dlopen()ed later is in no known module, and submit refuses it
- * with CF_EFUNC.
+ * with CF_ENOTLOADED.
  */
 #ifndef CF_MPI_FNREF_H
 #define CF_MPI_FNREF_H
@@ -64,7 +64,7 @@ void cf__modtab_records(const cf__modtab *t, cf__modrec *out);
 
 /* Rank 0: the reference of a code address (exec = true: in an executable
  * segment; fills check) or a data address (any loaded segment). 0 or
- * CF_EFUNC. */
+ * CF_ENOTLOADED. */
 int cf__addr_encode(const cf__modtab *t, uintptr_t addr, bool exec, cf__fnref *out);
 
 /* Worker: map[i] = the local index of rank 0's module i, or -1. */

@@ -5,7 +5,7 @@
  * DESIGN (this file)
  * Submit (any rank-0 thread, no MPI call): check the size and the pool
  * state, translate the function (and a map chunk's inner function) into
- * (module, offset) — a function in no known module is CF_EFUNC here —
+ * (module, offset) — a function in no known module is CF_ENOTLOADED here —
  * copy the argument into a new future, push it on the inbox, kick the
  * progress thread if it sleeps. max_queued bounds the futures not yet
  * sent: submit waits for room (CF_EAGAIN with CF_SUBMIT_NOWAIT).
@@ -162,12 +162,12 @@ static int mp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
     if (e) return e;
   }
   cf__fnref r, inner = {0, 0, 0};
-  if (cf__addr_encode(p->mods, (uintptr_t)fn, true, &r) != 0) return CF_EFUNC;
+  if (cf__addr_encode(p->mods, (uintptr_t)fn, true, &r) != 0) return CF_ENOTLOADED;
   bool chunk = fn == cf__map_chunk_runner && len >= 16;
   if (chunk) {
     uint64_t v;
     memcpy(&v, arg, 8);
-    if (cf__addr_encode(p->mods, (uintptr_t)v, true, &inner) != 0) return CF_EFUNC;
+    if (cf__addr_encode(p->mods, (uintptr_t)v, true, &inner) != 0) return CF_ENOTLOADED;
   }
   if (p->max_queued && atomic_load(&p->queued) >= p->max_queued) {
     if (flags & CF_SUBMIT_NOWAIT) return CF_EAGAIN;
@@ -414,7 +414,7 @@ int cf_mpi_pool_new_ex(const cf_options *opts, const cf_mpi_options *mopts, cf_e
   p->open.b = p->max_result;
   if (!e && o.initializer) {
     cf__fnref r;
-    if (cf__addr_encode(p->mods, (uintptr_t)o.initializer, true, &r) != 0) e = CF_EFUNC;
+    if (cf__addr_encode(p->mods, (uintptr_t)o.initializer, true, &r) != 0) e = CF_ENOTLOADED;
     p->open.has_init = 1;
     p->open.init_off = r.off;
     p->open.init_check = r.check;

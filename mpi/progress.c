@@ -611,7 +611,7 @@ static size_t on_outcome(cf__mpi_pool *p, unsigned w, const unsigned char *b, si
       }
     } else if (err == CF_ECANCELLED) {
       to = CF_STATE_CANCELLED;
-    } else if (err != CF_E2BIG && err != CF_EFUNC && err != CF_ENOMEM && err != CF_EPROTO) {
+    } else if (err != CF_E2BIG && err != CF_ENOTLOADED && err != CF_ENOMEM && err != CF_EPROTO) {
       err = CF_EPROTO;
     }
     if (to == CF_STATE_CANCELLED) {

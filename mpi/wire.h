@@ -57,7 +57,7 @@ _Static_assert(sizeof(cf__mpi_ctl) == 80, "cf__mpi_ctl: wire size");
 
 typedef struct cf__mpi_reply {
   uint32_t magic, type;
-  int32_t status; /* OPENED: 0 or the initializer's failure (CF_EBROKEN, CF_EFUNC) */
+  int32_t status; /* OPENED: 0 or the initializer's failure (CF_EBROKEN, CF_ENOTLOADED) */
   int32_t pid;
   uint64_t host; /* WELCOME: the worker's host key (boot id ^ pid namespace) */
 } cf__mpi_reply;
@@ -86,7 +86,7 @@ enum { OF_EXT_DATA = 1 };
 
 /* One outcome of a batch (records back to back; an OF_EXT_DATA one is
  * alone in its message): err 0 (len result bytes follow, or a K_RDATA message when
- * OF_EXT_DATA), CF_ETASK (code, and len message bytes), CF_E2BIG, CF_EFUNC
+ * OF_EXT_DATA), CF_ETASK (code, and len message bytes), CF_E2BIG, CF_ENOTLOADED
  * (the function was refused here), CF_ECANCELLED (stopped before it ran). */
 typedef struct cf__mpi_outcome {
   uint32_t magic, slot;

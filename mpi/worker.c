@@ -9,7 +9,7 @@
  * oldest queued task. A batch's large arguments (TF_EXT_ARG) are received
  * right after it, each into its own buffer (no copy). The task's function
  * and, for a map chunk, the function inside its argument are translated and
- * checked (fnref.h); a refused one fails with CF_EFUNC and the rank lives on.
+ * checked (fnref.h); a refused one fails with CF_ENOTLOADED and the rank lives on.
  *
  * Outcomes. Small results are copied into the outcome batch; a result
  * above CF__MPI_INLINE_MAX is sent from the task's own buffer inside
@@ -232,7 +232,7 @@ static void on_open(const cf__mpi_ctl *c) {
       uintptr_t fn = cf__addr_decode(&W.mods, W.map, W.nmap, &fr, true);
       uintptr_t arg = c->has_arg ? cf__addr_decode(&W.mods, W.map, W.nmap, &ar, false) : 0;
       if (!fn || (c->has_arg && !arg))
-        status = CF_EFUNC;
+        status = CF_ENOTLOADED;
       else if (((cf_init_fn)fn)((void *)arg) != 0)
         status = CF_EBROKEN;
     }
@@ -279,7 +279,7 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
     if (e.remaining_ns > 0) t->deadline = cf__now_ns() + e.remaining_ns;
     cf__fnref fr = {.off = e.fn_off, .check = e.fn_check, .mod = e.fn_mod};
     t->fn = (cf_fn)cf__addr_decode(&W.mods, W.map, W.nmap, &fr, true);
-    if (!t->fn) t->err = CF_EFUNC;
+    if (!t->fn) t->err = CF_ENOTLOADED;
     if (!t->err && (e.flags & TF_CHUNK)) {
       uint64_t packed;
       cf__fnref ir;
@@ -289,7 +289,7 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
         memcpy(&packed, t->arg, 8);
         cf__fnref_unpack(packed, e.inner_check, &ir);
         uint64_t inner = cf__addr_decode(&W.mods, W.map, W.nmap, &ir, true);
-        if (!inner) t->err = CF_EFUNC;
+        if (!inner) t->err = CF_ENOTLOADED;
         memcpy(t->arg, &inner, 8);
       }
     }

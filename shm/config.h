@@ -8,7 +8,8 @@
  * is a separate type they cannot reach, because the copy they would read
  * is a snapshot that nobody keeps up to date. Everything here is set
  * before the supervisor thread (and so the zygote) is started, and does not
- * change afterwards, except zsock (below).
+ * change afterwards, except the zygote socket (sock, zsock): a replacement
+ * zygote (supervisor.c) gets a new pair, set before it is forked.
  */
 #ifndef CF_SHM_CONFIG_H
 #define CF_SHM_CONFIG_H
@@ -36,7 +37,9 @@ typedef struct cf__pool_cfg {
   cf__text text;    /* where a task's function may be (worker check) */
   cf__seg seg;      /* the mapping and trusted copies of its layout */
   int evfd;         /* eventfd that kicks the supervisor (idle.h) */
-  int sock;         /* the parent's end of the zygote socket */
+  int sock;         /* the parent's end of the zygote socket, -1: no zygote (the
+                       supervisor writes it under mu, the new value before the
+                       old fd is closed, for registry.c's children) */
   /* The zygote's end. The zygote uses it; the parent closes its copy once
    * the zygote is forked, storing -1 first, so that a process forked later
    * for another pool (registry.h) never closes a reused fd number. A value

@@ -42,21 +42,13 @@
 #include "sys.h"
 
 /* Wake one sleeping worker, if one sleeps: after a push onto the sq. Any
- * thread of the parent. */
+ * thread of the parent. (nsleep is shared memory: a sleeper also looks
+ * again on its own after a while, worker.c.) */
 static inline void cf__wake_worker(cf__seg_ctl *ctl) {
   if (atomic_load(&ctl->nsleep)) { /* seq_cst: Dekker with the sleeper (above) */
     atomic_fetch_add(&ctl->wake_seq, 1);
     cf__futex_wake(&ctl->wake_seq, 1, true);
   }
-}
-
-/* Enter the exit phase and wake every worker: each exits once the sq is
- * empty (next_hint() checks the phase after every empty pop and before it
- * sleeps). Parent. */
-static inline void cf__wake_workers_to_exit(cf__seg_ctl *ctl) {
-  atomic_store(&ctl->phase, CF__PHASE_EXIT);
-  atomic_fetch_add(&ctl->wake_seq, 1);
-  cf__futex_wake(&ctl->wake_seq, INT_MAX, true);
 }
 
 /* Kick the supervisor out of poll() (its eventfd). Any thread of any

@@ -5,22 +5,23 @@
  *
  * DESIGN
  *
- * Processes. The parent (any threads) submits; one supervisor thread in the
- * parent watches (supervisor.c). At creation the supervisor thread forks a
- * ZYGOTE (zygote.c), so that the zygote's PR_SET_PDEATHSIG is tied to a
- * thread that lives exactly as long as the pool (the creating thread may
- * exit earlier); the zygote forks the WORKERS (worker.c) on request over the
- * zygote protocol (protocol.h), so respawning never forks the
- * multi-threaded parent. Workers die with the zygote and the zygote with the
- * supervisor thread (PDEATHSIG = SIGKILL, then getppid() re-checked for the
- * race). The zygote reaps the workers and reports each death; kills go
- * through the zygote too. The children read only the pool's configuration
- * (config.h), never this parent-side state.
+ * Processes and threads. The parent (any threads) submits. Two threads of
+ * the pool run in the parent: the SUPERVISOR (supervisor.c) watches, and
+ * the CALLBACK thread (callbacks.c) runs the users' done callbacks, so that
+ * no user code ever delays what the supervisor does. The supervisor thread
+ * forks a ZYGOTE (forker.c; the child side is zygote.c), so that the
+ * zygote's PR_SET_PDEATHSIG is tied to a thread that lives exactly as long
+ * as the pool; the zygote forks the WORKERS (worker.c) on request over the
+ * zygote protocol (protocol.h), reaps them and reports each death. Workers
+ * die with the zygote and the zygote with the supervisor thread (PDEATHSIG =
+ * SIGKILL, then getppid() re-checked for the race). A zygote that dies (or
+ * stays stopped) is replaced: its workers die with it, only the tasks they
+ * were running fail (recovery.c). The children read only the pool's
+ * configuration (config.h), never this parent-side state.
  *
  * Slots. A task lives in a slot of the segment (segment.h) whose word is the
- * future's state word (future.h); the parent-side future points at it
- * (shared = 1) and the slot table (slots.h) keeps the parent's record of it.
- * Who writes what:
+ * future's state word (future.h) while the task is queued or running; the
+ * slot table (slots.h) keeps the parent's record of it. Who writes what:
  *   - the parent writes fn/arg and publishes the PENDING word (release),
  *     then pushes a hint; a worker claims the task by CAS (gen, PENDING) ->
  *     (gen, RUNNING, owner = index + 1) and writes its outcome before the
@@ -28,21 +29,35 @@
  *   - a done word whose owner field is 0 was completed by the PARENT
  *     (cancel, deadline, crash, broken pool): its error and crash info live
  *     in the slot table, written under `mu` before the CAS; a done word with
- *     an owner was completed by that worker: its outcome is in the slot and
- *     is untrusted (checked on every read; bad data gives CF_EPROTO);
+ *     an owner was completed by that worker: its outcome is in the slot (and
+ *     a large result in the worker's result region) and is untrusted
+ *     (checked once, when it moves; bad data gives CF_EPROTO);
  *   - the done word keeps WAITERS and NOTIFY: it is final for the
- *     generation, and the supervisor can tell from it, after a worker died,
- *     whether a wake-up or a completion notice may have died with it.
- * A slot is reused (gen + 1) only when (a) the parent future is destroyed,
- * (b) the word is done, and (c) no worker that the parent failed while it
- * ran the slot (cancel, deadline, kill) is still alive: such a worker may
- * still write into the slot until it is reaped (quarantine).
+ *     generation.
+ * Once the word is done the outcome MOVES into the future (settle.h,
+ * slot_future.c: whoever sees it first — a reader, the supervisor on a
+ * notice, a sweep, a death), the future's word moves to its own f->state
+ * (future.h: the move), and the slot is freed. So the segment bounds only
+ * the tasks queued or running, never the futures a program holds. A slot is
+ * reused (gen + 1) only when (a) its word is done, (b) its outcome moved or
+ * its future is gone, (c) no worker that the parent failed while it ran the
+ * slot (cancel, deadline, kill) is still alive: such a worker may still
+ * write into the slot until it is reaped (quarantine).
  *
  * Killing a running task: the parent first CASes its word RUNNING(owner i)
- * -> done(owner 0) under `mu`, then (still under `mu`) asks the zygote to
- * kill worker i. A worker whose completing CAS fails knows a kill is coming
- * and exits at once instead of taking another task, so the kill can only
- * hit the task the parent already failed.
+ * -> done(owner 0) under `mu`, then (still under `mu`) queues a KILL of
+ * worker i for the zygote (never blocking: forker.c). A worker whose
+ * completing CAS fails knows a kill is coming and exits at once instead of
+ * taking another task, so the kill can only hit the task the parent
+ * already failed.
+ *
+ * Nothing a worker writes can make the parent wait for ever: the control
+ * state (phases, who runs what, flags, counts) is in parent memory; the
+ * parent scans the slots for a dead worker's tasks instead of trusting its
+ * record; a word of the wrong generation is a scribble and fails that task
+ * (CF_EPROTO); a supervisor sweep (every 100 ms while tasks are in flight)
+ * finds whatever a lost or scribbled hint hid; shutdown fails what remains
+ * once every worker is gone.
  *
  * Words, one meaning each, in every file of shm/:
  *   hint      a ring value: slot index + low generation bits (segment.h)
@@ -53,14 +68,19 @@
  *   owner     the worker index + 1 in a RUNNING or done word; 0: the parent
  *   complete  the CAS that makes a word done; the parent's is a "fail"
  *             (cf__pp_fail_locked: FAILED or CANCELLED with owner 0)
- *   settle    the parent's work once a word is done: run a watched future's
- *             callbacks, free an orphaned slot (settle.h)
+ *   settle    the parent's work once a word is done: move the outcome into
+ *             the future, hand its callbacks over, free the slot (settle.h)
  *   publish   a release store or CAS that makes the writes before it
  *             visible to whoever acquires the word
  *   kick      wake the supervisor (eventfd); "wake" is a futex wake
+ *   incarnation  one worker process (a number that is never reused): a
+ *             worker index runs a new incarnation after each respawn
  *
- * Lock order: `mu` is a leaf except for the socket send to the zygote.
- * Callbacks and futex wakes always run with `mu` released.
+ * Lock order: `mu` is a leaf. Under it the pool queues zygote messages (a
+ * non-blocking send), wakes futex sleepers, copies an outcome into its
+ * future (allocating for a large one) and gives payload pages back
+ * (madvise); callbacks always run with `mu` released, and a user callback
+ * never on the supervisor thread.
  */
 #ifndef CF_SHM_POOL_H
 #define CF_SHM_POOL_H
@@ -72,40 +92,80 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "mutex.h"
 #include "executor.h"
+#include "mutex.h"
+#include "protocol.h"
 #include "slots.h"
 
-/* The supervisor's record of one worker (mu). */
+/* The supervisor's record of one worker index (mu). */
 typedef struct cf__pworker {
-  pid_t pid;         /* 0 until the zygote reported it */
-  bool alive;        /* spawned and not yet reported dead */
-  bool spawning;     /* SPAWN sent, no answer yet */
-  bool retry;        /* the zygote's fork failed: SPAWN again later */
-  unsigned failures; /* fork failures in a row */
+  pid_t pid;          /* 0 until the zygote reported it */
+  uint32_t inc;       /* the incarnation it runs (or ran last) */
+  bool alive;         /* spawned and not yet reported dead */
+  bool spawning;      /* SPAWN sent, no answer yet */
+  unsigned fails;     /* quick deaths or failed forks in a row */
+  int64_t spawn_at;   /* > 0: send SPAWN at this time (backoff) */
+  int64_t spawned_at; /* when the SPAWN was sent */
 } cf__pworker;
+
+/* The callback thread's queue entry: a future whose user callbacks run. */
+typedef struct cf__cbjob {
+  struct cf__cbjob *next;
+  cf_future *f; /* holds a reference */
+  cf__cb *list; /* its user callbacks, in order */
+} cf__cbjob;
 
 typedef struct cf__pool {
   struct cf_executor base;
-  _Atomic uint32_t refs; /* the executor handle + one per in-use slot */
+  _Atomic uint32_t refs; /* the executor handle + one per future */
   cf__pool_cfg cfg;      /* what the forked children may read */
 
   cf__mutex mu;
-  pthread_cond_t cv; /* slot freed, worker reaped, zygote up */
+  pthread_cond_t cv; /* slot freed, workers stopped, supervisor up */
   cf__slots slots;
-  unsigned free_waiters; /* submitters waiting on cv for a free slot */
+  unsigned free_waiters; /* submitters waiting on cv for a slot or a big region */
   cf__pworker *w;
-  unsigned nalive, nspawning, nretry;
-  int64_t retry_at; /* when to send the SPAWNs that failed again */
+  unsigned nalive, nspawning;
+  uint32_t inc_seq; /* the last incarnation handed out */
   uint32_t *repush; /* hints to put back that did not fit in the sq */
   size_t nrepush, repush_cap;
-  bool shutdown, cancelling, broken, sv_stop, sv_started, zygote_dead, destroyed;
+
+  /* the zygote (forker.c), supervisor thread only unless noted */
+  pid_t zygote_pid;       /* mu: 0 when there is none */
+  int zpidfd;             /* its pidfd, -1: none (then end of file tells) */
+  bool forker_up;         /* mu */
+  unsigned zfails;        /* zygotes in a row that made no worker or failed to start */
+  bool zspawned;          /* mu: the current zygote made a worker */
+  int64_t zstart_at;      /* > 0: start a zygote at this time (backoff) */
+  int64_t zstopped_since; /* it was seen stopped (SIGSTOP) since then, 0: not */
+  cf__zmsg *out;          /* mu: messages the socket did not take yet, in order */
+  size_t nout, out_cap;
+
+  /* lifecycle flags (mu) */
+  bool shutdown, cancelling, broken;
+  bool stopping;   /* stop every worker for good (no respawn, no new zygote) */
+  int stop_signal; /* SIGKILL, or SIGTERM (then SIGKILL after the grace) */
+  bool term_sent;
+  int64_t term_until, exit_until;
+  bool exit_sent;
+  bool stopped; /* stopping done: no zygote, no worker, for good */
+  bool sv_stop, sv_started, destroyed;
   /* Set (cf__pp_doom) once broken or cancelling is: lets pp_submit check
    * without the mutex whether a scan of the slots may have missed its slot. */
   _Atomic bool doomed;
   int sv_error;
   pthread_t sv;
-  pid_t zygote_pid;
+  int64_t next_sweep;
+  bool sv_armed; /* mu: the supervisor's poll has a sweep timeout */
+
+  /* the callback thread (callbacks.c) */
+  pthread_mutex_t cb_mu;
+  pthread_cond_t cb_cv;
+  cf__cbjob *cb_head, **cb_tail;
+  bool cb_stop;
+  bool cb_started;  /* cb_mu: the thread takes jobs */
+  bool cb_joinable; /* the thread was created and not yet joined */
+  pthread_t cbt;
 
   _Atomic uint64_t submitted, cancelled, crashed, respawned, expired; /* statistics */
 } cf__pool;
@@ -131,5 +191,9 @@ static inline void cf__pp_ref(cf__pool *p) {
 }
 /* Drop a pool reference; the last one frees the pool. Parent. */
 void cf__pp_unref(cf__pool *p);
+
+/* Is the calling thread one of p's own threads (the supervisor or the
+ * callback thread), where a waiting shutdown or destroy could never end? */
+bool cf__pp_own_thread(const cf__pool *p);
 
 #endif /* CF_SHM_POOL_H */

@@ -5,32 +5,45 @@
  *
  * DESIGN (this file)
  * Submit:
- *   1. allocate a slot (slots.h) under `mu`; when none is free, wait on
- *      `cv`, or CF_EAGAIN with CF_SUBMIT_NOWAIT;
- *   2. write fn and the argument (inside the slot up to
- *      CF__SLOT_ARG_INLINE bytes, else into the slot's arena region);
- *   3. publish the word (gen, PENDING) with a release store;
- *   4. push the slot's hint onto the sq (ring full: retry after a short
- *      sleep, or CF_EAGAIN) and wake one sleeping worker if one sleeps;
- *   5. if the pool was doomed meanwhile, fail the slot here (cf__pp_doom);
- *   6. a deadline goes into the heap; a new earliest one kicks the
+ *   1. check the function against the code the workers have (text.h:
+ *      CF_ENOTLOADED) and the argument against max_arg_size (CF_E2BIG);
+ *   2. allocate a slot (and, for an argument over the slot's own area, a
+ *      big region) under `mu`; when none is free, wait on `cv` (the pool is
+ *      then "hungry": done slots settle at once), or CF_EAGAIN with
+ *      CF_SUBMIT_NOWAIT;
+ *   3. write fn and the argument (inside the slot up to
+ *      CF__SLOT_ARG_INLINE bytes, else into the slot's area or its big
+ *      region);
+ *   4. publish the word (gen, PENDING) with a release store;
+ *   5. push the slot's hint onto the sq (ring full or max_queued reached:
+ *      retry after a short sleep, or CF_EAGAIN) and wake one sleeping
+ *      worker if one sleeps;
+ *   6. if the pool was doomed meanwhile, fail the slot here (cf__pp_doom);
+ *   7. a deadline goes into the heap; a new earliest one kicks the
  *      supervisor.
- * Limits: at most max_futures futures of a pool are alive at once (a
- * future counts until it is released AND done); submit waits for one to go.
- * The pool holds `refs`: one for the executor handle and one per slot in
- * use, so futures may outlive cf_executor_destroy(); the last one frees the
- * segment.
+ * Limits: at most max_futures tasks are in flight (queued, running, or done
+ * and not yet settled): a done task's outcome moves into its future and
+ * frees its slot (settle.h), so futures themselves are not bounded. Each
+ * future holds a pool reference (slot_future.h), so futures may outlive
+ * cf_executor_destroy(); the last one frees the pool and its segment.
+ *
+ * Shutdown: cancel what the flags say (cancel_all), then — with WAIT once
+ * every task is done, with KILL or TERMINATE at once — stop every worker
+ * through the supervisor (forker.h: the stop sequence) and fail whatever
+ * remains (recovery.h). A shutdown from one of the pool's own threads (a
+ * callback) never waits.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <time.h>
 
+#include "callbacks.h"
+#include "forker.h"
 #include "idle.h"
-#include "protocol.h"
+#include "recovery.h"
 #include "registry.h"
 #include "settle.h"
 #include "slot_future.h"
@@ -54,35 +67,55 @@ static void nap(unsigned *backoff) {
 static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
                      unsigned flags, struct cf_scope *scope, cf_future **out) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return CF_EINVAL; /* a copy of the pool in a worker */
+  if (cf__pp_in_child) return CF_EDEADLK; /* a copy of the pool in a worker */
   if (len > p->cfg.max_arg) return CF_E2BIG;
+  if (!cf__text_contains(&p->cfg.text, (uintptr_t)fn)) return CF_ENOTLOADED;
+  cf__seg *seg = &p->cfg.seg;
+  bool big = len > CF__SLOT_ARG_INLINE && len > seg->slot_arg;
   cf_future *f = cf__future_alloc();
   if (!f) return CF_ENOMEM;
   cf__pp_lock(p);
   for (;;) {
     int e = p->broken ? CF_EBROKEN : p->shutdown ? CF_ESHUTDOWN : 0;
-    if (!e && cf__slots_full(&p->slots) && (flags & CF_SUBMIT_NOWAIT)) e = CF_EAGAIN;
+    bool room = !cf__slots_full(&p->slots) && (!big || p->slots.nbig_free > 0);
+    if (!e && !room && (flags & CF_SUBMIT_NOWAIT)) e = CF_EAGAIN;
     if (e) {
       cf__pp_unlock(p);
       cf__future_unref(f);
       cf__future_unref(f);
       return e;
     }
-    if (!cf__slots_full(&p->slots)) break;
+    if (room) break;
+    /* Every slot holds a task in flight: one frees when a task is done and
+     * settled; hungry makes each completion send a notice for that. */
     p->free_waiters++;
+    cf__pp_hungry_update(p);
+    cf__sv_kick(p->cfg.evfd);
     cf__mutex_wait(&p->mu, &p->cv);
     p->free_waiters--;
   }
   uint32_t s = cf__slots_alloc(&p->slots, f);
-  uint32_t gen = p->slots.ps[s].gen;
-  cf__pp_ref(p); /* the slot's */
+  cf__pslot *ps = &p->slots.ps[s];
+  uint32_t gen = ps->gen;
+  ps->arg_len = (uint32_t)len;
+  if (big) ps->big = cf__slots_big_take(&p->slots);
+  uint32_t region = ps->big;
+  cf__pp_hungry_update(p);
+  cf__pp_ref(p); /* the future's */
+  /* An idle supervisor sleeps without a timeout: it sweeps (and watches
+   * the zygote) only while tasks are in flight. At most one kick per sweep
+   * period. */
+  bool arm = !p->sv_armed;
+  p->sv_armed = true;
   cf__pp_unlock(p);
+  if (arm) cf__sv_kick(p->cfg.evfd);
 
   cf__slot *sl = cf__pp_slot(p, s);
   sl->fn = (uint64_t)(uintptr_t)fn;
   sl->deadline = deadline_abs;
   sl->arg_len = (uint32_t)len;
-  if (len) memcpy(cf__slot_arg(&p->cfg.seg, sl, s, len), arg, len);
+  sl->big = region;
+  if (len) memcpy(cf__slot_arg(seg, sl, s, len, region), arg, len);
   cf__slot_future_bind(f, p, s, gen);
   f->fn = fn;
   f->deadline = deadline_abs;
@@ -90,7 +123,6 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
    * argument are visible to whoever sees this word */
   atomic_store_explicit(&sl->word, cf__st_make(gen, 0, CF_STATE_PENDING), memory_order_release);
 
-  cf__seg *seg = &p->cfg.seg;
   uint32_t h = cf__hint_make(s, cf__hint_genbits(gen));
   unsigned backoff = 2;
   for (;;) {
@@ -112,7 +144,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
                                                   cf__st_make(gen, 0, CF_STATE_CANCELLED),
                                                   memory_order_relaxed, memory_order_relaxed)) {
         cf__future_unref(f);
-        cf__future_unref(f);
+        cf__future_unref(f); /* the orphaned slot frees (sf_destroy) */
         return e;
       }
       break;
@@ -126,18 +158,21 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
    * mutex-free check keeps the common submit off the pool lock. */
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&p->doomed, memory_order_relaxed)) {
-    cf__settle st;
+    cf__settle st = {NULL};
     cf__pp_lock(p);
-    bool done =
-        (p->broken || p->cancelling) &&
-        cf__pp_fail_locked(p, s, gen, false, p->broken ? CF_STATE_FAILED : CF_STATE_CANCELLED,
-                           p->broken ? CF_EBROKEN : CF_ECANCELLED, NULL, false, &st);
+    if (p->broken || p->cancelling)
+      (void)cf__pp_fail_locked(p, s, gen, false, p->broken ? CF_STATE_FAILED : CF_STATE_CANCELLED,
+                               p->broken ? CF_EBROKEN : CF_ECANCELLED, NULL, 0, &st);
     cf__pp_unlock(p);
-    if (done) cf__pp_settle_finish(p, &st);
+    cf__pp_settle_finish(p, &st, true);
   }
   if (deadline_abs > 0) {
+    bool first = false;
     cf__pp_lock(p);
-    bool first = cf__slots_deadline_add(&p->slots, s, deadline_abs);
+    uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
+    /* not if it is over already (settled: the slot may be another task's) */
+    if (ps->in_use && ps->gen == gen && ps->f == f && !cf__st_done(w))
+      first = cf__slots_deadline_set(&p->slots, s, deadline_abs);
     cf__pp_unlock(p);
     if (first) cf__sv_kick(p->cfg.evfd);
   }
@@ -149,22 +184,51 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
 
 /* ---- shutdown and destroy ---- */
 
-static void cancel_all(cf__pool *p, bool running) {
-  for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1 && !running) break;
-    for (uint32_t s = 0; s < p->cfg.nslots; s++) {
-      cf__settle st;
-      cf__pp_lock(p);
-      cf__pslot *ps = &p->slots.ps[s];
-      bool done = ps->in_use && cf__pp_fail_locked(p, s, ps->gen, pass == 1, CF_STATE_CANCELLED,
-                                                   CF_ECANCELLED, NULL, false, &st);
-      cf__pp_unlock(p);
-      if (done) {
-        /* statistic; a cancelled queued task is counted by the worker that
-         * drops its hint */
-        if (pass == 1) atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed);
-        cf__pp_settle_finish(p, &st);
+typedef struct cancel_arg {
+  bool running;
+  int signo;
+  unsigned n;
+} cancel_arg;
+
+static void cancel_fn(cf__pool *p, uint32_t s, void *arg, cf__settle *st) {
+  cancel_arg *a = arg;
+  if (cf__pp_fail_locked(p, s, p->slots.ps[s].gen, a->running, CF_STATE_CANCELLED, CF_ECANCELLED,
+                         NULL, a->signo, st))
+    a->n++;
+}
+
+static void cancel_all(cf__pool *p, bool running, int signo) {
+  cancel_arg a = {running, signo, 0};
+  cf__pp_scan(p, cancel_fn, &a, true);
+  atomic_fetch_add_explicit(&p->cancelled, a.n, memory_order_relaxed); /* statistic */
+}
+
+/* Wait until every task in flight is done. */
+static void wait_all_done(cf__pool *p) {
+  cf__assert(!cf__pp_own_thread(p)); /* its callbacks may be what they wait for */
+  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
+    cf__pp_lock(p);
+    bool in_use = p->slots.ps[s].in_use;
+    uint32_t gen = p->slots.ps[s].gen;
+    cf__pp_unlock(p);
+    if (!in_use) continue;
+    _Atomic uint32_t *word = &cf__pp_slot(p, s)->word;
+    for (;;) {
+      uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+      if (cf__st_gen(w) == cf__slots_prev_gen(gen) && (cf__st_done(w) || w == 0)) {
+        /* allocated before the shutdown, not yet published: its submit is
+         * finishing (it publishes, or retires the slot) */
+        sched_yield();
+        cf__pp_lock(p);
+        bool same = p->slots.ps[s].in_use && p->slots.ps[s].gen == gen;
+        cf__pp_unlock(p);
+        if (!same) break;
+        continue;
       }
+      /* done, or another generation (settled and reused, or scribbled:
+       * the sweep and the end fail a scribbled word) */
+      if (cf__st_gen(w) != gen || cf__st_done(w)) break;
+      (void)cf__word_wait_gen(word, gen, -1, true);
     }
   }
 }
@@ -183,88 +247,73 @@ static void stop_running(cf__pool *p) {
   }
 }
 
-/* Wait until every slot in use is done. */
-static void wait_all_done(cf__pool *p) {
-  cf__assert(!cf__sv_is_current(p)); /* its callbacks may be what they wait for */
-  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
-    cf__pp_lock(p);
-    bool in_use = p->slots.ps[s].in_use;
-    cf__pp_unlock(p);
-    /* No submit allocates a slot after shutdown: a slot in use stays valid
-     * until done, and one freed meanwhile is done. */
-    if (in_use) (void)cf__word_wait(&cf__pp_slot(p, s)->word, -1, true);
-  }
-}
-
-/* Enter the exit phase, kill the workers if kill_them, and, if `wait`,
- * wait until every worker is reaped (not on the supervisor: it reaps
- * them). */
-static void stop_workers(cf__pool *p, bool kill_them, bool wait) {
-  cf__assert(!wait || !cf__sv_is_current(p));
-  cf__wake_workers_to_exit(p->cfg.seg.ctl);
+/* Stop every worker for good (forker.h: the stop sequence), with SIGTERM
+ * first or SIGKILL; if `wait`, until they are all gone (not on the pool's
+ * own threads). */
+static void stop_workers(cf__pool *p, int signo, bool wait) {
+  cf__assert(!wait || !cf__pp_own_thread(p));
   cf__pp_lock(p);
-  if (kill_them && !p->zygote_dead) {
-    for (unsigned i = 0; i < p->cfg.nworkers; i++)
-      if (p->w[i].alive || p->w[i].spawning) cf__zsend(p->cfg.sock, CF__Z_KILL, (int)i, 0, SIGKILL);
+  if (!p->stopping) {
+    p->stopping = true;
+    p->stop_signal = signo;
+  } else if (signo == SIGKILL) {
+    p->stop_signal = SIGKILL; /* a TERMINATE in progress becomes a KILL */
   }
-  while (wait && (p->nalive || p->nspawning)) cf__mutex_wait(&p->mu, &p->cv);
+  cf__sv_kick(p->cfg.evfd);
+  while (wait && !p->stopped) cf__mutex_wait(&p->mu, &p->cv);
   cf__pp_unlock(p);
 }
 
 static int pp_shutdown(cf_executor *ex, unsigned flags) {
   cf__pool *p = pool_of(ex);
   if (cf__pp_in_child) return 0; /* from a task: a copy of the pool */
+  bool cancel = flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL | CF_SHUTDOWN_TERMINATE);
+  bool kill_them = flags & (CF_SHUTDOWN_KILL | CF_SHUTDOWN_TERMINATE);
+  int signo = flags & CF_SHUTDOWN_KILL ? SIGKILL : SIGTERM;
   cf__pp_lock(p);
   p->shutdown = true;
-  if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) {
+  if (cancel) {
     p->cancelling = true;
     cf__pp_doom(p);
   }
   pthread_cond_broadcast(&p->cv); /* submitters waiting for a slot */
   cf__pp_unlock(p);
-  bool kill_them = flags & CF_SHUTDOWN_KILL;
-  if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) cancel_all(p, kill_them);
+  if (cancel) cancel_all(p, kill_them, signo);
   if ((flags & CF_SHUTDOWN_CANCEL_FUTURES) && !kill_them) stop_running(p);
-  if (cf__sv_is_current(p)) {
-    /* From a done callback: the supervisor cannot wait for itself. */
-    if (kill_them) stop_workers(p, true, false);
-    return 0;
-  }
+  bool own = cf__pp_own_thread(p); /* a callback: never wait */
   if (kill_them) {
-    stop_workers(p, true, true);
-  } else if (flags & CF_SHUTDOWN_WAIT) {
+    stop_workers(p, signo, !own);
+  } else if ((flags & CF_SHUTDOWN_WAIT) && !own) {
     wait_all_done(p);
-    stop_workers(p, false, true);
+    stop_workers(p, SIGKILL, true); /* idle now: nothing of theirs to lose */
   }
+  cf__pp_lock(p);
+  bool stopped = p->stopped;
+  cf__pp_unlock(p);
+  if (stopped && !own) cf__pp_fail_remaining(p);
   return 0;
 }
 
 static int pp_destroy(cf_executor *ex) {
   cf__pool *p = pool_of(ex);
   if (cf__pp_in_child) return CF_EINVAL;
-  cf__assert(!cf__sv_is_current(p)); /* refused by is_worker (executor.c) */
+  cf__assert(!cf__pp_own_thread(p)); /* refused by is_worker (executor.c) */
   pp_shutdown(ex, CF_SHUTDOWN_WAIT);
   cf__pp_lock(p);
   p->sv_stop = true;
   cf__pp_unlock(p);
   cf__sv_kick(p->cfg.evfd);
   pthread_join(p->sv, NULL);
-  /* Every worker is reaped: nothing can write into a slot any more. */
-  for (uint32_t s = 0; s < p->cfg.nslots; s++) {
-    cf__settle st;
-    memset(&st, 0, sizeof st);
-    cf__pp_lock(p);
-    cf__pslot *ps = &p->slots.ps[s];
-    ps->quarantine = 0;
-    /* every task is done: watches whose notice never came (a task
-     * cancelled while queued whose hint no worker took) settle here */
-    if (ps->in_use) {
-      cf__pp_settle_locked(p, s, &st);
-      if (!st.freed) st.freed = cf__pp_maybe_free_locked(p, s);
-    }
-    cf__pp_unlock(p);
-    cf__pp_settle_finish(p, &st);
-  }
+  /* No process of the pool is left: settle and free every slot. */
+  cf__pp_fail_remaining(p);
+  cf__cb_stop(p); /* the callbacks queued so far run first */
+  /* Give the payload pages back: futures still alive need only the slots. */
+  cf__seg *seg = &p->cfg.seg;
+  for (uint32_t r = 0; r < seg->p.nbig; r++)
+    cf__seg_release(seg, cf__seg_big_arg_area(seg, r), p->cfg.max_arg);
+  if (p->cfg.max_result > CF__SLOT_RES_INLINE)
+    for (unsigned i = 0; i < p->cfg.nworkers; i++)
+      cf__seg_release(seg, cf__seg_res_area(seg, i), p->cfg.max_result);
   cf__pp_lock(p);
   p->destroyed = true;
   cf__pp_unlock(p);
@@ -285,25 +334,26 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   for (unsigned i = 0; i < p->cfg.nworkers; i++) {
     out->completed += atomic_load_explicit(&seg->workers[i].completed, memory_order_relaxed);
     out->parks += atomic_load_explicit(&seg->workers[i].parks, memory_order_relaxed);
-    out->cancelled +=
-        atomic_load_explicit(&seg->workers[i].dropped_cancelled, memory_order_relaxed);
   }
   out->queued = cf__ring_count(&seg->ctl->sq);
   out->workers = p->cfg.nworkers;
   return 0;
 }
 
-/* In a worker (a copy of the pool), or on the supervisor thread (a done
+/* In a worker (a copy of the pool), or on the pool's own threads (a done
  * callback): destroy or a waiting shutdown there could never finish. */
 static bool pp_is_worker(cf_executor *ex) {
   cf__pool *p = pool_of(ex);
-  return cf__pp_in_child || cf__sv_is_current(p);
+  return cf__pp_in_child || cf__pp_own_thread(p);
 }
 static unsigned pp_workers(cf_executor *ex) {
   return pool_of(ex)->cfg.nworkers;
 }
 static size_t pp_max_result(cf_executor *ex) {
   return pool_of(ex)->cfg.max_result;
+}
+static size_t pp_max_arg(cf_executor *ex) {
+  return pool_of(ex)->cfg.max_arg;
 }
 
 static const cf__executor_vtbl pp_exec_vtbl = {
@@ -314,6 +364,7 @@ static const cf__executor_vtbl pp_exec_vtbl = {
     .is_worker = pp_is_worker,
     .workers = pp_workers,
     .max_result = pp_max_result,
+    .max_arg = pp_max_arg,
 };
 
 /* ---- creation ---- */
@@ -324,6 +375,13 @@ static unsigned log2_of(size_t v) {
   return l;
 }
 
+/* Slots when max_futures is 0: the ring's worth queued, a task running on
+ * every worker, and as much again done and not yet settled. */
+static size_t default_slots(size_t ring, unsigned workers) {
+  size_t n = 2 * ring + 2 * (size_t)workers;
+  return n > CF__MAX_FUTURES ? CF__MAX_FUTURES : n;
+}
+
 int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   if (!out) return CF_EINVAL;
   *out = NULL;
@@ -331,8 +389,8 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   if (cf__options_load(opts, &o) != 0) return CF_EINVAL;
   _Static_assert(CF__MAX_FUTURES <= CF__HINT_IDX_MASK, "a slot index fits a hint");
   unsigned nworkers = o.workers;
-  size_t nslots = o.max_futures;
   size_t ring = o.ring_capacity;
+  size_t nslots = o.max_futures ? o.max_futures : default_slots(ring, nworkers);
 
   cf__pool *p = calloc(1, sizeof *p);
   if (!p) return CF_ENOMEM;
@@ -353,21 +411,26 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   c->cpus = o.cpus;
   c->evfd = c->sock = -1;
   atomic_init(&c->zsock, -1);
+  p->zpidfd = -1;
   cf__mutex_init(&p->mu);
   pthread_cond_init(&p->cv, NULL);
-  cf__text_collect(&c->text);
+  pthread_mutex_init(&p->cb_mu, NULL);
+  pthread_cond_init(&p->cb_cv, NULL);
+  int e = cf__text_collect(&c->text);
+  if (e) goto fail;
 
   cf__seg_params sp = {
       .nworkers = nworkers,
       .nslots = (uint32_t)nslots,
+      .nbig = nworkers + 2, /* every worker busy with one, and two queued */
       .sq_log2 = log2_of(ring),
-      .cq_log2 = log2_of(nslots < 64 ? 64 : nslots),
+      .cq_log2 = log2_of(nslots < 64 ? 64 : nslots), /* a notice per slot fits */
       .max_arg = o.max_arg_size,
       .max_result = o.max_result_size,
   };
-  int e = cf__seg_create(&c->seg, &sp);
+  e = cf__seg_create(&c->seg, &sp);
   if (e) goto fail;
-  e = cf__slots_init(&p->slots, (uint32_t)nslots);
+  e = cf__slots_init(&p->slots, (uint32_t)nslots, c->seg.p.nbig);
   if (e) goto fail;
   e = CF_ENOMEM;
   p->w = calloc(nworkers ? nworkers : 1, sizeof *p->w);
@@ -378,19 +441,19 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   }
   e = CF_ESYS;
   c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  int sv[2];
-  if (c->evfd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) goto fail;
-  c->sock = sv[0];
-  atomic_store(&c->zsock, sv[1]);
+  if (c->evfd < 0) goto fail;
   cf__registry_add(c);
 
-  /* The supervisor (and the zygote it forks) run with every signal blocked:
-   * signals meant for the program go to its own threads. */
+  /* The pool's threads (and the zygote the supervisor forks) run with every
+   * signal blocked: signals meant for the program go to its own threads. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int r = pthread_create(&p->sv, NULL, cf__supervisor_main, p);
+  e = cf__cb_start(p);
+  int r = e ? 0 : pthread_create(&p->sv, NULL, cf__supervisor_main, p);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (e) goto fail;
+  e = CF_ESYS;
   if (r != 0) goto fail;
   cf__pp_lock(p);
   while (!p->sv_started) cf__mutex_wait(&p->mu, &p->cv);
@@ -403,6 +466,7 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   *out = &p->base;
   return 0;
 fail:
+  cf__cb_stop(p);
   cf__pp_unref(p); /* the only reference: frees everything made so far */
   return e;
 }

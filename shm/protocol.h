@@ -46,5 +46,9 @@ _Static_assert(sizeof(cf__zmsg) == 16, "zygote message: four 32-bit fields");
 /* Send one message: 0 or CF_ESYS (the other end is gone). Retries EINTR;
  * never raises SIGPIPE. Any thread of the parent, or the zygote. */
 int cf__zsend(int sock, int type, int idx, int pid, int arg);
+/* The same without blocking: 0, CF_EAGAIN (the socket is full: the zygote
+ * is not reading, e.g. stopped) or CF_ESYS. The parent sends only this way
+ * (forker.c queues what does not fit), so it never waits for the zygote. */
+int cf__zsend_nowait(int sock, const cf__zmsg *m);
 
 #endif /* CF_SHM_PROTOCOL_H */

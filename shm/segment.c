@@ -8,12 +8,23 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cfutures.h"
 
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
+#endif
+
 static uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) & ~(a - 1);
+}
+
+/* The per-slot argument area: none when every argument fits in the slot. */
+static uint64_t slot_arg_bytes(const cf__seg_params *p) {
+  if (p->max_arg <= CF__SLOT_ARG_INLINE) return 0;
+  return align_up(p->max_arg < CF__SEG_SLOT_ARG ? p->max_arg : CF__SEG_SLOT_ARG, 64);
 }
 
 static void layout(cf__seg_header *h, const cf__seg_params *p) {
@@ -30,7 +41,9 @@ static void layout(cf__seg_header *h, const cf__seg_params *p) {
   h->cq_log2 = p->cq_log2;
   h->max_arg = p->max_arg;
   h->max_result = p->max_result;
-  h->region_size = align_up(p->max_arg, 64) + align_up(p->max_result, 64);
+  h->slot_arg = slot_arg_bytes(p);
+  /* big regions only when an argument can be larger than the slot's area */
+  h->nbig = p->max_arg > CF__SEG_SLOT_ARG ? p->nbig : 0;
   uint64_t off = 4096; /* header alone on the first page */
   h->off_ctl = off;
   off = align_up(off + sizeof(cf__seg_ctl), 64);
@@ -42,26 +55,40 @@ static void layout(cf__seg_header *h, const cf__seg_params *p) {
   off = align_up(off + (sizeof(uint64_t) << p->cq_log2), 4096);
   h->off_slots = off;
   off = align_up(off + (uint64_t)p->nslots * sizeof(cf__slot), 4096);
-  h->off_arena = off;
-  off = align_up(off + (uint64_t)p->nslots * h->region_size, 4096);
+  h->off_sargs = off;
+  off = align_up(off + (uint64_t)p->nslots * h->slot_arg, 4096);
+  h->off_bargs = off;
+  off += (uint64_t)h->nbig * align_up(p->max_arg, 4096);
+  h->off_results = off;
+  if (p->max_result > CF__SLOT_RES_INLINE)
+    off += (uint64_t)p->nworkers * align_up(p->max_result, 4096);
   h->total_size = off;
 }
 
 static void bind(cf__seg *s, const cf__seg_header *h) {
-  s->region_size = h->region_size;
+  s->slot_arg = h->slot_arg;
+  s->p.nbig = h->nbig;
   s->ctl = (cf__seg_ctl *)(s->base + h->off_ctl);
   s->workers = (cf__worker_rec *)(s->base + h->off_workers);
   s->sq = (_Atomic uint64_t *)(s->base + h->off_sq);
   s->cq = (_Atomic uint64_t *)(s->base + h->off_cq);
   s->slots = (cf__slot *)(s->base + h->off_slots);
-  s->arena = s->base + h->off_arena;
+  s->sargs = s->base + h->off_sargs;
+  s->bargs = s->base + h->off_bargs;
+  s->results = s->base + h->off_results;
 }
 
 int cf__seg_create(cf__seg *s, const cf__seg_params *p) {
   cf__seg_header h;
   layout(&h, p);
   memset(s, 0, sizeof *s);
-  int fd = memfd_create("cfutures-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  /* Not mappable executable where the kernel can seal that (6.3+); older
+   * kernels refuse the flag: then only the modes forbid it. */
+  int fd = memfd_create("cfutures-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+  if (fd < 0 && errno == EINVAL) {
+    fd = memfd_create("cfutures-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd >= 0) (void)fchmod(fd, 0600);
+  }
   if (fd < 0) return CF_ESYS;
   if (ftruncate(fd, (off_t)h.total_size) != 0 ||
       fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
@@ -70,6 +97,7 @@ int cf__seg_create(cf__seg *s, const cf__seg_params *p) {
     errno = e;
     return e == ENOMEM || e == ENOSPC || e == EFBIG ? CF_ENOMEM : CF_ESYS;
   }
+  int seals = fcntl(fd, F_GET_SEALS);
   void *base = mmap(NULL, h.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int e = errno;
   close(fd); /* the mapping keeps the memory; no name, no fd left */
@@ -80,6 +108,7 @@ int cf__seg_create(cf__seg *s, const cf__seg_params *p) {
   s->base = base;
   s->size = h.total_size;
   s->p = *p;
+  s->seals = seals;
   memcpy(s->base, &h, sizeof h);
   bind(s, &h);
   return 0;
@@ -90,6 +119,13 @@ int cf__seg_check(const cf__seg *s) {
   layout(&want, &s->p);
   memcpy(&got, s->base, sizeof got);
   return memcmp(&want, &got, sizeof want) == 0 ? 0 : CF_EPROTO;
+}
+
+void cf__seg_release(const cf__seg *s, void *p, size_t len) {
+  (void)s;
+  /* p starts a page-aligned region that runs to a page boundary (segment.h) */
+  size_t n = (len + 4095) & ~(size_t)4095;
+  if (n) (void)madvise(p, n, MADV_REMOVE);
 }
 
 void cf__seg_unmap(cf__seg *s) {

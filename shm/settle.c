@@ -4,11 +4,44 @@
  */
 #include "settle.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 
-#include "protocol.h"
+#include "callbacks.h"
+#include "forker.h"
 #include "registry.h"
+#include "slot_future.h"
+#include "sys.h"
+
+int cf__pp_word_check(cf__pool *p, uint32_t s, uint32_t w) {
+  const cf__pslot *ps = &p->slots.ps[s];
+  uint32_t state = cf__st_state(w), gen = cf__st_gen(w);
+  unsigned owner = cf__st_owner(w);
+  if (gen == ps->gen) {
+    if (state == CF_STATE_PENDING) return owner == 0 ? CF__W_OK : CF__W_CORRUPT;
+    if (state == CF_STATE_RUNNING)
+      return owner >= 1 && owner <= p->cfg.nworkers ? CF__W_OK : CF__W_CORRUPT;
+    return state <= CF_STATE_CANCELLED ? CF__W_OK : CF__W_CORRUPT;
+  }
+  /* the word of the last use (done), or of a slot never used (0), until the
+   * submitter's PENDING store */
+  if (gen == cf__slots_prev_gen(ps->gen) &&
+      ((state >= CF_STATE_FINISHED && state <= CF_STATE_CANCELLED) || w == 0))
+    return CF__W_UNPUBLISHED;
+  return CF__W_CORRUPT;
+}
+
+void cf__pp_hungry_update(cf__pool *p) {
+  cf__assert(cf__pp_locked(p));
+  const cf__slots *t = &p->slots;
+  bool hungry = p->free_waiters > 0 || t->nfree < t->n / 8 + 1;
+  _Atomic uint32_t *h = &p->cfg.seg.ctl->hungry;
+  /* relaxed: a hint the workers poll (the sweep does not rely on it) */
+  if (hungry != (atomic_load_explicit(h, memory_order_relaxed) != 0) &&
+      (hungry || t->nfree >= t->n / 4))
+    atomic_store_explicit(h, hungry, memory_order_relaxed);
+}
 
 bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s) {
   cf__assert(cf__pp_locked(p));
@@ -16,9 +49,16 @@ bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s) {
   if (!ps->in_use || ps->f || ps->quarantine) return false;
   /* acquire: pairs with the completing CAS, so that the slot's last use
    * (the worker's writes) happens before its next one */
-  if (!cf__st_done(atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire)))
-    return false;
+  uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+  if (!cf__st_done(w) || cf__st_gen(w) != ps->gen) return false;
+  if (ps->big != CF__NO_BIG) {
+    if (ps->arg_len > CF__SEG_KEEP_ARG)
+      cf__seg_release(&p->cfg.seg, cf__seg_big_arg_area(&p->cfg.seg, ps->big), ps->arg_len);
+    cf__slots_big_give(&p->slots, ps->big);
+    ps->big = CF__NO_BIG;
+  }
   cf__slots_free(&p->slots, s);
+  cf__pp_hungry_update(p);
   if (p->free_waiters) pthread_cond_broadcast(&p->cv);
   return true;
 }
@@ -26,25 +66,51 @@ bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s) {
 void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st) {
   cf__assert(cf__pp_locked(p));
   cf__pslot *ps = &p->slots.ps[s];
-  if (ps->watched && ps->f) {
-    st->f = ps->f; /* the pool's reference moves to st */
+  _Atomic uint32_t *word = &cf__pp_slot(p, s)->word;
+  /* acquire: pairs with the completing CAS (the outcome written before) */
+  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+  cf__assert(ps->in_use && cf__st_done(w) && cf__st_gen(w) == ps->gen);
+  cf_future *f = ps->f;
+  cf__slot_outcome_move(p, s, f, w); /* f NULL: an orphan: only let go of it */
+  ps->f = NULL;
+  if (f && ps->watched) {
+    st->f = f; /* the pool's reference moves to st */
     ps->watched = 0;
   }
-  if (ps->orphan) st->freed = cf__pp_maybe_free_locked(p, s);
+  /* Before the slot can be reused: its completer may have died before its
+   * own wake (settle.h DESIGN, step 2). */
+  if (w & CF__ST_WAITERS) cf__futex_wake(word, INT_MAX, true);
+  (void)cf__pp_maybe_free_locked(p, s);
 }
 
-void cf__pp_settle_finish(cf__pool *p, cf__settle *st) {
+void cf__pp_settle_finish(cf__pool *p, cf__settle *st, bool inline_cbs) {
   cf__assert(!cf__pp_locked(p));
-  if (st->wake) cf__future_wake(st->word, st->old, true);
-  if (st->f) {
-    cf__future_run_callbacks(st->f);
-    cf__future_unref(st->f);
+  cf_future *f = st->f;
+  if (!f) return;
+  st->f = NULL;
+  cf__cb *user = cf__future_take_callbacks(f, true); /* internal ones run here */
+  if (!user) {
+    cf__future_unref(f);
+  } else if (inline_cbs) {
+    cf__future_run_cb_list(f, user);
+    cf__future_unref(f);
+  } else {
+    cf__cb_enqueue(p, f, user); /* takes the reference */
   }
-  if (st->freed) cf__pp_unref(p);
+}
+
+/* The crash info of a task whose worker (owner) the parent kills now. */
+static cf_crash_info killed_info(cf__pool *p, unsigned owner, int signo) {
+  pid_t pid = p->w[owner - 1].pid;
+  /* The pid may not be known yet (SPAWNED not read): the worker wrote its own
+   * before its first claim (worker.c; published by the claim's release). */
+  if (pid <= 0)
+    pid = atomic_load_explicit(&p->cfg.seg.workers[owner - 1].pid, memory_order_relaxed);
+  return (cf_crash_info){.pid = pid > 0 ? pid : 0, .signal = signo, .exit_status = -1};
 }
 
 bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too, uint32_t to,
-                        int err, const cf_crash_info *ci, bool dead, cf__settle *st) {
+                        int err, const cf_crash_info *ci, int signo, cf__settle *st) {
   cf__assert(cf__pp_locked(p) && !cf__pp_in_child);
   cf__assert(to == CF_STATE_FAILED || to == CF_STATE_CANCELLED);
   memset(st, 0, sizeof *st);
@@ -55,21 +121,17 @@ bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too,
   unsigned owner;
   for (;;) {
     uint32_t state = cf__st_state(w);
-    if (cf__st_gen(w) != gen) return false;
+    if (cf__pp_word_check(p, s, w) != CF__W_OK) return false;
     if (state != CF_STATE_PENDING && !(state == CF_STATE_RUNNING && running_too)) return false;
     owner = state == CF_STATE_RUNNING ? cf__st_owner(w) : 0;
-    if (owner > p->cfg.nworkers) owner = 0; /* a scribbled word: nobody to kill */
-    /* The outcome is recorded before the CAS; readers lock mu. A CAS that
-     * loses leaves these fields unused (the winner's word has an owner, or
-     * is CANCELLED, which records nothing). */
+    /* The outcome is recorded before the CAS; it is read under mu. A CAS
+     * that loses leaves these fields unused (the winner's word has an
+     * owner, or is CANCELLED by the parent, which recorded its own). */
     ps->err = err;
-    if (owner) {
-      ps->crash =
-          ci ? *ci
-             : (cf_crash_info){.pid = p->w[owner - 1].pid, .signal = SIGKILL, .exit_status = -1};
-    } else {
+    if (owner)
+      ps->crash = ci ? *ci : killed_info(p, owner, signo ? signo : SIGKILL);
+    else
       ps->crash = (cf_crash_info){.pid = 0, .signal = 0, .exit_status = -1};
-    }
     uint32_t nw = cf__st_make(gen, 0, to) | (w & (CF__ST_WAITERS | CF__ST_NOTIFY | CF__ST_STOP));
     /* acq_rel: release orders the done word after our reads of the slot;
      * acquire pairs with the worker's claim (nothing else to read) */
@@ -77,14 +139,60 @@ bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too,
                                               memory_order_acquire))
       break;
   }
-  st->word = word;
-  st->old = w;
-  st->wake = true;
-  if (owner && !dead) {
+  if (owner && signo) {
     /* The worker may still write into the slot until it is reaped. */
-    ps->quarantine = (uint8_t)owner;
-    cf__zsend(p->cfg.sock, CF__Z_KILL, (int)owner - 1, p->w[owner - 1].pid, SIGKILL);
+    cf__pworker *pw = &p->w[owner - 1];
+    ps->quarantine = pw->inc;
+    cf__forker_send(p, CF__Z_KILL, (int)owner - 1, pw->pid, signo);
   }
   cf__pp_settle_locked(p, s, st);
   return true;
+}
+
+void cf__pp_force_fail_locked(cf__pool *p, uint32_t s, uint32_t to, int err,
+                              const cf_crash_info *ci, cf__settle *st) {
+  cf__assert(cf__pp_locked(p));
+  memset(st, 0, sizeof *st);
+  cf__pslot *ps = &p->slots.ps[s];
+  cf__assert(ps->in_use);
+  _Atomic uint32_t *word = &cf__pp_slot(p, s)->word;
+  ps->err = err;
+  ps->crash = ci ? *ci : (cf_crash_info){.pid = 0, .signal = 0, .exit_status = -1};
+  /* seq_cst: whatever a rogue wrote, this is the use's final word */
+  (void)atomic_exchange(word, cf__st_make(ps->gen, 0, to));
+  cf__futex_wake(word, INT_MAX, true); /* the old word's flags mean nothing */
+  cf__pp_settle_locked(p, s, st);
+}
+
+void cf__pp_settle(cf__pool *p, uint32_t s, uint32_t genbits) {
+  if (s >= p->cfg.nslots) return; /* untrusted hint */
+  cf__settle st = {NULL};
+  cf__pp_lock(p);
+  cf__pslot *ps = &p->slots.ps[s];
+  if (ps->in_use && (genbits == CF__GEN_ANY || cf__hint_genbits(ps->gen) == genbits)) {
+    uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+    int c = cf__pp_word_check(p, s, w);
+    if (c == CF__W_CORRUPT)
+      cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
+    else if (c == CF__W_OK && cf__st_done(w))
+      cf__pp_settle_locked(p, s, &st);
+  }
+  cf__pp_unlock(p);
+  cf__pp_settle_finish(p, &st, false);
+}
+
+#define SCAN_BATCH 64
+
+void cf__pp_scan(cf__pool *p, cf__pp_scan_fn fn, void *arg, bool inline_cbs) {
+  cf__settle st[SCAN_BATCH];
+  for (uint32_t base = 0; base < p->cfg.nslots; base += SCAN_BATCH) {
+    uint32_t end = base + SCAN_BATCH < p->cfg.nslots ? base + SCAN_BATCH : p->cfg.nslots;
+    cf__pp_lock(p);
+    for (uint32_t s = base; s < end; s++) {
+      st[s - base].f = NULL;
+      if (p->slots.ps[s].in_use) fn(p, s, arg, &st[s - base]);
+    }
+    cf__pp_unlock(p);
+    for (uint32_t s = base; s < end; s++) cf__pp_settle_finish(p, &st[s - base], inline_cbs);
+  }
 }

@@ -1,23 +1,33 @@
 /*
  * settle.h — the parent's side of a slot's completion (internal): failing
- * a slot from the parent (cancel, deadline, crash, broken pool), settling
- * a slot whose word is done, freeing it.
+ * a slot from the parent (cancel, deadline, crash, broken pool, a scribbled
+ * word), settling a slot whose word is done, freeing it.
  *
  * DESIGN
- * Every parent-side change of a slot happens in two halves:
- *   1. under `mu` (cf__pp_fail_locked / cf__pp_settle_locked): the CAS
- *      that completes the word, if the parent makes it, with its outcome
- *      recorded in the slot table before it; then the watched future's
- *      reference and an orphaned slot's freeing are collected into a
- *      cf__settle;
- *   2. with `mu` released (cf__pp_settle_finish): the futex wake, the done
- *      callbacks, and the pool reference of a freed slot.
- * So user code (callbacks) never runs under the pool's lock, and a wake
- * never makes a waiter block on it. Every step of both halves is
- * idempotent per slot use: whoever sees a word done may settle it (the
- * supervisor on a notice, on a death or on an overflow rescan; a parent
- * thread that failed the slot; the destroy sweep), and a watch's reference
- * is handed over exactly once, under `mu`.
+ * Settling slot s whose word is done (cf__pp_settle_locked, mu held):
+ *   1. its outcome moves into its future (slot_future.c), which then no
+ *      longer points at the slot (future.h: the move); an orphan's outcome
+ *      is dropped; a worker's result region is handed back either way;
+ *   2. if the done word has WAITERS, every sleeper on the slot word is
+ *      woken now: the worker that completed it may have died before its
+ *      own wake, and the slot is about to be reused;
+ *   3. a watched future's reference is collected into a cf__settle;
+ *   4. the slot is freed unless a killed worker may still write into it.
+ * Then, with `mu` released (cf__pp_settle_finish): the internal callbacks
+ * run on the settling thread, the user callbacks go to the callback thread
+ * (or run here when the settling thread is the user's own, as in a
+ * cancel). So user code never runs under the pool's lock, nor on the
+ * supervisor. Settling is idempotent per slot use: whoever sees a word
+ * done may settle it (a reader, the supervisor on a notice or in its
+ * sweep, a death scan, a parent thread that failed the slot, the destroy
+ * sweep); only the first one finds the future still in the slot.
+ *
+ * A slot word is checked against the table before anything trusts it
+ * (cf__pp_word_check): the generation of its use, a known state, an owner
+ * that exists. A word of the previous generation is a slot allocated but
+ * not yet published by its submitter; anything else that does not fit was
+ * scribbled by a rogue worker: the slot fails with CF_EPROTO
+ * (cf__pp_force_fail_locked).
  */
 #ifndef CF_SHM_SETTLE_H
 #define CF_SHM_SETTLE_H
@@ -30,12 +40,13 @@
 
 /* What to do once `mu` is released after a slot was settled. */
 typedef struct cf__settle {
-  _Atomic uint32_t *word;
-  uint32_t old; /* the word the completing CAS replaced (wake if WAITERS) */
-  bool wake;    /* the parent made the transition: wake waiters */
   cf_future *f; /* run its callbacks, then unref (NULL: none) */
-  bool freed;   /* a slot was freed: drop a pool reference */
 } cf__settle;
+
+enum { CF__W_OK, CF__W_UNPUBLISHED, CF__W_CORRUPT };
+
+/* mu held; slot s in use, w its word: CF__W_*. */
+int cf__pp_word_check(cf__pool *p, uint32_t s, uint32_t w);
 
 /* mu held: call right after setting broken or cancelling, before the scan
  * of the slots that fails or cancels them. The seq_cst fence pairs with the
@@ -50,19 +61,39 @@ static inline void cf__pp_doom(cf__pool *p) {
 
 /* mu held; parent. Fail slot s (generation gen) if its word is PENDING
  * (running_too: or RUNNING) with state `to` (FAILED or CANCELLED) and error
- * `err`, crash info `ci` (NULL: from the owner's pid, SIGKILL). A RUNNING
- * slot's worker is killed and the slot quarantined unless `dead` (the
- * worker is already dead). True if this call made the transition; *st says
- * what to do once mu is released. */
+ * `err`, crash info `ci` (NULL: the owner's pid and `signo`). A RUNNING
+ * slot's worker is sent `signo` and the slot quarantined, unless signo is
+ * 0 (the worker is known dead). The slot is settled (its callbacks into
+ * *st). True if this call made the transition. */
 bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too, uint32_t to,
-                        int err, const cf_crash_info *ci, bool dead, cf__settle *st);
-/* mu held. The slot's word is done (by anyone): collect the callbacks to
- * run and free the slot if it is orphaned. */
+                        int err, const cf_crash_info *ci, int signo, cf__settle *st);
+/* mu held. Make slot s (in use) done whatever its word holds — a scribbled
+ * word, or a task left when no worker can run it any more — with `to` and
+ * `err` (and `ci` if not NULL), wake every sleeper on it and settle it. */
+void cf__pp_force_fail_locked(cf__pool *p, uint32_t s, uint32_t to, int err,
+                              const cf_crash_info *ci, cf__settle *st);
+/* mu held. Slot s is in use and its word done (checked): settle it. */
 void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st);
-/* mu held: free slot s if nothing holds it any more (future destroyed,
- * word done, no quarantine); true if freed. */
+/* mu held: free slot s if nothing holds it any more (its outcome moved or
+ * its future is gone, word done, no quarantine); true if freed. */
 bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s);
-/* mu released: wake, run callbacks, drop references. */
-void cf__pp_settle_finish(cf__pool *p, cf__settle *st);
+/* mu released: the callbacks collected in *st — internal ones here, user
+ * ones here too if inline_cbs (a user's thread that completed the future
+ * itself), else on the callback thread. */
+void cf__pp_settle_finish(cf__pool *p, cf__settle *st, bool inline_cbs);
+
+/* mu not held. Settle slot s if it is in use and done (a notice's genbits
+ * must match its generation unless genbits is CF__GEN_ANY); fail it with
+ * CF_EPROTO if its word is scribbled. */
+void cf__pp_settle(cf__pool *p, uint32_t s, uint32_t genbits);
+
+/* mu not held. Call fn(p, s, arg, &st) with mu held for every slot in use,
+ * in batches, finishing each batch's settles with mu released. */
+typedef void (*cf__pp_scan_fn)(cf__pool *p, uint32_t s, void *arg, cf__settle *st);
+void cf__pp_scan(cf__pool *p, cf__pp_scan_fn fn, void *arg, bool inline_cbs);
+
+/* mu held: the free slots changed: set or clear the segment's hungry hint
+ * (workers then notice every completion, so done slots free at once). */
+void cf__pp_hungry_update(cf__pool *p);
 
 #endif /* CF_SHM_SETTLE_H */

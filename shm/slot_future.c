@@ -1,11 +1,15 @@
 /*
- * slot_future.c — the future hooks of the process pool (slot_future.h).
+ * slot_future.c — the future hooks of the process pool, and the move of a
+ * slot's outcome into its future (slot_future.h).
  */
 #include "slot_future.h"
 
+#include <limits.h>
+#include <signal.h>
 #include <string.h>
 
 #include "settle.h"
+#include "sys.h"
 
 /* f->executor is the pool (its cf_executor comes first). */
 static inline cf__pool *fpool(cf_future *f) {
@@ -17,171 +21,271 @@ static inline uint32_t fslot(cf_future *f) {
 static inline uint32_t fgen(cf_future *f) {
   return (uint32_t)f->ext[1];
 }
+/* Has f's outcome moved into it? (acquire: pairs with the release store of
+ * f->word in cf__slot_outcome_move, which publishes the outcome fields) */
+static inline bool moved(cf_future *f) {
+  return atomic_load_explicit(&f->word, memory_order_acquire) == &f->state;
+}
 
-static int sf_result(cf_future *f, void *out, size_t cap, size_t *len) {
+/* ---- the move (mu held) ---- */
+
+/* A worker's failure code, checked. */
+static int worker_error(const cf__slot *sl) {
+  /* relaxed: ordered by the acquire load of the done word (settle.c) */
+  int e = atomic_load_explicit(&sl->err, memory_order_relaxed);
+  return e == CF_ETASK || e == CF_E2BIG || e == CF_EINVAL || e == CF_EDEADLINE ? e : CF_EPROTO;
+}
+
+/* The task's message: a heap copy, or NULL (and CF_EPROTO in *err if its
+ * length is out of range, CF_ENOMEM if it cannot be copied). */
+static char *worker_message(cf__slot *sl, int *err) {
+  uint32_t n = atomic_load_explicit(&sl->msg_len, memory_order_relaxed); /* read once */
+  if (n > CF_MESSAGE_MAX - 1) {
+    *err = CF_EPROTO;
+    return NULL;
+  }
+  size_t len = strnlen(sl->msg, n);
+  char *m = cf__alloc(len + 1);
+  if (!m) return NULL; /* the code is kept; the message is lost */
+  memcpy(m, sl->msg, len);
+  m[len] = 0;
+  return m;
+}
+
+void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
+  cf__assert(cf__pp_locked(p));
+  const cf__seg *seg = &p->cfg.seg;
+  cf__slot *sl = cf__pp_slot(p, s);
+  cf__pslot *ps = &p->slots.ps[s];
+  uint32_t state = cf__st_state(w);
+  unsigned owner = cf__st_owner(w);
+  bool by_worker = owner >= 1 && owner <= p->cfg.nworkers;
+  /* read once, then checked; it also says whether the worker took its
+   * result region (a failure past a large cf_call_return keeps it) */
+  uint32_t rlen = by_worker ? atomic_load_explicit(&sl->res_len, memory_order_relaxed) : 0;
+  uint32_t n = state == CF_STATE_FINISHED ? rlen : 0;
+  if (f) {
+    int err = 0, code = 0;
+    char *msg = NULL;
+    cf_crash_info ci = {0, 0, -1};
+    if (owner == 0) {
+      err = ps->err;
+      ci = ps->crash;
+      if (state == CF_STATE_CANCELLED && !err) err = CF_ECANCELLED;
+      if (state == CF_STATE_FINISHED || !err) err = CF_EPROTO; /* the parent never finishes one */
+    } else if (!by_worker || state == CF_STATE_CANCELLED) {
+      err = CF_EPROTO;
+    } else if (state == CF_STATE_FINISHED) {
+      if (n > p->cfg.max_result) {
+        err = CF_EPROTO;
+      } else {
+        const unsigned char *src = cf__slot_res(seg, sl, owner - 1, n);
+        if (n <= CF__INLINE_RES) {
+          memcpy(f->res_inline, src, n);
+          f->res_len = n;
+        } else if ((f->res_heap = cf__alloc(n)) != NULL) {
+          memcpy(f->res_heap, src, n);
+          f->res_len = n;
+        } else {
+          err = CF_ENOMEM;
+        }
+      }
+    } else {
+      err = worker_error(sl);
+      if (err == CF_ETASK) {
+        code = atomic_load_explicit(&sl->code, memory_order_relaxed);
+        msg = worker_message(sl, &err);
+      }
+    }
+    if (err != CF_ETASK) code = err;
+    /* relaxed: published by the release store of f->word below */
+    atomic_store_explicit(&f->err, err, memory_order_relaxed);
+    f->task_code = code;
+    f->msg = msg;
+    f->crash = ci;
+    atomic_store_explicit(&f->state, cf__st_make(cf__st_gen(w), 0, state), memory_order_relaxed);
+    /* release: pairs with the acquire loads of f->word (moved(),
+     * cf__future_load): the outcome above is visible once the word moved */
+    atomic_store_explicit(&f->word, &f->state, memory_order_release);
+  }
+  if (by_worker && rlen > CF__SLOT_RES_INLINE) {
+    /* If the worker's result region holds this slot's result (it took it
+     * for a large result, whatever the task did next: a late deadline turns
+     * it into a failure), give its pages back if large, then let the
+     * worker write its next result there. (Only then is the worker's
+     * record touched: it is a line the worker writes for every task.) */
+    cf__worker_rec *rec = &seg->workers[owner - 1];
+    uint32_t want = s + 1;
+    if (atomic_load(&rec->res_busy) == want) {
+      if (n > CF__SEG_KEEP_RESULT && n <= p->cfg.max_result)
+        cf__seg_release(seg, cf__seg_res_area(seg, owner - 1), n);
+      if (atomic_compare_exchange_strong(&rec->res_busy, &want, 0))
+        cf__futex_wake(&rec->res_busy, INT_MAX, true);
+    }
+  }
+}
+
+/* ---- the hooks ---- */
+
+/* Make sure f's outcome moved into it: settle its slot if the word is done.
+ * True if it has moved. */
+static bool ensure_moved(cf_future *f) {
+  if (moved(f)) return true;
   cf__pool *p = fpool(f);
   uint32_t s = fslot(f);
-  cf__slot *sl = cf__pp_slot(p, s);
-  /* acquire: pairs with the worker's completing CAS (release) */
-  uint32_t w = atomic_load_explicit(&sl->word, memory_order_acquire);
-  unsigned owner = cf__st_owner(w);
-  if (cf__st_state(w) != CF_STATE_FINISHED || owner == 0 || owner > p->cfg.nworkers)
-    return CF_EPROTO;
-  /* relaxed: ordered by the acquire above; read once, then checked */
-  uint32_t n = atomic_load_explicit(&sl->res_len, memory_order_relaxed);
-  if (n > p->cfg.max_result) return CF_EPROTO;
+  cf__settle st = {NULL};
+  cf__pp_lock(p);
+  cf__pslot *ps = &p->slots.ps[s];
+  if (ps->in_use && ps->f == f) {
+    uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+    int c = cf__pp_word_check(p, s, w);
+    if (c == CF__W_CORRUPT)
+      cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
+    else if (c == CF__W_OK && cf__st_done(w))
+      cf__pp_settle_locked(p, s, &st);
+  }
+  cf__pp_unlock(p);
+  cf__pp_settle_finish(p, &st, false);
+  return moved(f);
+}
+
+static int sf_result(cf_future *f, void *out, size_t cap, size_t *len) {
+  if (!ensure_moved(f)) return CF_EPROTO;
+  int e = atomic_load_explicit(&f->err, memory_order_relaxed); /* ordered by moved() */
+  if (e) return e;
+  size_t n = f->res_len;
   if (len) *len = n;
   if (n > cap) return CF_ERANGE;
-  if (n) memcpy(out, cf__slot_res(&p->cfg.seg, sl, s, n), n);
+  if (n) memcpy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
   return 0;
 }
 
-static void put_msg(char *msg, size_t cap, const char *m, size_t n) {
+static void put_msg(char *msg, size_t cap, const char *m) {
   if (!msg || !cap) return;
-  if (n > cap - 1) n = cap - 1;
+  size_t n = strnlen(m, cap - 1);
   memcpy(msg, m, n);
   msg[n] = 0;
 }
 
 static int sf_error(cf_future *f, int *errp, int *code, char *msg, size_t cap) {
-  cf__pool *p = fpool(f);
-  uint32_t s = fslot(f);
-  cf__slot *sl = cf__pp_slot(p, s);
-  uint32_t w = atomic_load_explicit(&sl->word, memory_order_acquire); /* see sf_result */
-  unsigned owner = cf__st_owner(w);
-  int e;
-  if (!cf__st_done(w)) return CF_EINVAL;
-  if (cf__st_state(w) == CF_STATE_CANCELLED && owner == 0) {
-    e = CF_ECANCELLED;
-  } else if (owner == 0) {
-    cf__pp_lock(p);
-    e = p->slots.ps[s].err;
-    cf__pp_unlock(p);
-    if (e == 0) e = cf__st_state(w) == CF_STATE_CANCELLED ? CF_ECANCELLED : CF_EPROTO;
-  } else if (owner > p->cfg.nworkers || cf__st_state(w) != CF_STATE_FAILED) {
-    e = CF_EPROTO;
-  } else {
-    /* a worker's failure: untrusted */
-    e = atomic_load_explicit(&sl->err, memory_order_relaxed); /* ordered by the acquire */
-    if (e != CF_ETASK && e != CF_E2BIG && e != CF_EINVAL && e != CF_EDEADLINE) e = CF_EPROTO;
-    if (e == CF_ETASK) {
-      uint32_t n = atomic_load_explicit(&sl->msg_len, memory_order_relaxed);
-      if (n > CF_MESSAGE_MAX - 1) {
-        e = CF_EPROTO;
-      } else {
-        if (errp) *errp = e;
-        if (code) *code = atomic_load_explicit(&sl->code, memory_order_relaxed);
-        put_msg(msg, cap, sl->msg, strnlen(sl->msg, n));
-        return 0;
-      }
-    }
-  }
+  if (!ensure_moved(f)) return CF_EINVAL;
+  int e = atomic_load_explicit(&f->err, memory_order_relaxed); /* ordered by moved() */
+  if (e == 0) e = CF_EPROTO;
   if (errp) *errp = e;
-  if (code) *code = e;
-  const char *m = cf_strerror(e);
-  put_msg(msg, cap, m, strlen(m));
+  if (code) *code = e == CF_ETASK ? f->task_code : e;
+  put_msg(msg, cap, e == CF_ETASK ? (f->msg ? f->msg : "") : cf_strerror(e));
   return 0;
 }
 
 static int sf_crash_info(cf_future *f, cf_crash_info *out) {
-  cf__pool *p = fpool(f);
-  uint32_t s = fslot(f);
-  uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
-  if (!cf__st_done(w) || cf__st_owner(w) != 0) return CF_EINVAL;
-  cf__pp_lock(p);
-  cf_crash_info ci = p->slots.ps[s].crash;
-  cf__pp_unlock(p);
-  if (ci.pid == 0 && ci.signal == 0) return CF_EINVAL;
-  *out = ci;
+  if (!ensure_moved(f)) return CF_EINVAL;
+  if (f->crash.pid == 0 && f->crash.signal == 0) return CF_EINVAL;
+  *out = f->crash;
   return 0;
 }
 
-static int sf_cancel_running(cf_future *f) {
+/* Pending or running: under mu, so that it is one transition the pool knows
+ * of (a running task's worker is killed). The callbacks run here, in the
+ * canceller's thread, as they do for a thread future. */
+static int sf_cancel(cf_future *f) {
   cf__pool *p = fpool(f);
   uint32_t s = fslot(f);
-  cf__settle st;
-  cf__pp_lock(p);
-  bool done =
-      cf__pp_fail_locked(p, s, fgen(f), true, CF_STATE_CANCELLED, CF_ECANCELLED, NULL, false, &st);
-  cf__pp_unlock(p);
+  cf__settle st = {NULL};
+  bool done = false;
+  if (!moved(f)) {
+    cf__pp_lock(p);
+    cf__pslot *ps = &p->slots.ps[s];
+    if (ps->in_use && ps->f == f) {
+      done = cf__pp_fail_locked(p, s, fgen(f), true, CF_STATE_CANCELLED, CF_ECANCELLED, NULL,
+                                SIGKILL, &st);
+      if (!done) { /* done already, or scribbled */
+        uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+        int c = cf__pp_word_check(p, s, w);
+        if (c == CF__W_CORRUPT)
+          cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
+        else if (c == CF__W_OK && cf__st_done(w))
+          cf__pp_settle_locked(p, s, &st);
+      }
+    }
+    cf__pp_unlock(p);
+    cf__pp_settle_finish(p, &st, true);
+  }
   if (done) {
-    if (cf__st_state(st.old) == CF_STATE_RUNNING) /* statistic (queued ones: worker.c) */
-      atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed);
-    /* run f's callbacks here too, though watched was not set (idempotent) */
-    cf__pp_settle_finish(p, &st);
-    cf__future_run_callbacks(f);
+    atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed); /* statistic */
+    cf__future_run_callbacks(f); /* not watched: registered ones run now */
     return 0;
   }
-  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
+  uint32_t w = cf__future_load(f);
   return cf__st_state(w) == CF_STATE_CANCELLED ? 0 : CF_EDONE;
+}
+
+/* Set NOTIFY on slot s's word of generation gen unless it is done. */
+static void set_notify(cf__pool *p, uint32_t s, uint32_t gen) {
+  _Atomic uint32_t *word = &cf__pp_slot(p, s)->word;
+  uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+  while (!cf__st_done(w) && cf__st_gen(w) == gen && !(w & CF__ST_NOTIFY)) {
+    /* relaxed: NOTIFY only asks the completer for a notice and a kick; the
+     * caller's re-check of the word is what orders anything */
+    if (atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_NOTIFY, memory_order_relaxed,
+                                              memory_order_relaxed))
+      break;
+  }
 }
 
 /* A callback was added to f, not done yet. The pool holds a reference on f
  * (watched) so that the callbacks run even if every handle is released
  * first, and sets NOTIFY so that the completer sends the supervisor a
- * notice. The reference is given back by whoever settles the slot (see
- * settle.h), or by this function if the word was done before NOTIFY could
- * be set (then no notice comes; the generic code runs the callbacks). */
+ * notice. The reference is given back by whoever settles the slot. The
+ * generic code checks the word again after this: a word done before NOTIFY
+ * was set runs the callbacks there. */
 static void sf_watch(cf_future *f) {
   cf__pool *p = fpool(f);
   uint32_t s = fslot(f);
+  cf__pp_lock(p);
   cf__pslot *ps = &p->slots.ps[s];
-  cf__pp_lock(p);
-  if (ps->f == f && !ps->watched) {
-    ps->watched = 1;
-    cf__future_ref(f);
+  if (ps->in_use && ps->f == f) {
+    if (!ps->watched) {
+      ps->watched = 1;
+      cf__future_ref(f);
+    }
+    set_notify(p, s, fgen(f));
   }
   cf__pp_unlock(p);
-  _Atomic uint32_t *word = f->word;
-  uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
-  while (!cf__st_done(w) && !(w & CF__ST_NOTIFY)) {
-    /* relaxed: NOTIFY only asks the completer for a notice; the done check
-     * below and the caller's re-check are seq_cst */
-    if (atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_NOTIFY, memory_order_relaxed,
-                                              memory_order_relaxed))
-      break;
-  }
-  if (!cf__st_done(atomic_load(word))) return;
-  bool drop = false;
-  cf__pp_lock(p);
-  if (ps->watched) {
-    ps->watched = 0;
-    drop = true;
-  }
-  cf__pp_unlock(p);
-  if (drop) cf__future_unref(f); /* the caller holds a handle: not the last */
 }
 
-/* The last reference to f is gone. A done slot is freed now; an unfinished
- * one becomes an orphan and gets NOTIFY, so that its completion notice
- * frees it. */
+/* The last reference to f is gone. A slot still holding f becomes an
+ * orphan: freed now if done, else NOTIFY makes its completion notice free
+ * it. Then the future's pool reference goes. */
 static void sf_destroy(cf_future *f) {
   cf__pool *p = fpool(f);
   uint32_t s = fslot(f);
-  cf__pp_lock(p);
-  cf__pslot *ps = &p->slots.ps[s];
-  ps->f = NULL; /* not watched: a watch holds a reference */
-  _Atomic uint32_t *word = f->word;
-  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
-  while (!cf__st_done(w)) {
-    /* acquire (failure): a done word is then read like any outcome; the
-     * NOTIFY bit itself publishes nothing */
-    if (atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_NOTIFY, memory_order_acquire,
-                                              memory_order_acquire)) {
-      ps->orphan = 1;
-      break;
+  if (!moved(f)) {
+    cf__settle st = {NULL};
+    cf__pp_lock(p);
+    cf__pslot *ps = &p->slots.ps[s];
+    if (ps->in_use && ps->f == f) {
+      cf__assert(!ps->watched); /* a watch holds a reference */
+      ps->f = NULL;
+      uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+      int c = cf__pp_word_check(p, s, w);
+      if (c == CF__W_CORRUPT)
+        cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
+      else if (c == CF__W_OK && cf__st_done(w))
+        cf__pp_settle_locked(p, s, &st);
+      else
+        set_notify(p, s, ps->gen);
     }
+    cf__pp_unlock(p);
+    cf__pp_settle_finish(p, &st, false);
   }
-  bool freed = cf__pp_maybe_free_locked(p, s);
-  cf__pp_unlock(p);
-  if (freed) cf__pp_unref(p);
+  cf__pp_unref(p);
 }
 
 const cf__future_vtbl cf__slot_future_vtbl = {
     .result = sf_result,
     .error = sf_error,
     .crash_info = sf_crash_info,
-    .cancel_running = sf_cancel_running,
+    .cancel = sf_cancel,
     .watch = sf_watch,
     .destroy = sf_destroy,
 };

@@ -37,3 +37,19 @@ unsigned cf__test_workers_alive(cf_executor *ex) {
   cf__pp_unlock(p);
   return n;
 }
+
+unsigned cf__test_deadlines(cf_executor *ex) {
+  cf__pool *p = (cf__pool *)ex;
+  cf__pp_lock(p);
+  unsigned n = p->slots.nheap;
+  cf__pp_unlock(p);
+  return n;
+}
+
+int cf__test_segment_seals(cf_executor *ex) {
+  return ((cf__pool *)ex)->cfg.seg.seals;
+}
+
+size_t cf__test_segment_size(cf_executor *ex) {
+  return ((cf__pool *)ex)->cfg.seg.size;
+}

@@ -12,6 +12,7 @@
 #ifndef CF_SHM_TEST_HOOKS_H
 #define CF_SHM_TEST_HOOKS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -28,5 +29,10 @@ pid_t cf__test_zygote_pid(cf_executor *ex);
 pid_t cf__test_worker_pid(cf_executor *ex, unsigned i);
 /* How many workers are alive. */
 unsigned cf__test_workers_alive(cf_executor *ex);
+/* Entries in the deadline heap. */
+unsigned cf__test_deadlines(cf_executor *ex);
+/* The segment memfd's seals (F_GET_SEALS when it was mapped) and its size. */
+int cf__test_segment_seals(cf_executor *ex);
+size_t cf__test_segment_size(cf_executor *ex);
 
 #endif /* CF_SHM_TEST_HOOKS_H */

@@ -17,12 +17,20 @@
  * the flags, see pool.h). If that CAS fails, the parent completed the task
  * and a SIGKILL is on its way: the worker exits at once (pool.h, killing a
  * running task). After the CAS: FUTEX_WAKE if the old word had WAITERS
- * (the parent's waiter is woken straight from here), and if it had NOTIFY a
- * notice is pushed onto the completion ring and the supervisor kicked only
- * if it sleeps (idle.h).
+ * (the parent's waiter is woken straight from here), and a notice on the
+ * completion ring if the parent wants one — the old word had NOTIFY (a
+ * watched or orphaned future), the pool is hungry for slots, or the result
+ * fills this worker's result region — with a kick only if the supervisor
+ * sleeps (idle.h). A result larger than the slot's own area goes into the
+ * worker's result region (segment.h), once the parent has copied the last
+ * one out (rec->res_busy).
  *
  * Idle. Spin on the ring (yielding the CPU between looks) for a bounded
- * time (SPIN_NS), then sleep on ctl->wake_seq by the protocol in idle.h.
+ * time (SPIN_NS), then sleep on ctl->wake_seq by the protocol in idle.h,
+ * for at most IDLE_CHECK_NS: the sleeper count is shared memory a rogue
+ * task may overwrite, and a lost wake-up then costs that much, not a task.
+ * A worker never exits on its own (but for max_tasks_per_worker): the
+ * parent stops workers through the zygote.
  *
  * The function pointer is checked against the executable ranges recorded
  * at creation (text.h) before the call.
@@ -43,7 +51,8 @@
 #include "sys.h"
 #include "worker.h"
 
-#define SPIN_NS 50000 /* idle spin before sleeping: covers a round trip */
+#define SPIN_NS 50000              /* idle spin before sleeping: covers a round trip */
+#define IDLE_CHECK_NS 1000000000LL /* a sleeping worker looks at the ring this often */
 
 #ifdef CF_TEST_HOOKS
 cf__fault_hook_fn cf__fault_hook; /* fault.h */
@@ -54,10 +63,22 @@ cf__fault_hook_fn cf__fault_hook; /* fault.h */
 typedef struct wcall {
   cf_call c;
   const cf__pool_cfg *cfg;
+  cf__worker_rec *rec;
   cf__slot *sl;
   uint32_t s;
+  unsigned idx;
   int64_t deadline;
+  bool region; /* the result went into the worker's result region */
 } wcall;
+
+/* Wait until the parent has copied the last result out of this worker's
+ * result region, and take it for slot s. */
+static void take_region(cf__worker_rec *rec, uint32_t s) {
+  uint32_t b;
+  while ((b = atomic_load(&rec->res_busy)) != 0)
+    cf__futex_wait(&rec->res_busy, b, cf__now_ns() + 100000000LL, true);
+  atomic_store(&rec->res_busy, s + 1);
+}
 
 /* The outcome code. Written during the call, so that nothing the task wrote
  * into its slot afterwards is overwritten (which is how the tests play a
@@ -73,7 +94,11 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
   if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
   if (rc != 0) return rc;
-  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->s, len);
+  if (len > CF__SLOT_RES_INLINE) {
+    take_region(wc->rec, wc->s);
+    wc->region = true;
+  }
+  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->idx, len);
   if (len) {
     memcpy(dst, v, len / 2);
     cf__fault_point(CF__PP_MID_RESULT, wc->s);
@@ -113,8 +138,7 @@ static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
 /* ---- the loop ---- */
 
 /* Take the next hint off the sq, spinning then sleeping (idle.h) while the
- * ring is empty. Exits the process when the pool enters its exit phase and
- * the ring is empty. */
+ * ring is empty. */
 static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
   cf__seg_ctl *ctl = cfg->seg.ctl;
   unsigned log2 = cfg->seg.p.sq_log2;
@@ -122,7 +146,6 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
   int64_t spin_end = 0;
   for (;;) {
     if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) return h;
-    if (atomic_load(&ctl->phase) == CF__PHASE_EXIT) _exit(0);
     int64_t now = cf__now_ns();
     if (!spin_end) spin_end = now + SPIN_NS;
     if (now < spin_end) {
@@ -141,10 +164,8 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
       atomic_fetch_sub(&ctl->nsleep, 1);
       return h;
     }
-    if (atomic_load(&ctl->phase) != CF__PHASE_EXIT) {
-      atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
-      cf__futex_wait(&ctl->wake_seq, seq, -1, true);
-    }
+    atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
+    cf__futex_wait(&ctl->wake_seq, seq, cf__now_ns() + IDLE_CHECK_NS, true);
     atomic_store(&rec->asleep, 0);
     atomic_fetch_sub(&ctl->nsleep, 1);
     spin_end = 0;
@@ -160,7 +181,8 @@ static void notify(const cf__pool_cfg *cfg, uint32_t s, uint32_t gen) {
   if (atomic_exchange(&ctl->sv_sleeping, 0)) cf__sv_kick(cfg->evfd);
 }
 
-/* Claim the slot of hint h for worker idx: the RUNNING word, or 0. */
+/* Claim the slot of hint h for worker idx: the RUNNING word, or 0 (a stale
+ * or duplicate hint: dropped). */
 static uint32_t claim(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, uint32_t h) {
   uint32_t s = cf__hint_slot(h);
   if (s >= cfg->nslots) return 0;
@@ -174,39 +196,39 @@ static uint32_t claim(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx
                   (w & (CF__ST_WAITERS | CF__ST_NOTIFY | CF__ST_STOP));
     atomic_store(&rec->cur_slot, s);
     atomic_store(&rec->cur_word, nw);
-    if (atomic_compare_exchange_weak_explicit(&sl->word, &w, nw, memory_order_acquire,
+    /* acq_rel: acquire as above; release publishes this worker's record
+     * (its pid) to a parent that fails the task it now owns */
+    if (atomic_compare_exchange_weak_explicit(&sl->word, &w, nw, memory_order_acq_rel,
                                               memory_order_acquire))
       return nw;
-  }
-  if (cf__st_state(w) == CF_STATE_CANCELLED && cf__st_owner(w) == 0 &&
-      cf__hint_genbits(cf__st_gen(w)) == cf__hint_gen(h)) {
-    /* Cancelled while queued, by the generic cancel, which cannot tell the
-     * supervisor: a notice lets it give back a watch's reference. */
-    atomic_fetch_add_explicit(&rec->dropped_cancelled, 1, memory_order_relaxed); /* statistic */
-    notify(cfg, s, cf__st_gen(w));
   }
   return 0;
 }
 
-static void run_one(const cf__pool_cfg *cfg, unsigned idx, uint32_t s, uint32_t running) {
+static void run_one(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, uint32_t s,
+                    uint32_t running) {
   cf__slot *sl = cf__seg_slot(&cfg->seg, s);
   uint32_t gen = cf__st_gen(running);
   cf__fault_point(CF__PP_AFTER_CLAIM, s);
-  wcall wc = {.cfg = cfg, .sl = sl, .s = s, .deadline = sl->deadline};
+  wcall wc = {.cfg = cfg, .rec = rec, .sl = sl, .s = s, .idx = idx, .deadline = sl->deadline};
   wc.c.ops = &w_ops;
   wc.c.ctx = sl;
   wc.c.max_result = cfg->max_result;
   uintptr_t fn = (uintptr_t)sl->fn;
   uint32_t alen = sl->arg_len;
   int err = 0;
-  if (alen > cfg->max_arg) {
+  const unsigned char *arg =
+      alen <= cfg->max_arg ? cf__slot_arg(&cfg->seg, sl, s, alen, sl->big) : NULL;
+  if (!arg) {
     err = CF_EPROTO;
   } else if (!cf__text_contains(&cfg->text, fn)) {
     err = CF_EINVAL;
   } else {
-    wc.c.arg = cf__slot_arg(&cfg->seg, sl, s, alen);
+    wc.c.arg = arg;
     wc.c.arg_len = alen;
+    cf__inline_spawn = &wc.c; /* cf_spawn inside the task runs inline */
     ((cf_fn)fn)(&wc.c);
+    cf__inline_spawn = NULL;
     if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
     if (wc.deadline && cf__now_ns() >= wc.deadline) {
       /* finished past its deadline: fails like a thread task would */
@@ -220,10 +242,16 @@ static void run_one(const cf__pool_cfg *cfg, unsigned idx, uint32_t s, uint32_t 
   }
   if (wc.c.outcome == CF__OUTCOME_NONE && err) set_outcome(sl, err);
   uint32_t to = err ? CF_STATE_FAILED : CF_STATE_FINISHED;
+  /* Counted before the completing CAS: once the word is done the parent may
+   * stop this worker (an idle pool's shutdown) before it counts. relaxed:
+   * a statistic. */
+  atomic_fetch_add_explicit(&rec->completed, 1, memory_order_relaxed);
   uint32_t w = atomic_load_explicit(&sl->word, memory_order_relaxed);
   for (;;) {
-    if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1 || cf__st_gen(w) != gen)
+    if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1 || cf__st_gen(w) != gen) {
+      atomic_fetch_sub_explicit(&rec->completed, 1, memory_order_relaxed);
       _exit(0); /* the parent completed it and is killing us (DESIGN) */
+    }
     uint32_t nw =
         cf__st_make(gen, idx + 1, to) | (w & (CF__ST_WAITERS | CF__ST_NOTIFY | CF__ST_STOP));
     /* release: pairs with the parent's acquire load of the done word
@@ -234,7 +262,10 @@ static void run_one(const cf__pool_cfg *cfg, unsigned idx, uint32_t s, uint32_t 
   }
   cf__fault_point(CF__PP_AFTER_COMPLETE, s);
   if (w & CF__ST_WAITERS) cf__futex_wake(&sl->word, INT_MAX, true);
-  if (w & CF__ST_NOTIFY) notify(cfg, s, gen);
+  /* relaxed: hungry is a hint (the parent's sweep does not rely on it) */
+  if ((w & CF__ST_NOTIFY) || wc.region ||
+      atomic_load_explicit(&cfg->seg.ctl->hungry, memory_order_relaxed))
+    notify(cfg, s, gen);
 }
 
 void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t zygote) {
@@ -251,10 +282,8 @@ void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t zygote) {
   if (cf__seg_check(&cfg->seg) != 0) _exit(2);
   cf__worker_name_self(cfg->name, idx);
   if (cfg->pin) cf__worker_pin_self(&cfg->cpus, idx);
-  if (cfg->init && cfg->init(cfg->init_arg) != 0) {
-    atomic_store(&rec->init_failed, 1);
-    _exit(3);
-  }
+  if (cfg->init && cfg->init(cfg->init_arg) != 0) _exit(3); /* not started: the pool breaks */
+  atomic_store(&rec->started, 1);
   unsigned long done = 0;
   for (;;) {
     uint32_t h = next_hint(cfg, rec);
@@ -262,8 +291,7 @@ void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t zygote) {
     uint32_t running = claim(cfg, rec, idx, h);
     atomic_store(&rec->taking, CF__HINT_NONE);
     if (!running) continue; /* stale or duplicate hint */
-    run_one(cfg, idx, cf__hint_slot(h), running);
-    atomic_fetch_add_explicit(&rec->completed, 1, memory_order_relaxed); /* statistic */
+    run_one(cfg, rec, idx, cf__hint_slot(h), running);
     if (cfg->max_tasks && ++done >= cfg->max_tasks) _exit(0);
   }
 }

@@ -14,9 +14,9 @@
  * the table).
  *
  * cfutures throughput keeps a window of futures in flight (submit i, and
- * first collect i - window): the pool's future slots are bounded
- * (max_futures) and a service streams work this way; map does the same
- * inside the library. Every result is checked.
+ * first collect i - window): a service streams work this way (the pool
+ * bounds the tasks in flight, max_futures, not the futures held); map does
+ * the same inside the library. Every result is checked.
  */
 #include <climits>
 #include <memory>

@@ -48,8 +48,10 @@ const char *cf_strerror(int code) {
       return "the task's deadline passed";
     case CF_ENOTSUP:
       return "not supported (by this build or this MPI)";
-    case CF_EFUNC:
-      return "task function is in no module the workers load";
+    case CF_ENOTLOADED:
+      return "task function not in any module the executor's workers have";
+    case CF_EDEADLK:
+      return "could never proceed from here (would wait for ever)";
     default:
       return "unknown error";
   }

@@ -32,6 +32,8 @@ typedef struct cf__executor_vtbl {
   bool (*is_worker)(cf_executor *ex);
   unsigned (*workers)(cf_executor *ex);
   size_t (*max_result)(cf_executor *ex);
+  /* The largest argument submit takes (NULL: no limit of its own). */
+  size_t (*max_arg)(cf_executor *ex);
 } cf__executor_vtbl;
 
 #define CF__EXECUTOR_MAGIC 0xcfe8ec01u

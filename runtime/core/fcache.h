@@ -80,7 +80,7 @@ static inline cf_future *cf__future_alloc_fast(void) {
   cf_future *f = cf__fcache_take();
   if (__builtin_expect(!f, 0)) return cf__future_alloc();
   /* relaxed and plain stores: published by the queue that hands f over */
-  f->word = &f->state;
+  atomic_store_explicit(&f->word, &f->state, memory_order_relaxed);
   atomic_store_explicit(&f->state, CF_STATE_PENDING, memory_order_relaxed);
   f->magic = CF__FUTURE_MAGIC;
   atomic_store_explicit(&f->rc, CF__RC_HANDLE + CF__RC_REF, memory_order_relaxed);

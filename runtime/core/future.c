@@ -59,6 +59,7 @@
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
 _Thread_local cf__helper *cf__current_helper TLS_IE;
+_Thread_local cf_call *cf__inline_spawn;
 
 static inline bool is_local(const cf_future *f) {
   return f->vt == &cf__local_future_vtbl;
@@ -83,7 +84,8 @@ cf_future *cf__future_alloc(void) {
    * over (a queue's release/acquire). The template covers every field up
    * to ext; the inline buffers are left as they are. */
   memcpy(f, &cf__future_template, offsetof(cf_future, arg_inline));
-  f->word = &f->state;
+  /* relaxed: published with f by whatever hands it over */
+  atomic_store_explicit(&f->word, &f->state, memory_order_relaxed);
   return f;
 }
 
@@ -131,9 +133,9 @@ void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared) {
   if (old & CF__ST_WAITERS) cf__futex_wake(word, INT32_MAX, shared);
 }
 
-void cf__future_run_callbacks(cf_future *f) {
+cf__cb *cf__future_take_callbacks(cf_future *f, bool run_internal) {
   cf__cb *list = atomic_exchange(&f->callbacks, CF__CB_CLOSED);
-  if (list == CF__CB_CLOSED || list == NULL) return;
+  if (list == CF__CB_CLOSED || list == NULL) return NULL;
   cf__cb *ordered = NULL; /* LIFO -> registration order */
   while (list) {
     cf__cb *next = list->next;
@@ -141,17 +143,39 @@ void cf__future_run_callbacks(cf_future *f) {
     ordered = list;
     list = next;
   }
+  if (!run_internal) return ordered;
+  cf__cb *user = NULL, **tail = &user;
   while (ordered) {
     cf__cb *next = ordered->next;
-    ordered->fn(f, ordered->arg);
-    cf__free(ordered, sizeof *ordered);
+    if (ordered->internal) {
+      ordered->fn(f, ordered->arg);
+      cf__free(ordered, sizeof *ordered);
+    } else {
+      *tail = ordered;
+      tail = &ordered->next;
+    }
     ordered = next;
   }
+  *tail = NULL;
+  return user;
+}
+
+void cf__future_run_cb_list(cf_future *f, cf__cb *list) {
+  while (list) {
+    cf__cb *next = list->next;
+    list->fn(f, list->arg);
+    cf__free(list, sizeof *list);
+    list = next;
+  }
+}
+
+void cf__future_run_callbacks(cf_future *f) {
+  cf__future_run_cb_list(f, cf__future_take_callbacks(f, false));
 }
 
 /* After this thread made the word done (old = the replaced word). */
 static inline __attribute__((always_inline)) void after_done(cf_future *f, uint32_t old) {
-  if (old & CF__ST_WAITERS) cf__futex_wake(f->word, INT32_MAX, f->shared);
+  if (old & CF__ST_WAITERS) cf__futex_wake(&f->state, INT32_MAX, false); /* thread futures */
   if (f->deadline) cf__deadline_done(f); /* before user code (deadline.h, step 3) */
   /* seq_cst load after the seq_cst done CAS: pairs with the push + word
    * re-load in cf_future_add_done_callback (Dekker). */
@@ -385,11 +409,16 @@ int cf__future_run_tagged(cf_future *f, unsigned owner, uint64_t tag) {
 #define SPIN_NS 2000        /* spin this long before FUTEX_WAIT (DESIGN.md) */
 #define YIELD_AFTER_NS 1000 /* shared words: spin this long before yielding */
 
-int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
+/* The wait is over: the word is done, or its use is (another generation). */
+static inline bool over(uint32_t w, uint32_t gen) {
+  return cf__st_done(w) || (gen != CF__GEN_ANY && cf__st_gen(w) != gen);
+}
+
+int cf__word_wait_gen(_Atomic uint32_t *word, uint32_t gen, int64_t deadline_abs, bool shared) {
   /* acquire (every load of the word here): pairs with the completer's
    * release CAS, so the outcome it wrote is visible once the word is done */
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
-  if (cf__st_done(w)) return 0;
+  if (over(w, gen)) return 0;
   int64_t now = cf__now_ns();
   if (deadline_abs < 0 || now < deadline_abs) {
     int64_t spin_start = now, spin_end = now + SPIN_NS;
@@ -397,7 +426,7 @@ int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
       /* the word every pause (a PAUSE costs 10-140 cycles by CPU), the
        * clock every 32 (every 4 and a yield on a shared word) */
       for (int i = 0; i < (shared ? 4 : 32); i++) {
-        if (cf__st_done(atomic_load_explicit(word, memory_order_acquire))) return 0;
+        if (over(atomic_load_explicit(word, memory_order_acquire), gen)) return 0;
         cf__cpu_relax();
       }
       /* A shared word is completed by a worker process, which may share
@@ -409,11 +438,12 @@ int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
   }
   for (;;) {
     w = atomic_load_explicit(word, memory_order_acquire);
-    if (cf__st_done(w)) return 0;
+    if (over(w, gen)) return 0;
     if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
     if (!(w & CF__ST_WAITERS)) {
       /* relaxed: the bit only tells the completer to wake us; both are RMWs
-       * of this word, and the futex call re-checks it */
+       * of this word (the CAS fails on a word of another generation), and
+       * the futex call re-checks it */
       if (!atomic_compare_exchange_weak_explicit(word, &w, w | CF__ST_WAITERS, memory_order_relaxed,
                                                  memory_order_relaxed))
         continue;
@@ -425,7 +455,41 @@ int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
   }
 }
 
+uint32_t cf__future_load_shared(cf_future *f, _Atomic uint32_t *word, uint32_t w) {
+  /* relaxed: f->state's generation is set before f is handed out and never
+   * changes (future.h DESIGN: the move) */
+  uint32_t gen = cf__st_gen(atomic_load_explicit(&f->state, memory_order_relaxed));
+  while (cf__st_gen(w) != gen) {
+    _Atomic uint32_t *now = atomic_load_explicit(&f->word, memory_order_acquire);
+    if (now == word) return cf__st_make(gen, 0, CF_STATE_RUNNING); /* scribbled */
+    word = now;
+    w = atomic_load_explicit(word, memory_order_acquire);
+  }
+  return w;
+}
+
+/* A process future: wait on its slot word for its generation, until the
+ * word is done or has moved (future.h DESIGN: the move). */
+static int block_shared(cf_future *f, int64_t deadline_abs) {
+  uint32_t gen = cf__st_gen(atomic_load_explicit(&f->state, memory_order_relaxed));
+  for (;;) {
+    _Atomic uint32_t *word = atomic_load_explicit(&f->word, memory_order_acquire);
+    if (word == &f->state) return 0; /* moved: done */
+    int r = cf__word_wait_gen(word, gen, deadline_abs, true);
+    if (r) return r;
+    if (cf__st_gen(atomic_load_explicit(word, memory_order_acquire)) == gen) return 0; /* done */
+    if (atomic_load_explicit(&f->word, memory_order_acquire) != word) continue;        /* moved */
+    /* Another generation in a slot f still points at: a rogue worker wrote
+     * it. The pool repairs such a word when it sees it (its sweep, the
+     * death of the worker that owned it): look again every millisecond. */
+    if (deadline_abs >= 0 && cf__now_ns() >= deadline_abs) return CF_ETIMEDOUT;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 int cf__future_block_until(cf_future *f, int64_t deadline_abs) {
+  if (f->shared) return block_shared(f, deadline_abs);
   int64_t task_dl = is_local(f) ? f->deadline : 0;
   if (task_dl <= 0) return cf__word_wait(f->word, deadline_abs, f->shared);
   int64_t limit = deadline_abs >= 0 && deadline_abs < task_dl ? deadline_abs : task_dl;
@@ -446,8 +510,7 @@ static inline __attribute__((always_inline)) int wait_until(cf_future *f, int64_
 }
 
 int cf__future_wait_until(cf_future *f, int64_t deadline_abs) {
-  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
-  if (cf__st_done(w)) return 0;
+  if (cf__st_done(cf__future_load(f))) return 0;
   return wait_until(f, deadline_abs);
 }
 
@@ -499,7 +562,7 @@ static int done_error(cf_future *f, uint32_t w) {
 
 int cf_future_wait(cf_future *f, int64_t timeout_ns) {
   if (!valid(f)) return CF_EINVAL;
-  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  if (cf__st_done(cf__future_load(f))) return 0;
   return wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
 }
 
@@ -514,11 +577,11 @@ int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags) {
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {
   if (!valid(f) || (!out && cap)) return CF_EINVAL;
   /* acquire: pairs with the completer's release (result bytes) */
-  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
+  uint32_t w = cf__future_load(f);
   if (!cf__st_done(w)) {
     int r = wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
     if (r) return r;
-    w = atomic_load_explicit(f->word, memory_order_acquire);
+    w = cf__future_load(f);
   }
   if (cf__st_state(w) == CF_STATE_FINISHED) {
     int r;
@@ -534,6 +597,7 @@ int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t t
 
 int cf_future_cancel(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  if (f->vt && f->vt->cancel) return f->vt->cancel(f);
   _Atomic uint32_t *word = f->word;
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
   for (;;) {
@@ -545,7 +609,6 @@ int cf_future_cancel(cf_future *f) {
         w = atomic_load_explicit(word, memory_order_acquire);
         continue;
       case CF_STATE_RUNNING:
-        if (f->vt && f->vt->cancel_running) return f->vt->cancel_running(f);
         cf__future_request_stop(f);
         /* it may have finished meanwhile */
         w = atomic_load_explicit(word, memory_order_acquire);
@@ -561,26 +624,24 @@ int cf_future_cancel(cf_future *f) {
 
 int cf_future_state(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
-  return (int)cf__st_state(atomic_load_explicit(f->word, memory_order_acquire));
+  return (int)cf__st_state(cf__future_load(f));
 }
 
 bool cf_future_done(cf_future *f) {
-  return valid(f) && cf__st_done(atomic_load_explicit(f->word, memory_order_acquire));
+  return valid(f) && cf__st_done(cf__future_load(f));
 }
 
 bool cf_future_running(cf_future *f) {
-  return valid(f) &&
-         cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_RUNNING;
+  return valid(f) && cf__st_state(cf__future_load(f)) == CF_STATE_RUNNING;
 }
 
 bool cf_future_cancelled(cf_future *f) {
-  return valid(f) &&
-         cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_CANCELLED;
+  return valid(f) && cf__st_state(cf__future_load(f)) == CF_STATE_CANCELLED;
 }
 
 int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
   if (!valid(f)) return CF_EINVAL;
-  uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
+  uint32_t w = cf__future_load(f);
   uint32_t st = cf__st_state(w);
   if (st == CF_STATE_CANCELLED) {
     if (code) *code = CF_ECANCELLED;
@@ -603,22 +664,23 @@ int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
 
 int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
   if (!valid(f) || !out) return CF_EINVAL;
-  if (!cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return CF_EINVAL;
+  if (!cf__st_done(cf__future_load(f))) return CF_EINVAL;
   if (!f->vt || !f->vt->crash_info) return CF_EINVAL;
   return f->vt->crash_info(f, out);
 }
 
-cf__cb *cf__cb_new(cf_done_fn fn, void *arg) {
+cf__cb *cf__cb_new(cf_done_fn fn, void *arg, bool internal) {
   cf__cb *cb = cf__alloc(sizeof *cb);
   if (!cb) return NULL;
   cb->next = NULL;
   cb->fn = fn;
   cb->arg = arg;
+  cb->internal = internal;
   return cb;
 }
 
 void cf__future_add_cb(cf_future *f, cf__cb *cb) {
-  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+  if (cf__st_done(cf__future_load(f))) {
     cf_done_fn fn = cb->fn;
     void *arg = cb->arg;
     cf__free(cb, sizeof *cb);
@@ -638,20 +700,26 @@ void cf__future_add_cb(cf_future *f, cf__cb *cb) {
     if (atomic_compare_exchange_weak(&f->callbacks, &head, cb)) break;
   }
   if (f->vt && f->vt->watch) f->vt->watch(f);
-  /* seq_cst: pairs with the completer's done CAS + list load (DESIGN) */
-  if (cf__st_done(atomic_load(f->word))) cf__future_run_callbacks(f);
+  /* seq_cst: pairs with the completer's done CAS + list load (DESIGN); a
+   * process future's watch took the pool's lock (slot_future.c) */
+  uint32_t w = f->shared ? cf__future_load(f) : atomic_load(atomic_load(&f->word));
+  if (cf__st_done(w)) cf__future_run_callbacks(f);
 }
 
-int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
+int cf__future_add_callback(cf_future *f, cf_done_fn fn, void *arg, bool internal) {
   if (!valid(f) || !fn) return CF_EINVAL;
-  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
+  if (cf__st_done(cf__future_load(f))) {
     fn(f, arg);
     return 0;
   }
-  cf__cb *cb = cf__cb_new(fn, arg);
+  cf__cb *cb = cf__cb_new(fn, arg, internal);
   if (!cb) return CF_ENOMEM;
   cf__future_add_cb(f, cb);
   return 0;
+}
+
+int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
+  return cf__future_add_callback(f, fn, arg, false);
 }
 
 int cf_future_retain(cf_future *f) {

@@ -4,9 +4,11 @@
  * DESIGN
  * Every future has one 32-bit atomic state word. For a thread-pool future it
  * is f->state, inside the object, and futex calls on it are PRIVATE. For a
- * process-pool future it is a word in a task slot of the shared segment
- * (f->word points there, f->shared is 1) and futex calls on it are shared.
- * A word is only ever used with one flavour of futex.
+ * process-pool future it is first the word of its task slot in the shared
+ * segment (f->word points there, f->shared is 1, futex calls are shared);
+ * once the task is done the pool copies the outcome into the future and
+ * MOVES the word (below). A word is only ever used with one flavour of
+ * futex: a process future's f->state is used with the shared flavour too.
  *
  *   bits  0..2   state: CF_STATE_PENDING/RUNNING/FINISHED/FAILED/CANCELLED
  *   bit   3      WAITERS: a thread is (or is about to be) in FUTEX_WAIT on it
@@ -27,6 +29,18 @@
  * is called only when WAITERS was set in the word it replaced; PENDING ->
  * RUNNING keeps them (the waiters still sleep), so a sleeping waiter is
  * always woken by the completion. Waiters wait with cf__word_wait.
+ *
+ * The move (process futures). A slot is reused once its task is done, so a
+ * process future cannot keep pointing at it. The pool (1) writes the
+ * outcome into the future, (2) stores the done word into f->state, with
+ * the generation of the slot's use, (3) stores f->word = &f->state
+ * (release), (4) wakes every waiter still asleep on the slot word, and
+ * only then (5) reuses the slot. A reader that loaded the slot pointer
+ * before (3) may find the slot's word of a later use: its generation
+ * differs from f->state's, which never changes, so cf__future_load() and
+ * the waits load f->word again, and see &f->state (the later use was
+ * published after (3): release/acquire through the pool's lock and the
+ * slot word). f->state is done before it is reachable: nobody sleeps on it.
  *
  * Lifetime: `rc` packs the user's handles (cf_future_retain/release, low
  * 32 bits) and internal references (the executor's task, each registered
@@ -92,9 +106,10 @@ typedef struct cf__future_vtbl {
   /* Failure of a FAILED future: its CF_E* error, task code, message. */
   int (*error)(cf_future *f, int *err, int *code, char *msg, size_t cap);
   int (*crash_info)(cf_future *f, cf_crash_info *out);
-  /* cf_future_cancel() after the generic PENDING -> CANCELLED CAS failed
-   * because the task runs. Returns what cf_future_cancel returns. */
-  int (*cancel_running)(cf_future *f);
+  /* cf_future_cancel() in place of the generic one (process pool: a
+   * pending or running task, under the pool's lock). Returns what
+   * cf_future_cancel returns. */
+  int (*cancel)(cf_future *f);
   /* A callback was added to a future that is not done: make sure the
    * callbacks will run when it completes (process pool: NOTIFY bit). */
   void (*watch)(cf_future *f);
@@ -122,7 +137,9 @@ struct cf_future {
   _Atomic(cf__cb *) callbacks;
   unsigned char res_inline[CF__INLINE_RES];
 
-  _Atomic uint32_t *word; /* the state word: &state or a shared slot word */
+  /* the state word: &state, or a process future's slot word until it moves
+   * (DESIGN); atomic because it moves while others read it */
+  _Atomic(_Atomic uint32_t *) word;
   const cf__future_vtbl *vt;
   cf_executor *executor; /* the executor that runs it (NULL: none) */
 
@@ -141,10 +158,11 @@ struct cf_future {
   void *res_heap;
   char *msg;
 
-  uint8_t shared;  /* futex flavour of *word: 0 private, 1 shared */
-  uint64_t ext[2]; /* executor-private (process pool: slot, gen; thread pool:
-                      ext[0] the run tag (help.c), ext[1] the deadline timer's
-                      note (deadline.h)) */
+  uint8_t shared;      /* futex flavour of *word: 0 private, 1 shared */
+  cf_crash_info crash; /* process futures: the worker that died under the task */
+  uint64_t ext[2];     /* executor-private (process pool: slot, gen; thread pool:
+                          ext[0] the run tag (help.c), ext[1] the deadline timer's
+                          note (deadline.h)) */
   /* the cancellation scope it was submitted into (scope.h), or NULL: the
    * scope its task runs in (set before the future is published) */
   struct cf_scope *scope;
@@ -153,7 +171,7 @@ struct cf_future {
   int64_t t_submit;
 
   unsigned char arg_inline[CF__INLINE_ARG];
-  unsigned char pad_[256 - 232];
+  unsigned char pad_[256 - 240];
 };
 
 _Static_assert(sizeof(struct cf_future) == 256, "cf_future: one 256-byte size class");
@@ -170,6 +188,10 @@ struct cf__cb {
   cf__cb *next;
   cf_done_fn fn;
   void *arg;
+  /* the library's own (cf_wait, as_completed): quick, never blocks; a
+   * process pool runs these where the future settles, and user callbacks
+   * on its callback thread */
+  bool internal;
 };
 
 extern const cf__future_vtbl cf__local_future_vtbl;
@@ -326,12 +348,20 @@ void cf__future_wake(_Atomic uint32_t *word, uint32_t old, bool shared);
 
 /* Run and close f's callback list (the completing thread). Idempotent. */
 void cf__future_run_callbacks(cf_future *f);
+/* Close f's callback list and return it in registration order (NULL if it
+ * was empty or closed already); with run_internal, the internal callbacks
+ * run here first and only the user callbacks are returned. */
+cf__cb *cf__future_take_callbacks(cf_future *f, bool run_internal);
+/* Run and free a list that cf__future_take_callbacks returned. */
+void cf__future_run_cb_list(cf_future *f, cf__cb *list);
+/* cf_future_add_done_callback, for the library's own callbacks too. */
+int cf__future_add_callback(cf_future *f, cf_done_fn fn, void *arg, bool internal);
 
 /* cf_future_add_done_callback in two steps, so that a caller can allocate
  * before it commits to anything: a callback node (NULL on ENOMEM), then its
  * registration on f, which cannot fail (it runs fn at once, and frees the
  * node, if f is done). Any thread. */
-cf__cb *cf__cb_new(cf_done_fn fn, void *arg);
+cf__cb *cf__cb_new(cf_done_fn fn, void *arg, bool internal);
 void cf__future_add_cb(cf_future *f, cf__cb *cb);
 
 /* Thread futures only: fail a future that is not done with `err` (claims
@@ -347,7 +377,25 @@ bool cf__future_fail(cf_future *f, int err);
  * that absolute deadline, looping until it is done. `shared` is the word's
  * futex flavour (never mixed on one word). 0 (done, read with acquire) or
  * CF_ETIMEDOUT. Any thread. */
-int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared);
+int cf__word_wait_gen(_Atomic uint32_t *word, uint32_t gen, int64_t deadline_abs, bool shared);
+/* cf__word_wait_gen also returns 0 once the word's generation is not
+ * `gen` (its use is over: a process slot moved on); CF__GEN_ANY: no check. */
+#define CF__GEN_ANY 0xffffffffu
+static inline int cf__word_wait(_Atomic uint32_t *word, int64_t deadline_abs, bool shared) {
+  return cf__word_wait_gen(word, CF__GEN_ANY, deadline_abs, shared);
+}
+
+/* The value of f's state word (acquire). For a process future whose word
+ * moved (DESIGN: the move) it loads f->word again; a slot word of another
+ * generation that f->word still points at was scribbled by a rogue worker:
+ * it reads as RUNNING until the pool repairs it. */
+uint32_t cf__future_load_shared(cf_future *f, _Atomic uint32_t *word, uint32_t w);
+static inline uint32_t cf__future_load(cf_future *f) {
+  _Atomic uint32_t *word = atomic_load_explicit(&f->word, memory_order_acquire);
+  uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+  if (__builtin_expect(!f->shared, 1)) return w;
+  return cf__future_load_shared(f, word, w);
+}
 
 /* Like cf__future_wait_until but never helps: cf__word_wait on f's word,
  * failing a thread future whose task deadline passes meanwhile. For the
@@ -393,5 +441,11 @@ struct cf__helper {
 /* initial-exec: the lib is PIC, and a general-dynamic TLS access would cost
  * a __tls_get_addr call on the hot path. */
 extern _Thread_local cf__helper *cf__current_helper __attribute__((tls_model("initial-exec")));
+
+/* Set by a process worker around each task it runs (the task's cf_call),
+ * NULL elsewhere: there cf_spawn runs the spawned task inline into its frame
+ * and cf_join hands its outcome over (frames.c), and a frame's stop request
+ * is the task's. */
+extern _Thread_local cf_call *cf__inline_spawn;
 
 #endif /* CF_RUNTIME_FUTURE_H */

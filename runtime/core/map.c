@@ -12,17 +12,32 @@
  *
  * Chunking (chunk > 1): one task carries several items. Its argument is
  *   [u64 fn][u64 count] then per item [u64 len][bytes, padded to 8]
- * and it runs chunk_runner(), a plain library function (so it works
+ * and it runs cf__map_chunk_runner(), a plain library function (so it works
  * unchanged in a forked worker process), which runs the user's fn on each
  * item with a nested cf_call whose ops append to a packed result:
- *   [u64 count] then per item [i32 status][i32 code][u64 len][bytes, pad 8]
+ *   [u64 count][u64 flags] then per item [i32 status][i32 code][u64 len]
+ *   [bytes, pad 8]
  * status 0: bytes are the result; CF_ETASK: code and bytes (the message,
  * NUL-terminated) come from cf_call_fail; another CF_E*: that error. The
  * runner returns the packed buffer with cf_call_return on the outer call.
- * A packed result shorter than its count (the runner stopped early because
- * stop was requested) reports CF_ECANCELLED for the missing items. Every
- * length read back is checked against the buffer (a process worker's output
- * is untrusted).
+ * Every length read back is checked against the buffer (a process worker's
+ * output is untrusted).
+ *
+ * Sizes. A chunk fits the executor's limits instead of failing as a whole:
+ *   - the argument: items are packed while the chunk stays within
+ *     max_arg (ex->vt->max_arg); the item that does not fit waits (copied:
+ *     the source's bytes live only until its next call) and starts the next
+ *     chunk; an item too large even alone goes in a chunk of its own, which
+ *     fails with CF_E2BIG for that item only;
+ *   - the result: the runner stops before an item whose result, judged by
+ *     the largest one of the chunk so far, would not fit max_result, and
+ *     says so (flags SPLIT): the map submits the items left as a new task
+ *     in the same place of its window, so results still come in order and
+ *     every item runs once. An item whose result alone does not fit the
+ *     chunk's remaining room (a result much larger than those before it)
+ *     fails with CF_E2BIG: it ran, and its result could not be carried.
+ * A packed result shorter than its count without SPLIT (the runner stopped
+ * because stop was requested) reports CF_ECANCELLED for the missing items.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +155,10 @@ static bool inner_stop(cf_call *c) {
 
 static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop};
 
+#define CHUNK_SPLIT 1u /* packed result flag: items are left, submit them again */
+#define CHUNK_HDR 16   /* [u64 count][u64 flags] */
+#define CHUNK_REC 16   /* sizeof(rec_hdr) */
+
 void cf__map_chunk_runner(cf_call *outer) {
   size_t alen;
   const unsigned char *a = cf_call_arg(outer, &alen);
@@ -154,11 +173,17 @@ void cf__map_chunk_runner(cf_call *outer) {
   /* Results of a small chunk stay on the stack: no allocation per chunk. */
   unsigned char stackbuf[2048] __attribute__((aligned(16)));
   packbuf out = {.p = stackbuf, .len = 0, .cap = sizeof stackbuf, .oom = false, .borrowed = true};
-  if (!pb_put(&out, &count, 8)) goto oom;
+  uint64_t hdr[2] = {count, 0};
+  if (!pb_put(&out, hdr, sizeof hdr)) goto oom;
   size_t pos = 16;
-  uint64_t done = 0;
+  uint64_t done = 0, flags = 0;
+  size_t largest = 0; /* the largest record of this chunk so far */
   for (; done < count; done++) {
     if (cf_call_stop_requested(outer)) break;
+    if (done > 0 && out.len + CHUNK_REC + largest > outer->max_result) {
+      flags = CHUNK_SPLIT; /* the rest goes in another task (DESIGN: sizes) */
+      break;
+    }
     uint64_t ilen;
     if (alen - pos < 8) break;
     memcpy(&ilen, a + pos, 8);
@@ -178,8 +203,21 @@ void cf__map_chunk_runner(cf_call *outer) {
                      .outcome = CF__OUTCOME_NONE};
     fn(&inner);
     if (out.oom) goto oom;
+    if (out.len > outer->max_result) {
+      /* its result does not fit what is left: it ran, it fails alone */
+      out.len = rec + CHUNK_REC;
+      rec_at(&x)->status = CF_E2BIG;
+      rec_at(&x)->code = 0;
+      rec_at(&x)->len = 0;
+      done++;
+      if (done < count) flags = CHUNK_SPLIT;
+      break;
+    }
+    if (out.len - rec > largest) largest = out.len - rec;
   }
-  memcpy(out.p, &done, 8); /* the count actually produced */
+  hdr[0] = done; /* the count actually produced */
+  hdr[1] = flags;
+  memcpy(out.p, hdr, sizeof hdr);
   cf_call_return(outer, out.p, out.len);
   pb_free(&out);
   return;
@@ -193,7 +231,9 @@ oom:
 typedef struct slot {
   cf_future *f; /* NULL: submission failed with err */
   int err;
-  size_t count; /* items carried */
+  size_t count;       /* items carried */
+  unsigned char *arg; /* chunked: the task's packed argument (to submit the rest again) */
+  size_t arg_len, arg_cap;
 } slot;
 
 typedef struct array_src {
@@ -221,7 +261,11 @@ struct cf_map {
   size_t res_items; /* chunked: records present in res */
   unsigned char *res;
   size_t res_cap, res_len;
-  packbuf pack; /* chunk arguments, reused */
+  size_t max_arg;       /* the executor's argument limit (SIZE_MAX: none) */
+  unsigned char *carry; /* chunked: an item read that did not fit the last chunk */
+  size_t carry_len, carry_cap;
+  bool has_carry;
+  bool res_split; /* chunked: the oldest task left items for another (CHUNK_SPLIT) */
   int last_err, last_code;
   char last_msg[CF_MESSAGE_MAX];
   array_src arr;
@@ -261,35 +305,63 @@ static bool submit_one(cf_map *m) {
     m->inflight++;
     return true;
   }
-  packbuf *b = &m->pack;
-  b->len = 0;
-  b->oom = false;
+  packbuf b = {.p = s->arg, .len = 0, .cap = s->arg_cap, .oom = false, .borrowed = false};
   uint64_t hdr[2] = {(uint64_t)(uintptr_t)m->fn, 0};
-  pb_put(b, hdr, sizeof hdr);
+  pb_put(&b, hdr, sizeof hdr);
   size_t n = 0;
   while (n < m->chunk) {
     const void *item = NULL;
     size_t len = 0;
-    int r = m->src(m->src_arg, &item, &len);
-    if (r <= 0) {
-      m->eof = true;
-      if (r < 0) m->src_err = r;
+    if (m->has_carry) {
+      item = m->carry;
+      len = m->carry_len;
+    } else if (m->eof) {
+      break;
+    } else {
+      int r = m->src(m->src_arg, &item, &len);
+      if (r <= 0) {
+        m->eof = true;
+        if (r < 0) m->src_err = r;
+        break;
+      }
+    }
+    if (n > 0 && (b.len + 8 + pad8(len) < b.len || b.len + 8 + pad8(len) > m->max_arg)) {
+      /* does not fit this chunk: it starts the next one (DESIGN: sizes) */
+      if (!m->has_carry) {
+        if (len > m->carry_cap) {
+          unsigned char *c = realloc(m->carry, len);
+          if (!c) {
+            b.oom = true;
+            break;
+          }
+          m->carry = c;
+          m->carry_cap = len;
+        }
+        if (len) memcpy(m->carry, item, len);
+        m->carry_len = len;
+        m->has_carry = true;
+      }
       break;
     }
     uint64_t l = len;
-    pb_put(b, &l, 8);
-    pb_put(b, item, len);
+    pb_put(&b, &l, 8);
+    pb_put(&b, item, len);
+    m->has_carry = false;
     n++;
   }
-  if (n == 0) return false;
+  s->arg = b.p;
+  s->arg_cap = b.cap;
+  if (n == 0 && !b.oom) return false;
   s->count = n;
   int rc;
-  if (b->oom) {
+  if (b.oom) {
     rc = CF_ENOMEM;
+    if (n == 0) s->count = 1; /* the item that could not be kept fails */
   } else {
     uint64_t cnt = n;
-    memcpy(b->p + 8, &cnt, 8);
-    rc = cf_submit(m->ex, cf__map_chunk_runner, b->p, b->len, &s->f);
+    memcpy(b.p + 8, &cnt, 8);
+    s->arg_len = b.len;
+    rc = cf_submit(m->ex, cf__map_chunk_runner, b.p, b.len, &s->f);
   }
   if (rc != 0) {
     s->f = NULL;
@@ -299,8 +371,32 @@ static bool submit_one(cf_map *m) {
   return true;
 }
 
+/* The oldest task's runner left items (CHUNK_SPLIT): submit them, as a new
+ * task in the same place of the window. */
+static void resubmit_rest(cf_map *m) {
+  slot *s = &m->ring[m->head];
+  size_t done = m->res_items, pos = 16;
+  for (size_t k = 0; k < done; k++) { /* skip what ran (our own packing: trusted) */
+    uint64_t l;
+    memcpy(&l, s->arg + pos, 8);
+    pos += 8 + pad8((size_t)l);
+  }
+  size_t rest = s->count - done;
+  memmove(s->arg + 16, s->arg + pos, s->arg_len - pos);
+  s->arg_len = 16 + (s->arg_len - pos);
+  uint64_t cnt = rest;
+  memcpy(s->arg + 8, &cnt, 8);
+  cf_future_release(s->f);
+  s->f = NULL;
+  s->count = rest;
+  s->err = cf_submit(m->ex, cf__map_chunk_runner, s->arg, s->arg_len, &s->f);
+  if (s->err) s->f = NULL;
+  m->loaded = false;
+  m->item = 0;
+}
+
 static void refill(cf_map *m) {
-  while (!m->eof && m->inflight < m->window)
+  while ((!m->eof || m->has_carry) && m->inflight < m->window)
     if (!submit_one(m)) break;
 }
 
@@ -316,6 +412,7 @@ static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg
   }
   if (window > MAX_WINDOW) window = MAX_WINDOW;
   size_t chunk = o && o->chunk > 1 ? o->chunk : 1;
+  size_t max_arg = ex->vt->max_arg ? ex->vt->max_arg(ex) : SIZE_MAX;
   cf_map *m = calloc(1, sizeof *m);
   if (!m) return CF_ENOMEM;
   m->ring = calloc(window, sizeof *m->ring);
@@ -327,6 +424,7 @@ static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg
   m->fn = fn;
   m->window = window;
   m->chunk = chunk;
+  m->max_arg = max_arg;
   m->deadline = o ? cf__deadline_after(o->timeout_ns) : -1;
   if (arr) {
     m->arr = *arr;
@@ -405,8 +503,9 @@ static void load_chunk(cf_map *m) {
   slot *s = &m->ring[m->head];
   m->loaded = true;
   m->head_rc = 0;
-  m->pos = 8;
+  m->pos = 16;
   m->res_items = 0;
+  m->res_split = false;
   size_t need = 0;
   int rc = cf_future_result(s->f, m->res, m->res_cap, &need, 0);
   if (rc == 0 && need > m->res_cap) rc = CF_ERANGE; /* no buffer yet: a success check */
@@ -426,9 +525,10 @@ static void load_chunk(cf_map *m) {
     return;
   }
   m->res_len = need;
-  uint64_t cnt = 0;
-  if (need >= 8) memcpy(&cnt, m->res, 8);
-  m->res_items = cnt < s->count ? (size_t)cnt : s->count;
+  uint64_t hdr[2] = {0, 0};
+  if (need >= sizeof hdr) memcpy(hdr, m->res, sizeof hdr);
+  m->res_items = hdr[0] < s->count ? (size_t)hdr[0] : s->count;
+  m->res_split = (hdr[1] & CHUNK_SPLIT) && m->res_items < s->count && m->res_items > 0;
 }
 
 static int map_next(cf_map *m, void *out, size_t cap, size_t *len) {
@@ -456,6 +556,10 @@ static int map_next(cf_map *m, void *out, size_t cap, size_t *len) {
     return rc;
   }
   if (!m->loaded) load_chunk(m);
+  if (!m->head_rc && m->item >= m->res_items && m->res_split) {
+    resubmit_rest(m); /* the items it left run as a task of their own */
+    return map_next(m, out, cap, len);
+  }
   int rc;
   bool consume = true;
   if (m->head_rc) {
@@ -536,8 +640,9 @@ void cf_map_free(cf_map *m) {
       cf__future_request_stop(s->f);
     cf_future_release(s->f);
   }
+  for (size_t i = 0; i < m->window; i++) free(m->ring[i].arg);
   free(m->ring);
   free(m->res);
-  pb_free(&m->pack);
+  free(m->carry);
   free(m);
 }

@@ -81,7 +81,7 @@ int cf__options_load(const cf_options *user, cf__options *out) {
   out->max_arg_size = or_default(u.max_arg_size, CF__DEFAULT_MAX_ARG);
   out->max_result_size = or_default(u.max_result_size, CF__DEFAULT_MAX_RESULT);
   out->ring_capacity = or_default(u.ring_capacity, CF__DEFAULT_RING);
-  out->max_futures = or_default(u.max_futures, CF__DEFAULT_MAX_FUTURES);
+  out->max_futures = u.max_futures; /* 0: derived by the process pool */
   out->wait_help = u.wait_help;
 
   size_t ring = out->ring_capacity;

@@ -38,7 +38,7 @@
 #define CF__DEFAULT_MAX_ARG ((size_t)64 * 1024)
 #define CF__DEFAULT_MAX_RESULT ((size_t)64 * 1024)
 #define CF__DEFAULT_RING 1024
-#define CF__DEFAULT_MAX_FUTURES 16384
+#define CF__DEFAULT_MAX_FUTURES 0 /* the process pool derives it (process_pool.c) */
 
 /* The limits (CF_EINVAL past them). workers: CF__MAX_WORKERS (future.h). */
 #define CF__MAX_RING ((size_t)1 << 24)
@@ -72,7 +72,7 @@ typedef struct cf__options {
   unsigned max_tasks_per_worker;        /* 0: never recycle */
   size_t max_arg_size, max_result_size; /* <= CF__MAX_ARG_RESULT */
   size_t ring_capacity;                 /* a power of two in 2..CF__MAX_RING */
-  size_t max_futures;                   /* 1..CF__MAX_FUTURES */
+  size_t max_futures;                   /* 0..CF__MAX_FUTURES; 0: the pool's default */
   unsigned wait_help;                   /* CF_HELP_* */
 } cf__options;
 

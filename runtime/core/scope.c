@@ -122,7 +122,7 @@ int cf__scope_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   if (!valid(s)) return CF_EINVAL;
   if (atomic_load(&s->cancelled)) return CF_ECANCELLED;
   member *m = cf__alloc(sizeof *m);
-  cf__cb *cb = m ? cf__cb_new(member_done, m) : NULL;
+  cf__cb *cb = m ? cf__cb_new(member_done, m, true) : NULL;
   if (!cb) {
     if (m) cf__free(m, sizeof *m);
     return CF_ENOMEM;

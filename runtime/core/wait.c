@@ -2,10 +2,11 @@
  * wait.c — cf_wait() and the as_completed iterator.
  *
  * DESIGN
- * Both are built on done callbacks (cf_future_add_done_callback), so they
- * work the same for thread futures (callbacks run by the completing worker)
- * and process futures (callbacks run by the pool's supervisor thread); no
- * code here assumes which thread runs a callback.
+ * Both are built on done callbacks, registered as internal ones
+ * (cf__future_add_callback), so they work the same for thread futures
+ * (callbacks run by the completing worker) and process futures (internal
+ * callbacks run wherever the pool settles the future, never behind a
+ * user's callback); no code here assumes which thread runs a callback.
  *
  * cf_wait(CF_ALL_COMPLETED) waits each future in turn with
  * cf__future_wait_until (cheap, and it helps inside a worker). FIRST_*
@@ -68,7 +69,7 @@ void cf__event_reset(_Atomic uint32_t *word) {
 
 void cf__event_dummy_init(cf_future *dummy, _Atomic uint32_t *word) {
   memset(dummy, 0, sizeof *dummy);
-  dummy->word = word;
+  atomic_store_explicit(&dummy->word, word, memory_order_relaxed); /* the consumer's own */
   dummy->magic = CF__FUTURE_MAGIC;
   dummy->shared = 0;
   dummy->deadline = 0;
@@ -268,7 +269,7 @@ int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns,
     if (!w) return CF_ENOMEM;
     for (size_t i = 0; i < n; i++) {
       atomic_fetch_add(&w->refs, 1);
-      int r = cf_future_add_done_callback(fs[i], waiter_cb, w);
+      int r = cf__future_add_callback(fs[i], waiter_cb, w, true);
       if (r != 0) {
         atomic_fetch_sub(&w->refs, 1); /* never registered: cannot be the last ref */
         w->n = 0;                      /* partly registered: never reuse */
@@ -411,7 +412,7 @@ int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_a
   for (size_t i = 0; i < n; i++) {
     if (it->seen[i]) continue;
     atomic_fetch_add(&it->refs, 1);
-    int r = cf_future_add_done_callback(fs[i], ac_cb, &it->nodes[i]);
+    int r = cf__future_add_callback(fs[i], ac_cb, &it->nodes[i], true);
     if (r != 0) {
       atomic_fetch_sub(&it->refs, 1); /* never registered: not the last ref */
       /* The registered callbacks still point into the block; the iterator

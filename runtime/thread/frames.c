@@ -30,7 +30,8 @@
  * (shutdown with cancel, broken pool) that takes a frame runs it the same
  * way: a frame is never cancelled (its spawner's task joins it). A full deque runs the task inside
  * cf_spawn. Anything else (not a worker of this pool, a large argument, a process pool) keeps an
- * ordinary future in the frame.
+ * ordinary future in the frame; inside a process task the spawn runs the
+ * task inline (cf__inline_spawn), so recursive code moves between executors.
  * The price of the split (Lace's too): a frame spawned by a task that then
  * computes for a long time without spawning, joining or waiting stays
  * private until then, unless a thief asked before that spawn.
@@ -72,6 +73,8 @@ static int frame_fail(cf_call *c, int code, const char *msg) {
 
 static bool frame_stop(cf_call *c) {
   (void)c;
+  cf_call *outer = cf__inline_spawn; /* inside a process task: its stop */
+  if (outer) return cf_call_stop_requested(outer);
   worker *w = cf__tl_worker; /* frames run only on their pool's workers */
   /* relaxed: a polled hint (shutdown with CF_SHUTDOWN_KILL) */
   return w && atomic_load_explicit(&w->pool->base.stop_all, memory_order_relaxed);
@@ -91,11 +94,38 @@ static inline void *thread_token(void) {
   return (void *)&cf__tl_worker;
 }
 
+/* Inside a process task (cf__inline_spawn): run the task here, into the
+ * frame, as a full deque does; cf_join hands the outcome over. */
+static __attribute__((noinline)) void spawn_inline(frame *fr, cf_fn fn, const void *arg,
+                                                   size_t len) {
+  cf_call c = {
+      .ops = &cf__frame_call_ops,
+      .arg = arg, /* valid for the whole call: no copy */
+      .arg_len = len,
+      .ctx = fr,
+      .max_result = UINT32_MAX,
+      .outcome = CF__OUTCOME_NONE,
+      .err = 0,
+  };
+  fr->fn = fn;
+  fr->res_len = 0;
+  fn(&c);
+  fr->err = c.outcome == CF__OUTCOME_FAILED ? c.err : 0;
+}
+
 /* Not a worker of `ex`, an argument over the inline size, a pool shut down
- * with cancel or broken, or a process pool: an ordinary future. */
+ * with cancel or broken, or a process pool: an ordinary future (inside a
+ * process task: inline). */
 static __attribute__((noinline)) int spawn_slow(cf_executor *ex, frame *fr, cf_fn fn,
                                                 const void *arg, size_t len) {
   fr->magic = 0; /* a failed spawn cannot be joined */
+  if (cf__inline_spawn) {
+    if (!ex || ex->magic != CF__EXECUTOR_MAGIC || !fn || (!arg && len)) return CF_EINVAL;
+    spawn_inline(fr, fn, arg, len);
+    fr->owner = debug_build ? thread_token() : NULL;
+    fr->magic = FR_RAN;
+    return 0;
+  }
   cf_future *f = NULL;
   int rc = cf_submit(ex, fn, arg, len, &f); /* checks ex, fn and arg */
   if (rc != 0) return rc;

@@ -215,8 +215,10 @@ static int help_until(worker *w, const target *tg, cf_future *t0, int64_t deadli
       idle_since = 0;
     }
     /* acquire: pairs with the completer's release (the future's result) or
-     * with the release in frame_publish() (the frame's) */
-    uint32_t s = atomic_load_explicit(tg->word, memory_order_acquire);
+     * with the release in frame_publish() (the frame's); a future's word
+     * through cf__future_load, since a process future's word moves */
+    uint32_t s =
+        tg->fr ? atomic_load_explicit(tg->word, memory_order_acquire) : cf__future_load(tg->f);
     if (tg->fr ? (s & FR_DONE) != 0 : cf__st_done(s)) return 0;
     if (deadline >= 0 || tg->task_dl > 0) {
       /* before running anything: a poll runs nothing, a timed wait does not

@@ -1043,10 +1043,10 @@ static void test_queue_bound(void) {
 }
 
 static void test_strerror(void) {
-  for (int c = CF_EDEADLINE; c <= 0; c++) {
+  for (int c = CF_EDEADLK; c <= 0; c++) {
     const char *s = cf_strerror(c);
     expect_true(s != NULL && s[0] != 0);
-    for (int d = CF_EDEADLINE; d < c; d++) expect_true(strcmp(s, cf_strerror(d)) != 0);
+    for (int d = CF_EDEADLK; d < c; d++) expect_true(strcmp(s, cf_strerror(d)) != 0);
   }
   expect_true(cf_strerror(12345) != NULL);
   expect_true(cf_strerror(-12345) != NULL);

@@ -104,13 +104,13 @@ static void test_refused(void) {
   if (page != MAP_FAILED) {
     page[0] = 0xc3; /* ret */
     cf_fn jit = (cf_fn)(uintptr_t)page;
-    expect_rc(cf_submit(ex, jit, NULL, 0, &f), CF_EFUNC);
+    expect_rc(cf_submit(ex, jit, NULL, 0, &f), CF_ENOTLOADED);
     expect_true(f == NULL);
     cf_map *m = NULL;
     int64_t x[3] = {1, 2, 3};
     cf_map_opts mo = {.window = 2, .chunk = 2, .timeout_ns = -1};
     expect_rc(cf_map_array(ex, jit, x, 3, sizeof x[0], &mo, &m), 0);
-    expect_rc(cf_map_next(m, NULL, 0, NULL), CF_EFUNC); /* the chunk was refused */
+    expect_rc(cf_map_next(m, NULL, 0, NULL), CF_ENOTLOADED); /* the chunk was refused */
     cf_map_free(m);
     munmap(page, 4096);
   }

@@ -88,7 +88,7 @@ static void cb_first(cf_future *f, void *arg) {
 }
 
 static void reentry(reentry_mode mode) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   bool sv = mode >= SV_CANCEL;
   st.mode = mode;
   atomic_store(&st.cb_runs, 0);

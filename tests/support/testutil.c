@@ -53,14 +53,17 @@ static void on_watchdog(int sig) {
   _exit(1);
 }
 
-void cf_test_watchdog(unsigned seconds) {
+void cf_test_watchdog(unsigned seconds, const char *what) {
   if (seconds == 0) {
     alarm(0);
     return;
   }
-  int n =
-      snprintf(watchdog_msg, sizeof watchdog_msg,
-               "WATCHDOG: %s still running after %u s: a hang, caught\n", current_test, seconds);
+  const char *sc = getenv("CF_TEST_SCALE");
+  unsigned long k = sc ? strtoul(sc, NULL, 10) : 1;
+  if (k > 1) seconds *= (unsigned)k;
+  int n = snprintf(watchdog_msg, sizeof watchdog_msg,
+                   "WATCHDOG: %s still running after %u s: a hang, caught%s%s\n", current_test,
+                   seconds, what && *what ? ": " : "", what ? what : "");
   watchdog_len = n < 0 ? 0 : n >= (int)sizeof watchdog_msg ? (int)sizeof watchdog_msg - 1 : n;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

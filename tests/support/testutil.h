@@ -50,10 +50,12 @@ void *cf_test_shared_map(size_t size);
 /* Run a named test function and count it (skipped when $CF_TEST_ONLY is
  * set and does not name it). Disarms the watchdog when it returns. */
 void cf_test_run(const char *name, void (*fn)(void));
-/* Arm the watchdog (SIGALRM): if it is not re-armed or disarmed within
- * `seconds`, print "WATCHDOG: <test> still running after <seconds> s" and
- * _exit(1). 0 disarms it. Main thread, outside signal handlers. */
-void cf_test_watchdog(unsigned seconds);
+/* Arm the watchdog (SIGALRM): a hang becomes a failure. If it is not
+ * re-armed or disarmed within `seconds` (scaled up by $CF_TEST_SCALE under
+ * sanitizers), print "WATCHDOG: <test> still running after <seconds> s:
+ * <what>" and _exit(1). 0 disarms it (cf_test_run disarms it too). Main
+ * thread, outside signal handlers. */
+void cf_test_watchdog(unsigned seconds, const char *what);
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
 #define expect_true(c)                                   \

@@ -174,7 +174,7 @@ static void test_inner_push_wakes_parker(void) {
   int last_dir = 0;
   while (now_ns() - t0 < budget) {
     /* progress, not speed: one iteration takes at most ~timeout_ms */
-    cf_test_watchdog((unsigned)(opt.timeout_ms / 1000) * 3 + 30);
+    cf_test_watchdog((unsigned)(opt.timeout_ms / 1000) * 3 + 30, NULL);
     mode = opt.mode == 3 ? (int)(iters % 3) : opt.mode;
     atomic_store(&d_started, 0);
     atomic_store(&d_end, 0);
@@ -224,7 +224,7 @@ static void test_inner_push_wakes_parker(void) {
     cf_future_release(fo);
     cf_future_release(fd);
   }
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   cf_stats st;
   expect_rc(cf_executor_stats(ex, &st), 0);
   expect_rc(cf_executor_destroy(ex), 0);

@@ -106,7 +106,7 @@ static void cb_reenter(cf_future *f, void *arg) {
 }
 
 static void callback_reentry(cb_mode mode) {
-  cf_test_watchdog(30);
+  cf_test_watchdog(30, NULL);
   cb.mode = mode;
   atomic_store(&cb.gate_started, 0);
   atomic_store(&cb.gate_open, 0);
@@ -285,7 +285,7 @@ static void run_help_round(cf_options *o, help_round *r) {
 enum { HELP_ROUNDS = 2 };
 
 static void test_help_isolated_default(void) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   for (int i = 0; i < HELP_ROUNDS; i++) {
     cf_options o;
     cf_options_init(&o); /* the default policy */
@@ -301,7 +301,7 @@ static void test_help_isolated_default(void) {
 
 #ifndef CF_TEST_NO_WAIT_HELP
 static void test_help_any(void) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   int ran_inside = 0;
   for (int i = 0; i < HELP_ROUNDS; i++) {
     cf_options o;
@@ -322,7 +322,7 @@ static void test_help_any(void) {
 }
 
 static void test_help_none_unrelated(void) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   for (int i = 0; i < HELP_ROUNDS; i++) {
     cf_options o;
     cf_options_init(&o);
@@ -374,7 +374,7 @@ static void nk_parent(cf_call *c) {
 }
 
 static void test_help_none_runs_nothing(void) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   cf_options o;
   cf_options_init(&o);
   o.workers = 2;
@@ -446,7 +446,7 @@ static void late_task(cf_call *c) {
 }
 
 static void test_submit_after_shutdown_in_task(void) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   for (int round = 0; round < 2; round++) {
     atomic_store(&late.t_started, 0);
     atomic_store(&late.shut_done, 0);
@@ -526,7 +526,7 @@ static void fx_task_t(cf_call *c) {
 }
 
 static void test_frames_run_after_cancel(void) {
-  cf_test_watchdog(60);
+  cf_test_watchdog(60, NULL);
   for (int round = 0; round < 3; round++) {
     atomic_store(&fx.y_started, 0);
     atomic_store(&fx.t_spawned, 0);

@@ -1,0 +1,190 @@
+/* cf-test: labels=unit;shm;fault timeout=300 */
+/*
+ * test_forker.c — the process that forks the workers (the zygote) dies or
+ * stops (issue 9, item 4).
+ *
+ * 1. Killed while tasks run: only the running tasks fail (CF_ECRASHED, with
+ *    the worker's pid); queued and later tasks run on a new zygote's
+ *    workers.
+ * 2. Killed early, 100 pools in a row: cf_executor_destroy and
+ *    shutdown(CF_SHUTDOWN_KILL) never hang, and a task submitted after the
+ *    death runs.
+ * 3. No spinning afterwards: an idle pool whose zygote was replaced costs
+ *    (next to) no CPU.
+ * 4. Stopped (SIGSTOP): briefly, and nothing is lost or replaced; for
+ *    good, and the pool replaces it, so that the task of a worker killed
+ *    meanwhile (which the stopped zygote would never report) still fails.
+ * Needs the test hooks (the pids).
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfutures.h"
+#include "test_hooks.h"
+#include "testutil.h"
+
+typedef struct shared {
+  _Atomic int release;
+  _Atomic int started;
+} shared;
+static shared *sh;
+
+static void nap_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+static void t_square(cf_call *c) {
+  size_t n;
+  const int *x = cf_call_arg(c, &n);
+  int r = n == sizeof(int) ? *x * *x : -1;
+  cf_call_return(c, &r, sizeof r);
+}
+
+static void t_block(cf_call *c) {
+  atomic_fetch_add(&sh->started, 1);
+  while (!atomic_load(&sh->release)) nap_ms(1);
+  int r = 7;
+  cf_call_return(c, &r, sizeof r);
+}
+
+static cf_executor *mkpool(unsigned workers) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = workers;
+  cf_executor *ex = NULL;
+  assert_rc(cf_process_pool_new(&o, &ex), 0);
+  return ex;
+}
+
+static int square_on(cf_executor *ex, int v) {
+  cf_future *f;
+  int r = -1;
+  if (cf_submit(ex, t_square, &v, sizeof v, &f) != 0) return -2;
+  int rc = cf_future_result(f, &r, sizeof r, NULL, -1);
+  cf_future_release(f);
+  return rc ? rc : r;
+}
+
+static void reset(void) {
+  atomic_store(&sh->release, 0);
+  atomic_store(&sh->started, 0);
+}
+
+static void test_killed_under_tasks(void) {
+  reset();
+  cf_executor *ex = mkpool(2);
+  cf_test_watchdog(60, "the zygote killed under running tasks");
+  cf_future *run[2], *pend[4];
+  for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
+  while (atomic_load(&sh->started) < 2) nap_ms(1);
+  for (int i = 0; i < 4; i++) assert_rc(cf_submit(ex, t_square, &i, sizeof i, &pend[i]), 0);
+  pid_t z = cf__test_zygote_pid(ex);
+  assert_true(z > 0);
+  kill(z, SIGKILL);
+  for (int i = 0; i < 2; i++) {
+    expect_rc(cf_future_result(run[i], NULL, 0, NULL, -1), CF_ECRASHED);
+    cf_crash_info ci = {0, 0, 0};
+    expect_rc(cf_future_crash_info(run[i], &ci), 0);
+    expect_true(ci.pid > 0);
+    cf_future_release(run[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    int r = -1;
+    expect_rc(cf_future_result(pend[i], &r, sizeof r, NULL, -1), 0);
+    expect_eq(r, i * i);
+    cf_future_release(pend[i]);
+  }
+  expect_eq(square_on(ex, 9), 81);
+  pid_t z2 = cf__test_zygote_pid(ex);
+  expect_true(z2 > 0 && z2 != z);
+  expect_rc(cf_executor_destroy(ex), 0);
+  cf_test_watchdog(0, NULL);
+}
+
+static void test_killed_early(void) {
+  cf_test_watchdog(240, "100 pools whose zygote is killed early");
+  unsigned ran = 0;
+  for (int k = 0; k < 100; k++) {
+    cf_executor *ex = mkpool(2);
+    pid_t z = cf__test_zygote_pid(ex);
+    assert_true(z > 0);
+    kill(z, SIGKILL);
+    if (k % 4 == 0) ran += square_on(ex, 4) == 16;
+    if (k % 2) expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_KILL), 0);
+    expect_rc(cf_executor_destroy(ex), 0);
+  }
+  expect_eq(ran, 25);
+  cf_test_watchdog(0, NULL);
+}
+
+static int64_t cpu_ns(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+static void test_no_spin(void) {
+  cf_executor *ex = mkpool(2);
+  cf_test_watchdog(60, "an idle pool after its zygote died");
+  pid_t z = cf__test_zygote_pid(ex);
+  kill(z, SIGKILL);
+  expect_eq(square_on(ex, 3), 9); /* replaced */
+  nap_ms(50);
+  int64_t c0 = cpu_ns();
+  nap_ms(400);
+  int64_t used = cpu_ns() - c0;
+  /* a thread spinning on a dead socket would use the whole 400 ms */
+  expect_true(used < 200000000LL);
+  fprintf(stderr, "  idle after a replaced zygote: %lld us of CPU in 400 ms\n",
+          (long long)(used / 1000));
+  expect_rc(cf_executor_destroy(ex), 0);
+  cf_test_watchdog(0, NULL);
+}
+
+static void test_stopped(void) {
+  reset();
+  cf_executor *ex = mkpool(2);
+  cf_test_watchdog(90, "a stopped zygote");
+  /* briefly: tasks flow on, nothing is replaced */
+  while (cf__test_workers_alive(ex) < 2) nap_ms(1); /* stopped with no worker, it waits */
+  pid_t z = cf__test_zygote_pid(ex);
+  kill(z, SIGSTOP);
+  for (int i = 0; i < 50; i++) expect_eq(square_on(ex, i), i * i);
+  nap_ms(50);
+  kill(z, SIGCONT);
+  expect_eq(cf__test_zygote_pid(ex), z);
+  /* for good, with a worker killed under its task meanwhile */
+  cf_future *f;
+  assert_rc(cf_submit(ex, t_block, NULL, 0, &f), 0);
+  while (atomic_load(&sh->started) < 1) nap_ms(1);
+  kill(z, SIGSTOP);
+  /* whichever worker runs it: kill both (the zygote cannot report them) */
+  for (unsigned i = 0; i < 2; i++) {
+    pid_t pid = cf__test_worker_pid(ex, i);
+    if (pid > 0) kill(pid, SIGKILL);
+  }
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ECRASHED);
+  cf_future_release(f);
+  expect_eq(square_on(ex, 6), 36);
+  expect_true(cf__test_zygote_pid(ex) != z); /* the stopped one was killed */
+  expect_rc(cf_executor_destroy(ex), 0);
+  cf_test_watchdog(0, NULL);
+}
+
+int main(void) {
+  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  assert_true(sh != MAP_FAILED);
+  CF_RUN(test_killed_under_tasks);
+  CF_RUN(test_killed_early);
+  CF_RUN(test_no_spin);
+  CF_RUN(test_stopped);
+  return cf_test_done("test_forker");
+}
