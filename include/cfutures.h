@@ -53,6 +53,8 @@ enum {
   CF_EDONE = -13,     /* an iteration has no more items */
   CF_EPROTO = -14,    /* a worker wrote corrupt data into the shared segment */
   CF_ESYS = -15,      /* a system call failed: errno tells which */
+  CF_EFORKED = -16,   /* a process pool (or one of its futures) used from
+                         another process than the one that made it: a fork */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -134,6 +136,8 @@ typedef struct cf_options {
   /* thread pool only */
   unsigned wait_help; /* CF_HELP_*: what a task that waits on a future (or
                          joins a stolen frame) runs meanwhile on its worker */
+  /* process pool only (checked by every pool) */
+  unsigned start_mode; /* CF_START_*: how worker processes are made */
 } cf_options;
 
 /* cf_options.wait_help. A thread-pool task that waits does not block its
@@ -149,6 +153,30 @@ enum {
   /* Nothing: the worker blocks until the future is done. A task that waits
    * on a child it submitted then needs another free worker to run it. */
   CF_HELP_NONE = 2,
+};
+
+/* cf_options.start_mode: what a process worker starts from (the README's
+ * "What a worker inherits" lists it per mode). */
+enum {
+  /* Default: CF_START_EXEC. */
+  CF_START_DEFAULT = 0,
+  /* Safe in any host. The pool starts a zygote by executing the program's
+   * own file (/proc/self/exe) with only the pool's descriptors open; the
+   * library turns that process into the zygote before main() runs, and the
+   * zygote forks the workers. A worker holds none of the host's locks,
+   * descriptors, atexit handlers, stdio buffers or memory: it sees the
+   * program as it is before main(). Task and initializer functions are
+   * found by their module and offset (ASLR does not matter); a non-NULL
+   * initializer_arg is refused (CF_EINVAL: a pointer into the parent means
+   * nothing there). The program must link cfutures itself (not only
+   * through a shared library), else CF_EINVAL. */
+  CF_START_EXEC = 1,
+  /* The zygote is fork()ed from the parent when the pool is made: workers
+   * see a copy of the parent's memory, descriptors and handlers as they
+   * were then — and any lock another thread held at that instant stays
+   * held in every worker for ever. For programs that want the parent's
+   * state and make their pools before they start threads. */
+  CF_START_FORK = 2,
 };
 
 /* Fill `o` with the defaults (size = sizeof *o, and the default values

@@ -43,6 +43,8 @@ const char *cf_strerror(int code) {
       return "corrupt data from a worker";
     case CF_ESYS:
       return "system call failed";
+    case CF_EFORKED:
+      return "executor belongs to another process (used after fork)";
     default:
       return "unknown error";
   }
@@ -52,10 +54,17 @@ static inline bool valid_ex(const cf_executor *ex) {
   return ex && ex->magic == CF__EXECUTOR_MAGIC && ex->vt;
 }
 
+/* 0, CF_EINVAL (not an executor) or CF_EFORKED (another process's). */
+static inline int check_ex(const cf_executor *ex) {
+  return valid_ex(ex) ? cf__executor_foreign(ex) : CF_EINVAL;
+}
+
 int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const cf_submit_opts *so,
                  cf_future **out) {
   if (out) *out = NULL;
   if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
+  int e = cf__executor_foreign(ex);
+  if (e) return e;
   int64_t deadline = 0;
   unsigned flags = 0;
   if (so) {
@@ -71,23 +80,29 @@ int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const c
 int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out) {
   if (out) *out = NULL;
   if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
+  int e = cf__executor_foreign(ex);
+  if (e) return e;
   return ex->vt->submit(ex, fn, arg, len, 0, 0, out);
 }
 
 int cf_executor_shutdown(cf_executor *ex, unsigned flags) {
-  if (!valid_ex(ex)) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   return ex->vt->shutdown(ex, flags);
 }
 
 int cf_executor_destroy(cf_executor *ex) {
   if (!ex) return 0;
-  if (!valid_ex(ex)) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   if (ex->vt->is_worker && ex->vt->is_worker(ex)) return CF_EINVAL;
   return ex->vt->destroy(ex);
 }
 
 int cf_executor_stats(cf_executor *ex, cf_stats *out) {
-  if (!valid_ex(ex) || !out) return CF_EINVAL;
+  if (!out) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   memset(out, 0, sizeof *out);
   return ex->vt->stats(ex, out);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "sys.h"
 
 typedef struct cf__executor_vtbl {
   /* Arguments are checked (ex, fn, out non-NULL; arg non-NULL if len > 0).
@@ -39,6 +40,16 @@ struct cf_executor {
   /* Thread pool: set by shutdown with CF_SHUTDOWN_KILL; a thread task whose
    * f->executor is this executor then sees cf_call_stop_requested(). */
   _Atomic bool stop_all;
+  /* 0: any process may use it. Else the pid of the only process that may
+   * (a process pool's creator): its futures' words and its slot table live
+   * in memory that a fork copies or shares, so a call from a fork of it
+   * would act on the parent's tasks. Such a call gets CF_EFORKED. */
+  int owner_pid;
 };
+
+/* CF_EFORKED if ex belongs to another process than the caller, else 0. */
+static inline int cf__executor_foreign(const cf_executor *ex) {
+  return ex->owner_pid && ex->owner_pid != cf__self_pid() ? CF_EFORKED : 0;
+}
 
 #endif /* CF_RUNTIME_EXECUTOR_H */

@@ -472,12 +472,16 @@ static int done_error(cf_future *f, uint32_t w) {
 
 int cf_future_wait(cf_future *f, int64_t timeout_ns) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
   return wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
 }
 
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {
   if (!valid(f) || (!out && cap)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   /* acquire: pairs with the completer's release (result bytes) */
   uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
   if (!cf__st_done(w)) {
@@ -495,6 +499,8 @@ int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t t
 
 int cf_future_cancel(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   _Atomic uint32_t *word = f->word;
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
   for (;;) {
@@ -522,25 +528,29 @@ int cf_future_cancel(cf_future *f) {
 
 int cf_future_state(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   return (int)cf__st_state(atomic_load_explicit(f->word, memory_order_acquire));
 }
 
 bool cf_future_done(cf_future *f) {
-  return valid(f) && cf__st_done(atomic_load_explicit(f->word, memory_order_acquire));
+  return valid(f) && !cf__future_foreign(f) && cf__st_done(atomic_load_explicit(f->word, memory_order_acquire));
 }
 
 bool cf_future_running(cf_future *f) {
-  return valid(f) &&
+  return valid(f) && !cf__future_foreign(f) &&
          cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_RUNNING;
 }
 
 bool cf_future_cancelled(cf_future *f) {
-  return valid(f) &&
+  return valid(f) && !cf__future_foreign(f) &&
          cf__st_state(atomic_load_explicit(f->word, memory_order_acquire)) == CF_STATE_CANCELLED;
 }
 
 int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   uint32_t w = atomic_load_explicit(f->word, memory_order_acquire);
   uint32_t st = cf__st_state(w);
   if (st == CF_STATE_CANCELLED) {
@@ -559,6 +569,8 @@ int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
 
 int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
   if (!valid(f) || !out) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   if (!cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return CF_EINVAL;
   if (!f->vt || !f->vt->crash_info) return CF_EINVAL;
   return f->vt->crash_info(f, out);
@@ -566,6 +578,8 @@ int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
 
 int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
   if (!valid(f) || !fn) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) {
     fn(f, arg);
     return 0;
@@ -592,6 +606,8 @@ int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
 
 int cf_future_retain(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed);
   do {
     if ((uint32_t)v == 0 || (uint32_t)v == UINT32_MAX) return CF_EINVAL;
@@ -603,6 +619,9 @@ int cf_future_retain(cf_future *f) {
 
 int cf_future_release(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  /* a fork's copy is left alone: releasing it would mark the parent's slot */
+  int e = cf__future_foreign(f);
+  if (e) return e;
   uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed);
   do {
     if ((uint32_t)v == 0) return CF_EINVAL; /* no handle left: a release too many */

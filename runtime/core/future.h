@@ -44,6 +44,7 @@
 
 #include "cfutures.h"
 #include "debug.h"
+#include "executor.h"
 
 #define CF__ST_MASK 0x7u
 #define CF__ST_WAITERS 0x8u
@@ -165,6 +166,14 @@ struct cf__cb {
 };
 
 extern const cf__future_vtbl cf__local_future_vtbl;
+
+/* A process future used from another process than its pool's (a fork of
+ * it): CF_EFORKED, else 0. Every public call on a future checks it before
+ * it touches the word (which a fork shares with the parent). A shared
+ * future's executor outlives it (the pool holds a reference per slot). */
+static inline int cf__future_foreign(const cf_future *f) {
+  return f->shared && f->executor ? cf__executor_foreign(f->executor) : 0;
+}
 
 /* What a running task did with its cf_call so far (cf_call.outcome). */
 enum {

@@ -225,7 +225,13 @@ struct cf_map {
   int last_err, last_code;
   char last_msg[CF_MESSAGE_MAX];
   array_src arr;
+  int pid; /* the executor's owner_pid (executor.h), read at creation */
 };
+
+/* The map was copied into a fork of the process that owns its executor. */
+static bool map_foreign(const cf_map *m) {
+  return m->pid && m->pid != cf__self_pid();
+}
 
 static int array_next(void *arg, const void **item, size_t *len) {
   array_src *a = arg;
@@ -309,6 +315,8 @@ static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg
   if (!out) return CF_EINVAL;
   *out = NULL;
   if (!ex || ex->magic != CF__EXECUTOR_MAGIC || !fn || !src) return CF_EINVAL;
+  int e = cf__executor_foreign(ex);
+  if (e) return e;
   size_t window = o ? o->window : 0;
   if (window == 0) {
     unsigned w = ex->vt->workers(ex);
@@ -324,6 +332,7 @@ static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg
     return CF_ENOMEM;
   }
   m->ex = ex;
+  m->pid = ex->owner_pid;
   m->fn = fn;
   m->window = window;
   m->chunk = chunk;
@@ -502,6 +511,7 @@ static int map_next(cf_map *m, void *out, size_t cap, size_t *len) {
 
 int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
   if (!m || (cap > 0 && !out)) return CF_EINVAL;
+  if (map_foreign(m)) return CF_EFORKED;
   cf__debug_enter(&m->busy);
   int rc = map_next(m, out, cap, len);
   cf__debug_leave(&m->busy);
@@ -522,6 +532,7 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
 
 void cf_map_free(cf_map *m) {
   if (!m) return;
+  if (map_foreign(m)) return; /* a fork's copy: the tasks are the parent's */
   cf__assert(!atomic_load_explicit(&m->busy, memory_order_relaxed)); /* not inside cf_map_next */
   for (size_t i = 0; i < m->inflight; i++) {
     slot *s = &m->ring[(m->head + i) % m->window];

@@ -29,6 +29,12 @@ int cf__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_a
 /* Wake up to n waiters (INT32_MAX: all). Returns how many woke. */
 int cf__futex_wake(_Atomic uint32_t *word, int n, bool shared);
 
+/* The calling process's pid, without a system call once known: it is
+ * cached on a page that a fork child sees zeroed (MADV_WIPEONFORK), so a
+ * child reads its own pid, never its parent's. Where the kernel has no
+ * MADV_WIPEONFORK, every call is a getpid(). Any thread, any process. */
+int cf__self_pid(void);
+
 /* One spin-wait hint (PAUSE on x86). */
 void cf__cpu_relax(void);
 
