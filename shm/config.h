@@ -1,29 +1,35 @@
 /*
- * config.h — what a process pool's forked children may read: the pool's
+ * config.h — what a process pool's children may read: the pool's
  * configuration, its segment and its file descriptors (internal).
  *
- * The zygote and the workers are copies of the parent taken at fork. They
- * get a `const cf__pool_cfg *` and nothing else of the pool: the parent's
- * mutable state (cf__pool, pool.h: slot table, worker table, flags, lock)
- * is a separate type they cannot reach, because the copy they would read
- * is a snapshot that nobody keeps up to date. Everything here is set
+ * The zygote and the workers get a `const cf__pool_cfg *` and nothing else
+ * of the pool: the parent's mutable state (cf__pool, pool.h: slot table,
+ * worker table, flags, lock) is a separate type they cannot reach. In fork
+ * mode they read the copy of the parent's cfg taken at fork (a snapshot
+ * nobody keeps up to date); in exec mode (exec.c) the zygote receives
+ * these bytes over the zygote socket and rebuilds what is per process (the
+ * mapping, the fds, the initializer's address). Everything here is set
  * before the supervisor thread (and so the zygote) is started, and does not
  * change afterwards, except zsock (below).
  */
 #ifndef CF_SHM_CONFIG_H
 #define CF_SHM_CONFIG_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "image.h"
 #include "options.h"
 #include "segment.h"
 #include "text.h"
 
 typedef struct cf__pool_cfg {
+  unsigned start; /* CF_START_EXEC or CF_START_FORK (zygote.h) */
+  int parent_pid; /* the pool's own process */
   unsigned nworkers;
   unsigned max_tasks; /* tasks per worker before it is replaced, 0: no limit */
   size_t max_arg, max_result, max_queued;
@@ -33,7 +39,9 @@ typedef struct cf__pool_cfg {
   void *init_arg;
   bool pin;
   cf__cpumask cpus; /* pin: the creating thread's CPUs */
-  cf__text text;    /* where a task's function may be (worker check) */
+  cf__text text;    /* fork: where a task's function may be (worker check) */
+  cf__image image;  /* exec: the parent's modules, resolved by the zygote */
+  sigset_t host_mask; /* the creating thread's signal mask: the workers' */
   cf__seg seg;      /* the mapping and trusted copies of its layout */
   int evfd;         /* eventfd that kicks the supervisor (idle.h) */
   int sock;         /* the parent's end of the zygote socket */

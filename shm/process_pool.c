@@ -26,10 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "idle.h"
+#include "image.h"
 #include "protocol.h"
 #include "registry.h"
 #include "settle.h"
@@ -54,7 +56,6 @@ static void nap(unsigned *backoff) {
 static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
                      unsigned flags, cf_future **out) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return CF_EINVAL; /* a copy of the pool in a worker */
   if (len > p->cfg.max_arg) return CF_E2BIG;
   cf_future *f = cf__future_alloc();
   if (!f) return CF_ENOMEM;
@@ -199,7 +200,6 @@ static void stop_workers(cf__pool *p, bool kill_them, bool wait) {
 
 static int pp_shutdown(cf_executor *ex, unsigned flags) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return 0; /* from a task: a copy of the pool */
   cf__pp_lock(p);
   p->shutdown = true;
   if (flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL)) {
@@ -226,7 +226,6 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
 
 static int pp_destroy(cf_executor *ex) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return CF_EINVAL;
   cf__assert(!cf__sv_is_current(p)); /* refused by is_worker (executor.c) */
   pp_shutdown(ex, CF_SHUTDOWN_WAIT);
   cf__pp_lock(p);
@@ -277,11 +276,11 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   return 0;
 }
 
-/* In a worker (a copy of the pool), or on the supervisor thread (a done
- * callback): destroy or a waiting shutdown there could never finish. */
+/* On the supervisor thread (a done callback): destroy or a waiting
+ * shutdown there could never finish. (In a worker, or any other process,
+ * every call was refused already: CF_EFORKED, executor.h.) */
 static bool pp_is_worker(cf_executor *ex) {
-  cf__pool *p = pool_of(ex);
-  return cf__pp_in_child || cf__sv_is_current(p);
+  return cf__sv_is_current(pool_of(ex));
 }
 static unsigned pp_workers(cf_executor *ex) {
   return pool_of(ex)->cfg.nworkers;
@@ -314,6 +313,11 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   cf__options o;
   if (cf__options_load(opts, &o) != 0) return CF_EINVAL;
   _Static_assert(CF__MAX_FUTURES <= CF__HINT_IDX_MASK, "a slot index fits a hint");
+  /* Exec mode (exec.h): a pointer argument means nothing in a process that
+   * starts from the program file, and that file must hold the library. */
+  if (o.start_mode == CF_START_EXEC &&
+      (o.initializer_arg || !cf__image_in_main_program((uintptr_t)cf_process_pool_new)))
+    return CF_EINVAL;
   unsigned nworkers = o.workers;
   size_t nslots = o.max_futures;
   size_t ring = o.ring_capacity;
@@ -322,8 +326,11 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   if (!p) return CF_ENOMEM;
   p->base.vt = &pp_exec_vtbl;
   p->base.magic = CF__EXECUTOR_MAGIC;
+  p->base.owner_pid = cf__self_pid(); /* every call from another process: CF_EFORKED */
   atomic_init(&p->refs, 1);
   cf__pool_cfg *c = &p->cfg;
+  c->start = o.start_mode;
+  c->parent_pid = p->base.owner_pid;
   c->nworkers = nworkers;
   c->max_tasks = o.max_tasks_per_worker;
   c->max_arg = o.max_arg_size;
@@ -340,6 +347,9 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   cf__mutex_init(&p->mu);
   pthread_cond_init(&p->cv, NULL);
   cf__text_collect(&c->text);
+  if (c->start == CF_START_EXEC) cf__image_collect(&c->image);
+  /* the workers' signal mask: the creating thread's */
+  pthread_sigmask(SIG_SETMASK, NULL, &c->host_mask);
 
   cf__seg_params sp = {
       .nworkers = nworkers,
@@ -351,6 +361,9 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   };
   int e = cf__seg_create(&c->seg, &sp);
   if (e) goto fail;
+  /* An exec'ed zygote maps the memfd itself: the host's own forks need not
+   * see the segment at all (a fork of the host cannot use the pool). */
+  if (c->start == CF_START_EXEC) (void)madvise(c->seg.base, c->seg.size, MADV_DONTFORK);
   e = cf__slots_init(&p->slots, (uint32_t)nslots);
   if (e) goto fail;
   e = CF_ENOMEM;

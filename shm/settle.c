@@ -45,7 +45,7 @@ void cf__pp_settle_finish(cf__pool *p, cf__settle *st) {
 
 bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too, uint32_t to,
                         int err, const cf_crash_info *ci, bool dead, cf__settle *st) {
-  cf__assert(cf__pp_locked(p) && !cf__pp_in_child);
+  cf__assert(cf__pp_locked(p) && !cf__executor_foreign(&p->base));
   cf__assert(to == CF_STATE_FAILED || to == CF_STATE_CANCELLED);
   memset(st, 0, sizeof *st);
   cf__pslot *ps = &p->slots.ps[s];

@@ -2,7 +2,7 @@
  * supervisor.c — the process pool's supervisor thread (in the parent).
  *
  * DESIGN
- * One thread per pool. It forks the zygote (see pool.h for why this thread),
+ * One thread per pool. It starts the zygote (see pool.h for why this thread),
  * asks it for the workers, and then loops on poll() over two fds:
  *   - the zygote socket: SPAWNED / SPAWN_FAILED / DIED reports; end of file
  *     means the zygote died (and with it every worker): the pool is broken;
@@ -385,14 +385,13 @@ static int ms_until(int64_t at, int cap) {
 void *cf__supervisor_main(void *arg) {
   cf__pool *p = arg;
   tl_supervised = p;
-  pid_t me = getpid();
-  pid_t z = fork();
-  if (z == 0) cf__zygote_main(&p->cfg, me);
+  pid_t z = -1;
+  int zerr = cf__zygote_start(&p->cfg, &z); /* fork or exec: zygote.h */
   /* Store -1 before the close: see config.h. */
   close(atomic_exchange(&p->cfg.zsock, -1));
   cf__pp_lock(p);
-  if (z < 0) {
-    p->sv_error = CF_ESYS;
+  if (zerr) {
+    p->sv_error = zerr;
     p->sv_started = true;
     pthread_cond_broadcast(&p->cv);
     cf__pp_unlock(p);

@@ -273,7 +273,7 @@ static bool local_stop(cf_call *c) {
   return ex && atomic_load_explicit(&ex->stop_all, memory_order_relaxed);
 }
 
-static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop};
+static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop, NULL};
 
 /* Drop the executor's task reference (the runner always holds one): a
  * single fetch_sub instead of cf__future_unref's CAS loop. acq_rel: as in

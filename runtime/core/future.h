@@ -188,7 +188,12 @@ typedef struct cf__call_ops {
   int (*ret)(cf_call *c, const void *v, size_t len);
   int (*fail)(cf_call *c, int code, const char *msg);
   bool (*stop_requested)(cf_call *c);
+  /* A task function the submitting process named by its address (inside
+   * an argument: a map chunk's), as an address to call here, or 0 if it
+   * names no code. NULL: addresses mean the same here (threads, forks). */
+  uintptr_t (*fn_here)(cf_call *c, uint64_t submitter_addr);
 } cf__call_ops;
+
 
 struct cf_call {
   const cf__call_ops *ops;
@@ -199,6 +204,13 @@ struct cf_call {
   int outcome;       /* CF__OUTCOME_* */
   int err;           /* CF__OUTCOME_FAILED: the CF_E* the future fails with */
 };
+
+/* The function `addr` of the submitting process names, callable in the
+ * calling one (see cf__call_ops.fn_here): NULL if it names none. */
+static inline cf_fn cf__call_fn(cf_call *c, uint64_t addr) {
+  uintptr_t f = c->ops->fn_here ? c->ops->fn_here(c, addr) : (uintptr_t)addr;
+  return (cf_fn)f;
+}
 
 /* The outcome checks every cf__call_ops implementation makes, inline (a
  * frame's return stays call-free). */

@@ -138,7 +138,7 @@ static bool inner_stop(cf_call *c) {
   return cf_call_stop_requested(x->outer);
 }
 
-static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop};
+static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop, NULL};
 
 static void chunk_runner(cf_call *outer) {
   size_t alen;
@@ -150,7 +150,11 @@ static void chunk_runner(cf_call *outer) {
   }
   memcpy(&fnbits, a, 8);
   memcpy(&count, a + 8, 8);
-  cf_fn fn = (cf_fn)(uintptr_t)fnbits;
+  cf_fn fn = cf__call_fn(outer, fnbits); /* an exec'ed worker's own address */
+  if (!fn) {
+    cf_call_fail(outer, CF_EINVAL, "map chunk: not a function of the program");
+    return;
+  }
   /* Results of a small chunk stay on the stack: no allocation per chunk. */
   unsigned char stackbuf[2048] __attribute__((aligned(16)));
   packbuf out = {.p = stackbuf, .len = 0, .cap = sizeof stackbuf, .oom = false, .borrowed = true};

@@ -77,7 +77,7 @@ static bool frame_stop(cf_call *c) {
   return w && atomic_load_explicit(&w->pool->base.stop_all, memory_order_relaxed);
 }
 
-const cf__call_ops cf__frame_call_ops = {frame_ret, frame_fail, frame_stop};
+const cf__call_ops cf__frame_call_ops = {frame_ret, frame_fail, frame_stop, NULL};
 
 static const bool debug_build =
 #ifdef CF_DEBUG

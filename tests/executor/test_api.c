@@ -28,7 +28,8 @@ typedef struct shared {
   _Atomic int rc_fail_after;
   _Atomic int init_runs;
 } shared;
-static shared *sh;
+/* In memory every worker process sees, in every start mode (testutil.h). */
+#define sh ((shared *)cf_test_shm)
 
 static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
@@ -195,6 +196,7 @@ static void test_size_limits(void) {
   o.workers = 1;
   o.max_arg_size = 1024;
   o.max_result_size = 512;
+  o.initializer = cf_test_shared_attach;
   cf_executor *ex = NULL;
   assert_rc(cf_process_pool_new(&o, &ex), 0);
   char big[2048] = {0};
@@ -902,6 +904,7 @@ static void test_scope(void) {
 }
 
 static int init_ok(void *arg) {
+  if (cf_test_shared_attach(NULL) != 0) return 1;
   atomic_fetch_add(&sh->init_runs, 1);
   return 0;
 }
@@ -1004,6 +1007,7 @@ static void test_queue_bound(void) {
   cf_options_init(&o);
   o.workers = 1;
   o.max_queued = 2;
+  o.initializer = cf_test_shared_attach;
   cf_executor *ex = NULL;
   assert_rc(process_kind ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex), 0);
   cf_future *fs[12] = {0};
@@ -1045,8 +1049,7 @@ static void test_strerror(void) {
 
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_strerror);
   CF_RUN(test_submit_sizes);
   CF_RUN(test_size_limits);

@@ -19,14 +19,14 @@
 static bool process_kind;
 static cf_executor *g_ex;
 
-/* Counters the tasks bump: in a shared mapping, so process workers count
- * too (they are forked after it is made). */
+/* Counters the tasks bump: in memory the process workers share in every
+ * start mode (testutil.h), so they count too. */
 #define NSLOTS 4096
 typedef struct shared {
   _Atomic long runs;
   _Atomic int slot[NSLOTS];
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static cf_executor *make_ex(unsigned workers) {
   return cf_test_new_executor(process_kind, workers);
@@ -597,8 +597,7 @@ static void test_shutdown_cancel(void) {
 
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_fib);
   CF_RUN(test_deep);
   CF_RUN(test_sizes);

@@ -1,7 +1,10 @@
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int cf_test_failures;
 static int tests_passed, tests_failed;
@@ -40,10 +43,45 @@ int cf_test_done(const char *name) {
   return cf_test_failures ? 1 : 0;
 }
 
+void *cf_test_shm;
+
+void *cf_test_shared(size_t size) {
+  assert_true(cf_test_shm == NULL);
+  int fd = memfd_create("cf-test-shared", 0);
+  assert_true(fd >= 0);
+  assert_true(ftruncate(fd, (off_t)size) == 0);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  assert_true(p != MAP_FAILED);
+  char v[128];
+  snprintf(v, sizeof v, "/proc/%d/fd/%d:%p:%zu", (int)getpid(), fd, p, size);
+  assert_true(setenv("CF_TEST_SHARED", v, 1) == 0);
+  cf_test_shm = p;
+  return p;
+}
+
+int cf_test_shared_attach(void *unused) {
+  (void)unused;
+  if (cf_test_shm) return 0; /* this process made it, or inherited it */
+  const char *v = getenv("CF_TEST_SHARED");
+  if (!v) return 0; /* the test has none */
+  char path[64];
+  void *at;
+  size_t size;
+  if (sscanf(v, "%63[^:]:%p:%zu", path, &at, &size) != 3) return -1;
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return -1;
+  void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+  close(fd);
+  if (p != at) return -1; /* the address is taken here: the pool breaks, visibly */
+  cf_test_shm = p;
+  return 0;
+}
+
 cf_executor *cf_test_new_executor(bool process, unsigned workers) {
   cf_options o;
   cf_options_init(&o);
   o.workers = workers;
+  o.initializer = cf_test_shared_attach;
   cf_executor *ex = NULL;
   int rc = process ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
   assert_rc(rc, 0);

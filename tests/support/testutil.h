@@ -28,6 +28,19 @@ int cf_test_done(const char *name);
  * with default options: how one test source runs against both executors.
  * Stops the test if the pool cannot be made. */
 cf_executor *cf_test_new_executor(bool process, unsigned workers);
+/* Memory shared with a process pool's workers in every start mode: one
+ * MAP_SHARED region of `size` zeroed bytes per test binary, at the same
+ * address in the test and in each worker, so that pointers into it may
+ * travel in task arguments. cf_test_shm is that address in every process
+ * (NULL until made or attached). Make it before any pool. A fork-mode
+ * worker inherits it; an exec-mode worker (it starts from the program
+ * file: none of the test's memory) attaches it in its initializer,
+ * cf_test_shared_attach, found through $CF_TEST_SHARED.
+ * cf_test_new_executor sets that initializer; a test with an initializer of
+ * its own calls cf_test_shared_attach first. */
+extern void *cf_test_shm;
+void *cf_test_shared(size_t size);
+int cf_test_shared_attach(void *unused);
 /* Run a named test function and count it. */
 void cf_test_run(const char *name, void (*fn)(void));
 #define CF_RUN(fn) cf_test_run(#fn, fn)
