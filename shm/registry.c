@@ -24,7 +24,7 @@ void cf__registry_remove(cf__pool_cfg *c) {
 
 void cf__registry_enter_child(const cf__pool_cfg *self) {
   for (int i = 0; i < CF__MAX_POOLS; i++) {
-    const cf__pool_cfg *q = atomic_load(&pools[i]);
+    const cf__pool_cfg *q = atomic_exchange(&pools[i], NULL); /* see registry.h */
     if (!q || q == self) continue;
     if (q->seg.base) munmap(q->seg.base, q->seg.size);
     if (q->seg.base && q->seg.fd >= 0) close(q->seg.fd);

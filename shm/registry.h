@@ -29,7 +29,10 @@ void cf__registry_add(cf__pool_cfg *c);
 /* Parent, when the pool is freed. */
 void cf__registry_remove(cf__pool_cfg *c);
 /* In a freshly started zygote of pool `self`: unmap and close what belongs
- * to the other pools. */
+ * to the other pools, and empty the table. Its fd numbers are stale from
+ * here on (this process closed them, and its own pool's parent-side ones),
+ * so a pool a worker makes (a pool inside a task) must not find them: its
+ * zygote would close whatever reused those numbers. */
 void cf__registry_enter_child(const cf__pool_cfg *self);
 
 #endif /* CF_SHM_REGISTRY_H */
