@@ -6,16 +6,21 @@
  * DESIGN
  *
  * Processes. The parent (any threads) submits; one supervisor thread in the
- * parent watches (supervisor.c). At creation the supervisor thread forks a
- * ZYGOTE (zygote.c), so that the zygote's PR_SET_PDEATHSIG is tied to a
- * thread that lives exactly as long as the pool (the creating thread may
- * exit earlier); the zygote forks the WORKERS (worker.c) on request over the
- * zygote protocol (protocol.h), so respawning never forks the
- * multi-threaded parent. Workers die with the zygote and the zygote with the
- * supervisor thread (PDEATHSIG = SIGKILL, then getppid() re-checked for the
- * race). The zygote reaps the workers and reports each death; kills go
- * through the zygote too. The children read only the pool's configuration
- * (config.h), never this parent-side state.
+ * parent watches (supervisor.c). At creation the supervisor thread starts a
+ * ZYGOTE (zygote.c): by default it execs the program file (exec.h), so the
+ * zygote holds none of the multi-threaded parent's locks or descriptors;
+ * with CF_START_FORK it forks the parent. The supervisor thread does it so
+ * that the zygote's PR_SET_PDEATHSIG is tied to a thread that lives exactly
+ * as long as the pool (the creating thread may exit earlier). The zygote
+ * forks the WORKERS (worker.c) on request over the zygote protocol
+ * (protocol.h), so respawning never forks the parent. Workers die with the
+ * zygote (PDEATHSIG = SIGKILL) and the zygote with the supervisor thread
+ * (PDEATHSIG = SIGTERM: it takes every worker and every process a task
+ * started down first), getppid() re-checked for the race. The zygote reaps
+ * the workers and reports each death; kills go through the zygote too. The
+ * children read only the pool's configuration (config.h), never this
+ * parent-side state; a call on the pool from any process but its creator
+ * (owner_pid, executor.h) is refused with CF_EFORKED.
  *
  * Slots. A task lives in a slot of the segment (segment.h) whose word is the
  * future's state word (future.h); the parent-side future points at it

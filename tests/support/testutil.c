@@ -28,6 +28,8 @@ uint64_t cf_test_scale(uint64_t n) {
 }
 
 void cf_test_run(const char *name, void (*fn)(void)) {
+  const char *only = getenv("CF_TEST_ONLY");
+  if (only && strcmp(only, name) != 0) return;
   int before = cf_test_failures;
   fn();
   if (cf_test_failures == before) {

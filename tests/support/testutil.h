@@ -41,7 +41,8 @@ cf_executor *cf_test_new_executor(bool process, unsigned workers);
 extern void *cf_test_shm;
 void *cf_test_shared(size_t size);
 int cf_test_shared_attach(void *unused);
-/* Run a named test function and count it. */
+/* Run a named test function and count it ($CF_TEST_ONLY=name: that one
+ * only, to look at one test by itself). */
 void cf_test_run(const char *name, void (*fn)(void));
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
