@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
@@ -74,7 +75,11 @@ int cf_test_shared_attach(void *unused) {
   if (fd < 0) return -1;
   void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
   close(fd);
-  if (p != at) return -1; /* the address is taken here: the pool breaks, visibly */
+  if (p != at) { /* the address is taken here: the pool breaks, visibly */
+    fprintf(stderr, "cf_test_shared_attach: %p is taken in process %d (errno %d)\n", at,
+            (int)getpid(), errno);
+    return -1;
+  }
   cf_test_shm = p;
   return 0;
 }
