@@ -38,13 +38,13 @@ typedef struct cf__pool_cfg {
   cf_init_fn init;
   void *init_arg;
   bool pin;
-  cf__cpumask cpus; /* pin: the creating thread's CPUs */
-  cf__text text;    /* fork: where a task's function may be (worker check) */
-  cf__image image;  /* exec: the parent's modules, resolved by the zygote */
+  cf__cpumask cpus;   /* pin: the creating thread's CPUs */
+  cf__text text;      /* fork: where a task's function may be (worker check) */
+  cf__image image;    /* exec: the parent's modules, resolved by the zygote */
   sigset_t host_mask; /* the creating thread's signal mask: the workers' */
-  cf__seg seg;      /* the mapping and trusted copies of its layout */
-  int evfd;         /* eventfd that kicks the supervisor (idle.h) */
-  int sock;         /* the parent's end of the zygote socket */
+  cf__seg seg;        /* the mapping and trusted copies of its layout */
+  int evfd;           /* eventfd that kicks the supervisor (idle.h) */
+  int sock;           /* the parent's end of the zygote socket */
   /* The zygote's end. The zygote uses it; the parent closes its copy once
    * the zygote is forked, storing -1 first, so that a process forked later
    * for another pool (registry.h) never closes a reused fd number. A value

@@ -53,8 +53,8 @@ static int send_boot(int sock, const cf__pool_cfg *c) {
     char buf[CMSG_SPACE(sizeof fds)];
   } cm;
   memset(&cm, 0, sizeof cm);
-  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = cm.buf,
-                       .msg_controllen = sizeof cm.buf};
+  struct msghdr msg = {
+      .msg_iov = iov, .msg_iovlen = 2, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
   struct cmsghdr *ch = CMSG_FIRSTHDR(&msg);
   ch->cmsg_level = SOL_SOCKET;
   ch->cmsg_type = SCM_RIGHTS;
@@ -131,8 +131,8 @@ __attribute__((noreturn)) static void boot_zygote(pid_t parent) {
     char buf[CMSG_SPACE(sizeof fds)];
   } cm;
   struct iovec iov = {&boot, sizeof boot};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-                       .msg_controllen = sizeof cm.buf};
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
   ssize_t n;
   do {
     n = recvmsg(CF__EXEC_FD, &msg, MSG_CMSG_CLOEXEC);

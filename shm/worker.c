@@ -157,7 +157,7 @@ static void set_outcome(cf__slot *sl, int err) {
 
 static int w_ret(cf_call *c, const void *v, size_t len) {
   wcall *wc = (wcall *)c;
-  if (!is_self()) return CF_EFORKED; /* DESIGN, Forks inside a task */
+  if (!is_self()) return CF_EFORKED;          /* DESIGN, Forks inside a task */
   int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
   if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
   if (rc != 0) return rc;

@@ -145,7 +145,8 @@ static void test_exit_in_task(void) {
     expect_eq(count(out, "host-unflushed"), 1); /* not replayed by the worker */
     expect_eq(count(out, "host-atexit"), 1);    /* the host's own exit only */
     expect_eq(count(out, "task-output"), 1);    /* the task's own, flushed once */
-    if (cf_test_failures) fprintf(stderr, "%s mode, the host printed:\n%s", mode_name(modes[m]), out);
+    if (cf_test_failures)
+      fprintf(stderr, "%s mode, the host printed:\n%s", mode_name(modes[m]), out);
   }
 }
 
@@ -253,7 +254,8 @@ static void test_ctrl_c(void) {
     char out[256];
     expect_eq(run_host("--host-sigint", modes[m], out, sizeof out), 0);
     expect_eq(count(out, "finished=4"), 1);
-    if (cf_test_failures) fprintf(stderr, "%s mode, the host printed: %s\n", mode_name(modes[m]), out);
+    if (cf_test_failures)
+      fprintf(stderr, "%s mode, the host printed: %s\n", mode_name(modes[m]), out);
   }
 }
 
