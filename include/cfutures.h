@@ -186,6 +186,11 @@ void cf_options_init(cf_options *o);
 /* ---- Executors ---------------------------------------------------------- */
 
 int cf_thread_pool_new(const cf_options *o, cf_executor **out);
+/* A process pool belongs to the process that made it: every call on it,
+ * on its futures, and on waits, iterators and maps over them, made from
+ * another process (a child the program forked later) returns CF_EFORKED
+ * (the boolean queries return false) and changes nothing. A process task
+ * may make a process pool of its own. */
 int cf_process_pool_new(const cf_options *o, cf_executor **out);
 
 typedef struct cf_submit_opts {
