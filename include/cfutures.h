@@ -165,7 +165,7 @@ enum {
    * library turns that process into the zygote before main() runs, and the
    * zygote forks the workers. A worker holds none of the host's locks,
    * descriptors, atexit handlers, stdio buffers or memory: it sees the
-   * program as it is before main(). Task and initializer functions are
+   * program as it is when main() starts. Task and initializer functions are
    * found by their module and offset (ASLR does not matter); a non-NULL
    * initializer_arg is refused (CF_EINVAL: a pointer into the parent means
    * nothing there). The program must link cfutures itself (not only

@@ -165,9 +165,11 @@ __attribute__((noreturn)) static void boot_zygote(pid_t parent) {
   cf__zygote_main(c, parent);
 }
 
-/* Priority 101: before the program's own constructors (the default
- * priority), which a zygote never runs. */
-__attribute__((constructor(101))) static void cf__exec_boot(void) {
+/* The default priority, so that it runs after the constructors of the
+ * program's own objects, which come before the library on the link line
+ * (C++ static objects, a static libstdc++'s streams): the zygote, and so
+ * every worker, sees the program as it is when main() starts. */
+__attribute__((constructor)) static void cf__exec_boot(void) {
   const char *v = getenv(CF__EXEC_ENV);
   if (!v) return;
   char *end;

@@ -20,8 +20,9 @@
  *   2. send one message on the parent's end: the pool's cf__pool_cfg as
  *      bytes (behind a magic and its size), with the segment's memfd and
  *      the supervisor's eventfd as SCM_RIGHTS.
- * In the new process (a constructor of this file, run before main() and
- * before the program's own constructors, which never run there):
+ * In the new process (a constructor of this file: after the shared
+ * libraries' constructors and those of the program's objects linked before
+ * the library, before main()):
  *   3. no CF__EXEC_ENV: return (an ordinary start of the program);
  *   4. remove CF__EXEC_ENV from the environment (nothing a task runs sees
  *      it), read the message, map the segment (cf__seg_attach), resolve
