@@ -61,6 +61,8 @@ enum {
   CF_EDEADLK = -19,    /* the call could never proceed from where it was made
                           (waiting would be for ever; retrying will not help):
                           a process task submitting to its own pool */
+  CF_EFORKED = -20,    /* a process pool (or one of its futures) used from
+                          another process than the one that made it: a fork */
 };
 
 /* Text for an error code; never NULL, for any int. */
@@ -148,6 +150,8 @@ typedef struct cf_options {
   /* thread pool only */
   unsigned wait_help; /* CF_HELP_*: what a task that waits on a future (or
                          joins a stolen frame) runs meanwhile on its worker */
+  /* process pool only (checked by every pool) */
+  unsigned start_mode; /* CF_START_*: how worker processes are made */
 } cf_options;
 
 /* cf_options.wait_help. A thread-pool task that waits does not block its
@@ -165,6 +169,31 @@ enum {
   CF_HELP_NONE = 2,
 };
 
+/* cf_options.start_mode: what a process worker starts from (the README's
+ * "What a worker inherits" lists it per mode). */
+enum {
+  /* Default: CF_START_EXEC. */
+  CF_START_DEFAULT = 0,
+  /* Safe in any host. The pool starts a zygote by executing the program's
+   * own file (/proc/self/exe) with only the pool's descriptors open; the
+   * library turns that process into the zygote before main() runs, and the
+   * zygote forks the workers. A worker holds none of the host's locks,
+   * descriptors, atexit handlers, stdio buffers or memory: it sees the
+   * program as it is when main() starts. Task and initializer functions are
+   * found by their module and offset (ASLR does not matter); a non-NULL
+   * initializer_arg is refused (CF_EINVAL: a pointer into the parent means
+   * nothing there). The program must load cfutures at start (linked in,
+   * or libcfutures.so among the libraries it is linked with, directly or
+   * not); where it was dlopen()ed later, CF_ENOTSUP: use CF_START_FORK. */
+  CF_START_EXEC = 1,
+  /* The zygote is fork()ed from the parent when the pool is made: workers
+   * see a copy of the parent's memory, descriptors and handlers as they
+   * were then — and any lock another thread held at that instant stays
+   * held in every worker for ever. For programs that want the parent's
+   * state and make their pools before they start threads. */
+  CF_START_FORK = 2,
+};
+
 /* Fill `o` with the defaults (size = sizeof *o, and the default values
  * written out). */
 void cf_options_init(cf_options *o);
@@ -172,6 +201,11 @@ void cf_options_init(cf_options *o);
 /* ---- Executors ---------------------------------------------------------- */
 
 int cf_thread_pool_new(const cf_options *o, cf_executor **out);
+/* A process pool belongs to the process that made it: every call on it,
+ * on its futures, and on waits, iterators and maps over them, made from
+ * another process (a child the program forked later) returns CF_EFORKED
+ * (the boolean queries return false) and changes nothing. A process task
+ * may make a process pool of its own. */
 int cf_process_pool_new(const cf_options *o, cf_executor **out);
 
 /* ---- The MPI executor ---------------------------------------------------

@@ -119,17 +119,16 @@ int cf__forker_start(cf__pool *p) {
   p->cfg.sock = sv[0];
   atomic_store(&p->cfg.zsock, sv[1]);
   cf__pp_unlock(p);
-  pid_t me = getpid();
-  pid_t z = fork();
-  if (z == 0) cf__zygote_main(&p->cfg, me);
+  pid_t z = -1;
+  int zerr = cf__zygote_start(&p->cfg, &z); /* fork or exec: zygote.h */
   /* Store -1 before the close: see config.h. */
   close(atomic_exchange(&p->cfg.zsock, -1));
-  if (z < 0) {
+  if (zerr) {
     cf__pp_lock(p);
     p->cfg.sock = -1;
     cf__pp_unlock(p);
     close(sv[0]);
-    return CF_ESYS;
+    return zerr;
   }
   int pfd = pidfd_of(z); /* our unreaped child: the pid cannot be reused */
   if (pfd >= 0) (void)fcntl(pfd, F_SETFD, FD_CLOEXEC);

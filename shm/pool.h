@@ -9,15 +9,23 @@
  * the pool run in the parent: the SUPERVISOR (supervisor.c) watches, and
  * the CALLBACK thread (callbacks.c) runs the users' done callbacks, so that
  * no user code ever delays what the supervisor does. The supervisor thread
- * forks a ZYGOTE (forker.c; the child side is zygote.c), so that the
- * zygote's PR_SET_PDEATHSIG is tied to a thread that lives exactly as long
- * as the pool; the zygote forks the WORKERS (worker.c) on request over the
- * zygote protocol (protocol.h), reaps them and reports each death. Workers
- * die with the zygote and the zygote with the supervisor thread (PDEATHSIG =
- * SIGKILL, then getppid() re-checked for the race). A zygote that dies (or
- * stays stopped) is replaced: its workers die with it, only the tasks they
- * were running fail (recovery.c). The children read only the pool's
- * configuration (config.h), never this parent-side state.
+ * starts a ZYGOTE (forker.c; the child side is zygote.c): by default it
+ * execs the program file (exec.h), so the zygote holds none of the
+ * multi-threaded parent's locks or descriptors; with CF_START_FORK it forks
+ * the parent. The supervisor thread does it so that the zygote's
+ * PR_SET_PDEATHSIG is tied to a thread that lives exactly as long as the
+ * pool (the creating thread may exit earlier). The zygote forks the WORKERS
+ * (worker.c) on request over the zygote protocol (protocol.h), so
+ * respawning never forks the parent; it reaps them and reports each death;
+ * kills go through the zygote too. Workers die with the zygote
+ * (PDEATHSIG = SIGKILL) and the zygote with the supervisor thread
+ * (PDEATHSIG = SIGTERM: it takes every worker and every process a task
+ * started down first), getppid() re-checked for the race. A zygote that
+ * dies (or stays stopped) is replaced: its workers die with it, only the
+ * tasks they were running fail (recovery.c). The children read only the
+ * pool's configuration (config.h), never this parent-side state; a call on
+ * the pool from any process but its creator (owner_pid, executor.h) is
+ * refused with CF_EFORKED (CF_EDEADLK in one of its own fork-mode workers).
  *
  * Slots. A task lives in a slot of the segment (segment.h) whose word is the
  * future's state word (future.h) while the task is queued or running; the

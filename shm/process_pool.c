@@ -38,11 +38,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "callbacks.h"
 #include "forker.h"
 #include "idle.h"
+#include "image.h"
+#include "protocol.h"
 #include "recovery.h"
 #include "registry.h"
 #include "settle.h"
@@ -67,9 +71,12 @@ static void nap(unsigned *backoff) {
 static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
                      unsigned flags, struct cf_scope *scope, cf_future **out) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return CF_EDEADLK; /* a copy of the pool in a worker */
   if (len > p->cfg.max_arg) return CF_E2BIG;
   if (!cf__text_contains(&p->cfg.text, (uintptr_t)fn)) return CF_ENOTLOADED;
+  /* exec mode, a program with more modules than the record holds */
+  if (__builtin_expect(p->cfg.image.truncated, 0) &&
+      !cf__image_translate(&p->cfg.image, (uint64_t)(uintptr_t)fn))
+    return CF_ENOTLOADED;
   cf__seg *seg = &p->cfg.seg;
   bool big = len > CF__SLOT_ARG_INLINE && len > seg->slot_arg;
   cf_future *f = cf__future_alloc();
@@ -266,7 +273,6 @@ static void stop_workers(cf__pool *p, int signo, bool wait) {
 
 static int pp_shutdown(cf_executor *ex, unsigned flags) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return 0; /* from a task: a copy of the pool */
   bool cancel = flags & (CF_SHUTDOWN_CANCEL_FUTURES | CF_SHUTDOWN_KILL | CF_SHUTDOWN_TERMINATE);
   bool kill_them = flags & (CF_SHUTDOWN_KILL | CF_SHUTDOWN_TERMINATE);
   int signo = flags & CF_SHUTDOWN_KILL ? SIGKILL : SIGTERM;
@@ -296,7 +302,6 @@ static int pp_shutdown(cf_executor *ex, unsigned flags) {
 
 static int pp_destroy(cf_executor *ex) {
   cf__pool *p = pool_of(ex);
-  if (cf__pp_in_child) return CF_EINVAL;
   cf__assert(!cf__pp_own_thread(p)); /* refused by is_worker (executor.c) */
   pp_shutdown(ex, CF_SHUTDOWN_WAIT);
   cf__pp_lock(p);
@@ -340,11 +345,11 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   return 0;
 }
 
-/* In a worker (a copy of the pool), or on the pool's own threads (a done
- * callback): destroy or a waiting shutdown there could never finish. */
+/* On the pool's own threads (a done callback): destroy or a waiting
+ * shutdown there could never finish. (In a worker, or any other process,
+ * every call was refused already: CF_EDEADLK / CF_EFORKED, executor.h.) */
 static bool pp_is_worker(cf_executor *ex) {
-  cf__pool *p = pool_of(ex);
-  return cf__pp_in_child || cf__pp_own_thread(p);
+  return cf__pp_own_thread(pool_of(ex));
 }
 static unsigned pp_workers(cf_executor *ex) {
   return pool_of(ex)->cfg.nworkers;
@@ -388,6 +393,12 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   cf__options o;
   if (cf__options_load(opts, &o) != 0) return CF_EINVAL;
   _Static_assert(CF__MAX_FUTURES <= CF__HINT_IDX_MASK, "a slot index fits a hint");
+  /* Exec mode (exec.h): a pointer argument means nothing in a process that
+   * starts from the program file, and that program must load the library
+   * at start (else its constructor never turns the process into a zygote). */
+  if (o.start_mode == CF_START_EXEC && o.initializer_arg) return CF_EINVAL;
+  if (o.start_mode == CF_START_EXEC && !cf__image_loaded_at_start((uintptr_t)cf_process_pool_new))
+    return CF_ENOTSUP;
   unsigned nworkers = o.workers;
   size_t ring = o.ring_capacity;
   size_t nslots = o.max_futures ? o.max_futures : default_slots(ring, nworkers);
@@ -396,8 +407,12 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   if (!p) return CF_ENOMEM;
   p->base.vt = &pp_exec_vtbl;
   p->base.magic = CF__EXECUTOR_MAGIC;
+  p->base.owner_pid = cf__self_pid(); /* every call from another process: CF_EFORKED */
+  p->cfg.owner_ex = &p->base;
   atomic_init(&p->refs, 1);
   cf__pool_cfg *c = &p->cfg;
+  c->start = o.start_mode;
+  c->parent_pid = p->base.owner_pid;
   c->nworkers = nworkers;
   c->max_tasks = o.max_tasks_per_worker;
   c->max_arg = o.max_arg_size;
@@ -418,6 +433,9 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   pthread_cond_init(&p->cb_cv, NULL);
   int e = cf__text_collect(&c->text);
   if (e) goto fail;
+  if (c->start == CF_START_EXEC) cf__image_collect(&c->image);
+  /* the workers' signal mask: the creating thread's */
+  pthread_sigmask(SIG_SETMASK, NULL, &c->host_mask);
 
   cf__seg_params sp = {
       .nworkers = nworkers,
@@ -430,6 +448,9 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   };
   e = cf__seg_create(&c->seg, &sp);
   if (e) goto fail;
+  /* An exec'ed zygote maps the memfd itself: the host's own forks need not
+   * see the segment at all (a fork of the host cannot use the pool). */
+  if (c->start == CF_START_EXEC) (void)madvise(c->seg.base, c->seg.size, MADV_DONTFORK);
   e = cf__slots_init(&p->slots, (uint32_t)nslots, c->seg.p.nbig);
   if (e) goto fail;
   e = CF_ENOMEM;

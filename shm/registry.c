@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 static _Atomic(cf__pool_cfg *) pools[CF__MAX_POOLS];
-bool cf__pp_in_child;
 
 void cf__registry_add(cf__pool_cfg *c) {
   for (int i = 0; i < CF__MAX_POOLS; i++) {
@@ -24,11 +23,11 @@ void cf__registry_remove(cf__pool_cfg *c) {
 }
 
 void cf__registry_enter_child(const cf__pool_cfg *self) {
-  cf__pp_in_child = true;
   for (int i = 0; i < CF__MAX_POOLS; i++) {
-    const cf__pool_cfg *q = atomic_load(&pools[i]);
+    const cf__pool_cfg *q = atomic_exchange(&pools[i], NULL); /* see registry.h */
     if (!q || q == self) continue;
     if (q->seg.base) munmap(q->seg.base, q->seg.size);
+    if (q->seg.base && q->seg.fd >= 0) close(q->seg.fd);
     if (q->sock >= 0) close(q->sock);
     if (q->evfd >= 0) close(q->evfd);
     int z = atomic_load(&q->zsock); /* see config.h */

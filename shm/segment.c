@@ -99,19 +99,35 @@ int cf__seg_create(cf__seg *s, const cf__seg_params *p) {
   }
   int seals = fcntl(fd, F_GET_SEALS);
   void *base = mmap(NULL, h.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int e = errno;
-  close(fd); /* the mapping keeps the memory; no name, no fd left */
   if (base == MAP_FAILED) {
+    int e = errno;
+    close(fd);
     errno = e;
     return e == ENOMEM ? CF_ENOMEM : CF_ESYS;
   }
   s->base = base;
   s->size = h.total_size;
+  s->fd = fd; /* no name; kept for the zygotes to come (exec.c) */
   s->p = *p;
   s->seals = seals;
   memcpy(s->base, &h, sizeof h);
   bind(s, &h);
   return 0;
+}
+
+int cf__seg_attach(cf__seg *s, int fd, const cf__seg_params *p) {
+  cf__seg_header h;
+  layout(&h, p);
+  memset(s, 0, sizeof *s);
+  s->fd = -1;
+  void *base = mmap(NULL, h.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) return errno == ENOMEM ? CF_ENOMEM : CF_ESYS;
+  s->base = base;
+  s->size = h.total_size;
+  s->fd = fd;
+  s->p = *p;
+  bind(s, &h);
+  return cf__seg_check(s);
 }
 
 int cf__seg_check(const cf__seg *s) {
@@ -129,6 +145,9 @@ void cf__seg_release(const cf__seg *s, void *p, size_t len) {
 }
 
 void cf__seg_unmap(cf__seg *s) {
-  if (s->base) munmap(s->base, s->size);
+  if (!s->base) return; /* never mapped: fd is not ours (a zeroed struct) */
+  munmap(s->base, s->size);
+  if (s->fd >= 0) close(s->fd);
   s->base = NULL;
+  s->fd = -1;
 }

@@ -6,10 +6,13 @@
  * One anonymous memfd (MFD_CLOEXEC | MFD_ALLOW_SEALING, and MFD_NOEXEC_SEAL
  * where the kernel has it: never mappable executable), sized, sealed
  * against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
- * and mapped MAP_SHARED before the zygote is forked, so the zygote and the
- * workers inherit the mapping. It never has a name in /dev/shm: nothing can
- * outlive the last process that maps it, even after kill -9 of the parent.
- * The fd is closed once mapped.
+ * and mapped MAP_SHARED before the zygote starts. A forked zygote inherits
+ * the mapping; an exec'ed one (exec.c) gets the fd over the zygote socket
+ * and maps it itself (cf__seg_attach); the workers inherit the zygote's.
+ * It never has a name in /dev/shm: nothing can outlive the last process
+ * that maps it or holds the fd, even after kill -9 of the parent. The
+ * parent keeps the fd (close-on-exec) for the zygotes it starts; children
+ * close their copy.
  *
  *   header   magic, version, sizes and offsets (checked in every worker)
  *   ctl      ring indices, idle/wake words, supervisor wake words
@@ -169,6 +172,7 @@ typedef struct cf__seg_params {
 typedef struct cf__seg {
   unsigned char *base;
   size_t size;
+  int fd; /* the memfd while mapped (parent), else -1 */
   cf__seg_params p;
   uint64_t slot_arg; /* per-slot argument area bytes */
   cf__seg_ctl *ctl;
@@ -181,8 +185,13 @@ typedef struct cf__seg {
 
 /* Create, size, seal and map a segment: 0, CF_ENOMEM, CF_ESYS. */
 int cf__seg_create(cf__seg *s, const cf__seg_params *p);
+/* Map the segment of memfd `fd` made by cf__seg_create with the same
+ * params (in an exec'ed zygote) and check its header: 0, CF_ENOMEM,
+ * CF_ESYS, CF_EPROTO. Keeps fd in s->fd. */
+int cf__seg_attach(cf__seg *s, int fd, const cf__seg_params *p);
 /* Check that the header matches what this program expects: 0 or CF_EPROTO. */
 int cf__seg_check(const cf__seg *s);
+/* Unmap, and close the fd if it is held. */
 void cf__seg_unmap(cf__seg *s);
 /* Give the pages of [p, p + len) back (MADV_REMOVE: they read as zeros and
  * cost nothing until touched again). p: a big argument or result region

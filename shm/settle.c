@@ -111,7 +111,7 @@ static cf_crash_info killed_info(cf__pool *p, unsigned owner, int signo) {
 
 bool cf__pp_fail_locked(cf__pool *p, uint32_t s, uint32_t gen, bool running_too, uint32_t to,
                         int err, const cf_crash_info *ci, int signo, cf__settle *st) {
-  cf__assert(cf__pp_locked(p) && !cf__pp_in_child);
+  cf__assert(cf__pp_locked(p) && !cf__executor_foreign(&p->base));
   cf__assert(to == CF_STATE_FAILED || to == CF_STATE_CANCELLED);
   memset(st, 0, sizeof *st);
   cf__pslot *ps = &p->slots.ps[s];

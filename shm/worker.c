@@ -33,14 +33,49 @@
  * parent stops workers through the zygote.
  *
  * The function pointer is checked against the executable ranges recorded
- * at creation (text.h) before the call.
+ * at creation before the call: as it is in fork mode (text.h), translated
+ * to this process's copy of its module in exec mode (image.h).
+ *
+ * Start. The worker keeps what the host gave the zygote: its signal mask
+ * (cfg->host_mask, the creating thread's) and dispositions (SIGCHLD's
+ * comes back from the zygote; SIGPIPE ignored stays ignored), and leads a
+ * process group of its own (zygote.c). It drops the stdio buffers it
+ * copied (fork mode: the host's unflushed output would be written twice)
+ * and registers, before the initializer, an on_exit handler that flushes
+ * stdout and stderr and calls _exit: a task (or initializer) that calls
+ * exit() runs its own atexit handlers, never the host's (registered
+ * earlier, so run later), and its worker dies like any crash (CF_ECRASHED
+ * with the exit status). Every other way out of the worker goes through
+ * the same flush and _exit.
+ *
+ * Forks inside a task. A process a task forks is not the worker: its
+ * cf_call_return / cf_call_fail give CF_EFORKED and write nothing, and if
+ * it returns from the task (or from the initializer) it _exits at once
+ * instead of completing the slot or taking tasks (the worker's pid, read
+ * at start, against cf__self_pid(), which a fork child sees as its own).
+ *
+ * The eventfd. A task may close or replace any descriptor (close_range(3,
+ * ~0)), the eventfd that kicks the supervisor included. Before each kick
+ * the worker checks that the fd is still the one it started with (same
+ * flags and inode; where kcmp is allowed, the same open file as the
+ * zygote's); if not, it exits (CF__WORKER_EXIT_MUTE) instead of writing
+ * into a descriptor it no longer owns: the supervisor sees the death,
+ * settles the worker's last slot again (its notice is on the cq already)
+ * and starts a replacement with a good fd.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/kcmp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mutex.h"
@@ -57,6 +92,58 @@
 #ifdef CF_TEST_HOOKS
 cf__fault_hook_fn cf__fault_hook; /* fault.h */
 #endif
+
+/* ---- the process ---- */
+
+static pid_t self;   /* this worker's pid: a process with another is a fork of it */
+static pid_t zygote; /* its parent */
+
+static bool is_self(void) {
+  return cf__self_pid() == self;
+}
+
+/* Every way out of the worker: the task's own output, then no atexit
+ * handler and no other stdio buffer (DESIGN, Start). */
+__attribute__((noreturn)) static void leave(int status) {
+  fflush(stdout);
+  fflush(stderr);
+  _exit(status);
+}
+
+static void on_exit_call(int status, void *arg) {
+  (void)arg;
+  leave(status); /* in a task's fork too: no host handler runs there either */
+}
+
+/* The eventfd as the worker found it (DESIGN, The eventfd). */
+static struct {
+  dev_t dev;
+  ino_t ino;
+  dev_t rdev;
+  mode_t mode;
+  int flags;
+} evfd_id;
+
+static void evfd_record(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) leave(CF__WORKER_EXIT_MUTE);
+  evfd_id.dev = st.st_dev;
+  evfd_id.ino = st.st_ino;
+  evfd_id.rdev = st.st_rdev;
+  evfd_id.mode = st.st_mode;
+  evfd_id.flags = fcntl(fd, F_GETFL);
+}
+
+static bool evfd_ours(int fd) {
+  struct stat st;
+  if (fcntl(fd, F_GETFL) != evfd_id.flags || fstat(fd, &st) != 0 || st.st_dev != evfd_id.dev ||
+      st.st_ino != evfd_id.ino || st.st_rdev != evfd_id.rdev || st.st_mode != evfd_id.mode)
+    return false;
+  /* eventfds share one inode: only kcmp tells two apart (0: the same open
+   * file as the zygote's fd of that number; ENOSYS/EPERM: no verdict) */
+  long k = syscall(SYS_kcmp, self, zygote, KCMP_FILE, fd, fd);
+  return k == 0 || (k < 0 && errno != EBADF);
+}
 
 /* ---- the task's context ---- */
 
@@ -91,6 +178,7 @@ static void set_outcome(cf__slot *sl, int err) {
 
 static int w_ret(cf_call *c, const void *v, size_t len) {
   wcall *wc = (wcall *)c;
+  if (!is_self()) return CF_EFORKED;          /* DESIGN, Forks inside a task */
   int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
   if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
   if (rc != 0) return rc;
@@ -114,6 +202,7 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
 
 static int w_fail(cf_call *c, int code, const char *msg) {
   wcall *wc = (wcall *)c;
+  if (!is_self()) return CF_EFORKED;
   if (cf__call_record_fail(c) != 0) return CF_EINVAL;
   size_t n = msg ? strnlen(msg, CF_MESSAGE_MAX - 1) : 0;
   if (n) memcpy(wc->sl->msg, msg, n);
@@ -133,7 +222,19 @@ static bool w_stop(cf_call *c) {
   return wc->deadline && cf__now_ns() >= wc->deadline;
 }
 
-static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
+/* A code address of the parent, as one of this process (0: none): checked
+ * as it is in fork mode (text.h), translated in exec mode (image.h). The
+ * task's own function and a map chunk's (cf__call_fn) come this way. */
+static uintptr_t fn_here(const cf__pool_cfg *cfg, uint64_t a) {
+  if (cfg->start == CF_START_EXEC) return cf__image_translate(&cfg->image, a);
+  return cf__text_contains(&cfg->text, (uintptr_t)a) ? (uintptr_t)a : 0;
+}
+
+static uintptr_t w_fn_here(cf_call *c, uint64_t a) {
+  return fn_here(((wcall *)c)->cfg, a);
+}
+
+static const cf__call_ops w_ops = {w_ret, w_fail, w_stop, w_fn_here};
 
 /* ---- the loop ---- */
 
@@ -178,7 +279,10 @@ static void notify(const cf__pool_cfg *cfg, uint32_t s, uint32_t gen) {
                     cf__hint_make(s, cf__hint_genbits(gen))) != 0)
     atomic_store(&ctl->cq_overflow, 1);
   /* seq_cst: Dekker with the supervisor going to sleep (idle.h) */
-  if (atomic_exchange(&ctl->sv_sleeping, 0)) cf__sv_kick(cfg->evfd);
+  if (atomic_exchange(&ctl->sv_sleeping, 0)) {
+    if (!evfd_ours(cfg->evfd)) leave(CF__WORKER_EXIT_MUTE); /* DESIGN, The eventfd */
+    cf__sv_kick(cfg->evfd);
+  }
 }
 
 /* Claim the slot of hint h for worker idx: the RUNNING word, or 0 (a stale
@@ -221,13 +325,14 @@ static void run_one(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, 
       alen <= cfg->max_arg ? cf__slot_arg(&cfg->seg, sl, s, alen, sl->big) : NULL;
   if (!arg) {
     err = CF_EPROTO;
-  } else if (!cf__text_contains(&cfg->text, fn)) {
+  } else if (!(fn = fn_here(cfg, fn))) {
     err = CF_EINVAL;
   } else {
     wc.c.arg = arg;
     wc.c.arg_len = alen;
     cf__inline_spawn = &wc.c; /* cf_spawn inside the task runs inline */
     ((cf_fn)fn)(&wc.c);
+    if (!is_self()) _exit(0); /* a fork of the task returned: DESIGN */
     cf__inline_spawn = NULL;
     if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
     if (wc.deadline && cf__now_ns() >= wc.deadline) {
@@ -250,7 +355,7 @@ static void run_one(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, 
   for (;;) {
     if (cf__st_state(w) != CF_STATE_RUNNING || cf__st_owner(w) != idx + 1 || cf__st_gen(w) != gen) {
       atomic_fetch_sub_explicit(&rec->completed, 1, memory_order_relaxed);
-      _exit(0); /* the parent completed it and is killing us (DESIGN) */
+      leave(0); /* the parent completed it and is killing us (DESIGN) */
     }
     uint32_t nw =
         cf__st_make(gen, idx + 1, to) | (w & (CF__ST_WAITERS | CF__ST_NOTIFY | CF__ST_STOP));
@@ -268,30 +373,44 @@ static void run_one(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, 
     notify(cfg, s, gen);
 }
 
-void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t zygote) {
+void cf__worker_main(const cf__pool_cfg *cfg, unsigned idx, pid_t parent,
+                     const struct sigaction *host_chld) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (getppid() != zygote) _exit(0); /* the zygote died before the prctl */
-  cf__assert(cf__pp_in_child);       /* inherited from the zygote */
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, NULL);
-  signal(SIGCHLD, SIG_DFL);
-  signal(SIGPIPE, SIG_DFL);
+  if (getppid() != parent) _exit(0); /* the zygote died before the prctl */
+  (void)setpgid(0, 0);               /* and the zygote: whoever runs first */
+  self = getpid();
+  zygote = parent;
+  cf__assert(cf__self_pid() == self);
+  sigaction(SIGCHLD, host_chld, NULL);
+  /* The copied stdio buffers are the host's (fork mode): not ours to write
+   * or to read again. */
+  __fpurge(stdin);
+  __fpurge(stdout);
+  __fpurge(stderr);
   cf__worker_rec *rec = &cfg->seg.workers[idx];
-  atomic_store(&rec->pid, (int32_t)getpid());
-  if (cf__seg_check(&cfg->seg) != 0) _exit(2);
+  atomic_store(&rec->pid, (int32_t)self);
+  if (cf__seg_check(&cfg->seg) != 0) _exit(CF__WORKER_EXIT_SEGMENT);
+  evfd_record(cfg->evfd);
   cf__worker_name_self(cfg->name, idx);
   if (cfg->pin) cf__worker_pin_self(&cfg->cpus, idx);
-  if (cfg->init && cfg->init(cfg->init_arg) != 0) _exit(3); /* not started: the pool breaks */
+  on_exit(on_exit_call, NULL); /* after the host's handlers: runs before them */
+  /* Last: from here signals reach the worker as they would the host's
+   * creating thread. */
+  sigprocmask(SIG_SETMASK, &cfg->host_mask, NULL);
+  if (cfg->init && cfg->init(cfg->init_arg) != 0) {
+    if (!is_self()) _exit(0);
+    leave(CF__WORKER_EXIT_INIT); /* not started: the pool breaks (recovery.c) */
+  }
   atomic_store(&rec->started, 1);
   unsigned long done = 0;
   for (;;) {
+    if (!is_self()) _exit(0); /* a fork of the initializer returned */
     uint32_t h = next_hint(cfg, rec);
     cf__fault_point(CF__PP_AFTER_POP, cf__hint_slot(h));
     uint32_t running = claim(cfg, rec, idx, h);
     atomic_store(&rec->taking, CF__HINT_NONE);
     if (!running) continue; /* stale or duplicate hint */
     run_one(cfg, rec, idx, cf__hint_slot(h), running);
-    if (cfg->max_tasks && ++done >= cfg->max_tasks) _exit(0);
+    if (cfg->max_tasks && ++done >= cfg->max_tasks) leave(0);
   }
 }

@@ -52,6 +52,8 @@ const char *cf_strerror(int code) {
       return "task function not in any module the executor's workers have";
     case CF_EDEADLK:
       return "could never proceed from here (would wait for ever)";
+    case CF_EFORKED:
+      return "executor belongs to another process (used after fork)";
     default:
       return "unknown error";
   }
@@ -61,10 +63,17 @@ static inline bool valid_ex(const cf_executor *ex) {
   return ex && ex->magic == CF__EXECUTOR_MAGIC && ex->vt;
 }
 
+/* 0, CF_EINVAL (not an executor) or CF_EFORKED (another process's). */
+static inline int check_ex(const cf_executor *ex) {
+  return valid_ex(ex) ? cf__executor_foreign(ex) : CF_EINVAL;
+}
+
 int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const cf_submit_opts *so,
                  cf_future **out) {
   if (out) *out = NULL;
   if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
+  int e = cf__executor_foreign(ex);
+  if (e) return e;
   int64_t deadline = 0;
   unsigned flags = 0;
   if (so) {
@@ -83,6 +92,8 @@ int cf_submit_ex(cf_executor *ex, cf_fn fn, const void *arg, size_t len, const c
 int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future **out) {
   if (out) *out = NULL;
   if (!valid_ex(ex) || !fn || !out || (!arg && len > 0)) return CF_EINVAL;
+  int e = cf__executor_foreign(ex);
+  if (e) return e;
   cf_scope *scope = cf__scope_tl;
   if (__builtin_expect(scope != NULL, 0))
     return cf__scope_submit(ex, fn, arg, len, 0, 0, scope, out);
@@ -90,13 +101,15 @@ int cf_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, cf_future 
 }
 
 int cf_executor_shutdown(cf_executor *ex, unsigned flags) {
-  if (!valid_ex(ex)) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   return ex->vt->shutdown(ex, flags);
 }
 
 int cf_executor_destroy(cf_executor *ex) {
   if (!ex) return 0;
-  if (!valid_ex(ex)) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   if (ex->vt->is_worker && ex->vt->is_worker(ex)) return CF_EINVAL;
   return ex->vt->destroy(ex);
 }
@@ -110,7 +123,9 @@ int cf_executor_time_tasks(cf_executor *ex, bool on) {
 }
 
 int cf_executor_stats(cf_executor *ex, cf_stats *out) {
-  if (!valid_ex(ex) || !out) return CF_EINVAL;
+  if (!out) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   memset(out, 0, sizeof *out);
   return ex->vt->stats(ex, out);
 }

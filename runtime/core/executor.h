@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "sys.h"
 
 typedef struct cf__executor_vtbl {
   /* Arguments are checked (ex, fn, out non-NULL; arg non-NULL if len > 0).
@@ -53,7 +54,21 @@ struct cf_executor {
   _Atomic(struct cf__timer *) timer;
   /* cf_executor_time_tasks: stamp each future at submit (f->t_submit) */
   _Atomic bool time_tasks;
+  /* 0: any process may use it. Else the pid of the only process that may
+   * (a process pool's creator): its futures' words and its slot table live
+   * in memory that a fork copies or shares, so a call from a fork of it
+   * would act on the parent's tasks. Such a call gets CF_EFORKED. */
+  int owner_pid;
 };
+
+/* 0 if the caller may use ex. Else CF_EDEADLK in one of ex's own fork-mode
+ * workers (a task calling into the copy of its own pool: nothing there
+ * could ever run it), CF_EFORKED in any other process (a fork of the
+ * owner, a worker holding a copy of another pool). */
+static inline int cf__executor_foreign(const cf_executor *ex) {
+  if (!ex->owner_pid || ex->owner_pid == cf__self_pid()) return 0;
+  return (const void *)ex == cf__worker_ex ? CF_EDEADLK : CF_EFORKED;
+}
 
 /* The task cf_map submits for a chunk (map.c). Its argument begins with the
  * user's cf_fn as a u64: an executor whose workers live in another address

@@ -302,7 +302,7 @@ static bool local_stop(cf_call *c) {
   return ex && atomic_load_explicit(&ex->stop_all, memory_order_relaxed);
 }
 
-static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop};
+static const cf__call_ops local_call_ops = {local_ret, local_fail, local_stop, NULL};
 
 /* ---- the claim and the local call, for promises (promise.c) ---------- */
 
@@ -562,13 +562,17 @@ static int done_error(cf_future *f, uint32_t w) {
 
 int cf_future_wait(cf_future *f, int64_t timeout_ns) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   if (cf__st_done(cf__future_load(f))) return 0;
   return wait_until(f, timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns));
 }
 
 int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags) {
   if (!valid(f) || (flags & ~CF_WAIT_NO_HELP)) return CF_EINVAL;
-  if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+  int e = cf__future_foreign(f);
+  if (e) return e;
+  if (cf__st_done(cf__future_load(f))) return 0;
   int64_t deadline = timeout_ns < 0 ? -1 : cf__deadline_after(timeout_ns);
   if (flags & CF_WAIT_NO_HELP) return cf__future_block_until(f, deadline);
   return wait_until(f, deadline);
@@ -576,6 +580,8 @@ int cf_future_wait_ex(cf_future *f, int64_t timeout_ns, unsigned flags) {
 
 int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t timeout_ns) {
   if (!valid(f) || (!out && cap)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   /* acquire: pairs with the completer's release (result bytes) */
   uint32_t w = cf__future_load(f);
   if (!cf__st_done(w)) {
@@ -597,6 +603,8 @@ int cf_future_result(cf_future *f, void *out, size_t cap, size_t *len, int64_t t
 
 int cf_future_cancel(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   if (f->vt && f->vt->cancel) return f->vt->cancel(f);
   _Atomic uint32_t *word = f->word;
   uint32_t w = atomic_load_explicit(word, memory_order_acquire);
@@ -624,23 +632,27 @@ int cf_future_cancel(cf_future *f) {
 
 int cf_future_state(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   return (int)cf__st_state(cf__future_load(f));
 }
 
 bool cf_future_done(cf_future *f) {
-  return valid(f) && cf__st_done(cf__future_load(f));
+  return valid(f) && !cf__future_foreign(f) && cf__st_done(cf__future_load(f));
 }
 
 bool cf_future_running(cf_future *f) {
-  return valid(f) && cf__st_state(cf__future_load(f)) == CF_STATE_RUNNING;
+  return valid(f) && !cf__future_foreign(f) && cf__st_state(cf__future_load(f)) == CF_STATE_RUNNING;
 }
 
 bool cf_future_cancelled(cf_future *f) {
-  return valid(f) && cf__st_state(cf__future_load(f)) == CF_STATE_CANCELLED;
+  return valid(f) && !cf__future_foreign(f) && cf__st_state(cf__future_load(f)) == CF_STATE_CANCELLED;
 }
 
 int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   uint32_t w = cf__future_load(f);
   uint32_t st = cf__st_state(w);
   if (st == CF_STATE_CANCELLED) {
@@ -664,6 +676,8 @@ int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {
 
 int cf_future_crash_info(cf_future *f, cf_crash_info *out) {
   if (!valid(f) || !out) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   if (!cf__st_done(cf__future_load(f))) return CF_EINVAL;
   if (!f->vt || !f->vt->crash_info) return CF_EINVAL;
   return f->vt->crash_info(f, out);
@@ -719,11 +733,16 @@ int cf__future_add_callback(cf_future *f, cf_done_fn fn, void *arg, bool interna
 }
 
 int cf_future_add_done_callback(cf_future *f, cf_done_fn fn, void *arg) {
+  if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   return cf__future_add_callback(f, fn, arg, false);
 }
 
 int cf_future_retain(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  int e = cf__future_foreign(f);
+  if (e) return e;
   uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed);
   do {
     if ((uint32_t)v == 0 || (uint32_t)v == UINT32_MAX) return CF_EINVAL;
@@ -735,6 +754,9 @@ int cf_future_retain(cf_future *f) {
 
 int cf_future_release(cf_future *f) {
   if (!valid(f)) return CF_EINVAL;
+  /* a fork's copy is left alone: releasing it would mark the parent's slot */
+  int e = cf__future_foreign(f);
+  if (e) return e;
   uint64_t v = atomic_load_explicit(&f->rc, memory_order_relaxed);
   do {
     if ((uint32_t)v == 0) return CF_EINVAL; /* no handle left: a release too many */

@@ -58,6 +58,7 @@
 
 #include "cfutures.h"
 #include "debug.h"
+#include "executor.h"
 
 #define CF__ST_MASK 0x7u
 #define CF__ST_WAITERS 0x8u
@@ -196,6 +197,14 @@ struct cf__cb {
 
 extern const cf__future_vtbl cf__local_future_vtbl;
 
+/* A process future used from another process than its pool's (a fork of
+ * it): CF_EFORKED, else 0. Every public call on a future checks it before
+ * it touches the word (which a fork shares with the parent). A shared
+ * future's executor outlives it (the pool holds a reference per slot). */
+static inline int cf__future_foreign(const cf_future *f) {
+  return f->shared && f->executor ? cf__executor_foreign(f->executor) : 0;
+}
+
 /* What a running task did with its cf_call so far (cf_call.outcome). */
 enum {
   CF__OUTCOME_NONE = 0,     /* neither returned nor failed yet */
@@ -209,7 +218,12 @@ typedef struct cf__call_ops {
   int (*ret)(cf_call *c, const void *v, size_t len);
   int (*fail)(cf_call *c, int code, const char *msg);
   bool (*stop_requested)(cf_call *c);
+  /* A task function the submitting process named by its address (inside
+   * an argument: a map chunk's), as an address to call here, or 0 if it
+   * names no code. NULL: addresses mean the same here (threads, forks). */
+  uintptr_t (*fn_here)(cf_call *c, uint64_t submitter_addr);
 } cf__call_ops;
+
 
 struct cf_call {
   const cf__call_ops *ops;
@@ -220,6 +234,13 @@ struct cf_call {
   int outcome;       /* CF__OUTCOME_* */
   int err;           /* CF__OUTCOME_FAILED: the CF_E* the future fails with */
 };
+
+/* The function `addr` of the submitting process names, callable in the
+ * calling one (see cf__call_ops.fn_here): NULL if it names none. */
+static inline cf_fn cf__call_fn(cf_call *c, uint64_t addr) {
+  uintptr_t f = c->ops->fn_here ? c->ops->fn_here(c, addr) : (uintptr_t)addr;
+  return (cf_fn)f;
+}
 
 /* The outcome checks every cf__call_ops implementation makes, inline (a
  * frame's return stays call-free). */

@@ -153,7 +153,7 @@ static bool inner_stop(cf_call *c) {
   return cf_call_stop_requested(x->outer);
 }
 
-static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop};
+static const cf__call_ops inner_ops = {inner_ret, inner_fail, inner_stop, NULL};
 
 #define CHUNK_SPLIT 1u /* packed result flag: items are left, submit them again */
 #define CHUNK_HDR 16   /* [u64 count][u64 flags] */
@@ -169,7 +169,11 @@ void cf__map_chunk_runner(cf_call *outer) {
   }
   memcpy(&fnbits, a, 8);
   memcpy(&count, a + 8, 8);
-  cf_fn fn = (cf_fn)(uintptr_t)fnbits;
+  cf_fn fn = cf__call_fn(outer, fnbits); /* an exec'ed worker's own address */
+  if (!fn) {
+    cf_call_fail(outer, CF_EINVAL, "map chunk: not a function of the program");
+    return;
+  }
   /* Results of a small chunk stay on the stack: no allocation per chunk. */
   unsigned char stackbuf[2048] __attribute__((aligned(16)));
   packbuf out = {.p = stackbuf, .len = 0, .cap = sizeof stackbuf, .oom = false, .borrowed = true};
@@ -269,7 +273,13 @@ struct cf_map {
   int last_err, last_code;
   char last_msg[CF_MESSAGE_MAX];
   array_src arr;
+  int pid; /* the executor's owner_pid (executor.h), read at creation */
 };
+
+/* The map was copied into a fork of the process that owns its executor. */
+static bool map_foreign(const cf_map *m) {
+  return m->pid && m->pid != cf__self_pid();
+}
 
 static int array_next(void *arg, const void **item, size_t *len) {
   array_src *a = arg;
@@ -405,6 +415,8 @@ static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg
   if (!out) return CF_EINVAL;
   *out = NULL;
   if (!ex || ex->magic != CF__EXECUTOR_MAGIC || !fn || !src) return CF_EINVAL;
+  int e = cf__executor_foreign(ex);
+  if (e) return e;
   size_t window = o ? o->window : 0;
   if (window == 0) {
     unsigned w = ex->vt->workers(ex);
@@ -421,6 +433,7 @@ static int map_start(cf_executor *ex, cf_fn fn, cf_map_source src, void *src_arg
     return CF_ENOMEM;
   }
   m->ex = ex;
+  m->pid = ex->owner_pid;
   m->fn = fn;
   m->window = window;
   m->chunk = chunk;
@@ -607,6 +620,7 @@ static int map_next(cf_map *m, void *out, size_t cap, size_t *len) {
 
 int cf_map_next(cf_map *m, void *out, size_t cap, size_t *len) {
   if (!m || (cap > 0 && !out)) return CF_EINVAL;
+  if (map_foreign(m)) return CF_EFORKED;
   cf__debug_enter(&m->busy);
   int rc = map_next(m, out, cap, len);
   cf__debug_leave(&m->busy);
@@ -627,6 +641,7 @@ int cf_map_error(cf_map *m, int *code, char *message, size_t cap) {
 
 void cf_map_free(cf_map *m) {
   if (!m) return;
+  if (map_foreign(m)) return; /* a fork's copy: the tasks are the parent's */
   cf__assert(!atomic_load_explicit(&m->busy, memory_order_relaxed)); /* not inside cf_map_next */
   for (size_t i = 0; i < m->inflight; i++) {
     slot *s = &m->ring[(m->head + i) % m->window];

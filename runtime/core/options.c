@@ -56,6 +56,7 @@ static void read_user(const cf_options *user, cf_options *u) {
   KEEP_IF_COVERED(ring_capacity);
   KEEP_IF_COVERED(max_futures);
   KEEP_IF_COVERED(wait_help);
+  KEEP_IF_COVERED(start_mode);
 #undef KEEP_IF_COVERED
 }
 
@@ -83,11 +84,13 @@ int cf__options_load(const cf_options *user, cf__options *out) {
   out->ring_capacity = or_default(u.ring_capacity, CF__DEFAULT_RING);
   out->max_futures = u.max_futures; /* 0: derived by the process pool */
   out->wait_help = u.wait_help;
+  out->start_mode = u.start_mode ? u.start_mode : CF_START_EXEC;
 
   size_t ring = out->ring_capacity;
   if (out->workers > CF__MAX_WORKERS || ring < 2 || (ring & (ring - 1)) || ring > CF__MAX_RING ||
       out->max_futures > CF__MAX_FUTURES || out->max_arg_size > CF__MAX_ARG_RESULT ||
-      out->max_result_size > CF__MAX_ARG_RESULT || out->wait_help > CF_HELP_NONE)
+      out->max_result_size > CF__MAX_ARG_RESULT || out->wait_help > CF_HELP_NONE ||
+      out->start_mode > CF_START_FORK)
     return CF_EINVAL;
 
   if (out->pin_cpus && sched_getaffinity(0, sizeof out->cpus.set, &out->cpus.set) == 0) {

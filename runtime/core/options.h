@@ -74,6 +74,7 @@ typedef struct cf__options {
   size_t ring_capacity;                 /* a power of two in 2..CF__MAX_RING */
   size_t max_futures;                   /* 0..CF__MAX_FUTURES; 0: the pool's default */
   unsigned wait_help;                   /* CF_HELP_* */
+  unsigned start_mode;                  /* CF_START_EXEC or CF_START_FORK */
 } cf__options;
 
 /* The creating thread, at pool creation: load `user` (may be NULL) into

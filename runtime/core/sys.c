@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,39 @@ int64_t cf__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+const void *cf__worker_ex;
+
+/* The pid cache (cf__self_pid): one page, wiped in every fork child. */
+static _Atomic(_Atomic int *) pid_page;
+static _Atomic bool pid_no_wipe; /* the kernel refused MADV_WIPEONFORK */
+
+int cf__self_pid(void) {
+  /* acquire: pairs with the CAS that installs the page; the pid on it is
+   * only ever our own (relaxed) */
+  _Atomic int *pg = atomic_load_explicit(&pid_page, memory_order_acquire);
+  if (__builtin_expect(pg != NULL, 1)) {
+    int v = atomic_load_explicit(pg, memory_order_relaxed);
+    if (__builtin_expect(v != 0, 1)) return v;
+    v = (int)getpid();
+    atomic_store_explicit(pg, v, memory_order_relaxed);
+    return v;
+  }
+  if (atomic_load_explicit(&pid_no_wipe, memory_order_relaxed)) return (int)getpid();
+  void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return (int)getpid();
+  if (madvise(m, 4096, MADV_WIPEONFORK) != 0) {
+    munmap(m, 4096);
+    atomic_store_explicit(&pid_no_wipe, true, memory_order_relaxed);
+    return (int)getpid();
+  }
+  _Atomic int *none = NULL;
+  /* acq_rel: pairs with the acquire load above (the page is mapped) */
+  if (!atomic_compare_exchange_strong_explicit(&pid_page, &none, (_Atomic int *)m,
+                                               memory_order_acq_rel, memory_order_acquire))
+    munmap(m, 4096); /* another thread installed one first */
+  return cf__self_pid();
 }
 
 int64_t cf__deadline_after(int64_t timeout_ns) {

@@ -29,6 +29,19 @@ int cf__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_a
 /* Wake up to n waiters (INT32_MAX: all). Returns how many woke. */
 int cf__futex_wake(_Atomic uint32_t *word, int n, bool shared);
 
+/* The calling process's pid, without a system call once known: it is
+ * cached on a page that a fork child sees zeroed (MADV_WIPEONFORK), so a
+ * child reads its own pid, never its parent's. Where the kernel has no
+ * MADV_WIPEONFORK, every call is a getpid(). Any thread, any process. */
+int cf__self_pid(void);
+
+/* In a fork-mode worker of a process pool (and in the processes its tasks
+ * fork): the address of the copy of its own pool's executor; NULL
+ * elsewhere. Set once by the zygote before it forks any worker (zygote.c).
+ * A task's call on it could never proceed: CF_EDEADLK, not CF_EFORKED
+ * (executor.h). */
+extern const void *cf__worker_ex;
+
 /* One spin-wait hint (PAUSE on x86). */
 void cf__cpu_relax(void);
 

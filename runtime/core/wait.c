@@ -116,6 +116,18 @@ static bool valid_future(const cf_future *f) {
   return f && f->magic == CF__FUTURE_MAGIC;
 }
 
+/* 0, CF_EINVAL (a NULL or dead entry) or CF_EFORKED (a process future of a
+ * pool of another process: see cf__future_foreign). */
+static int check_futures(cf_future *const *fs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!valid_future(fs[i])) return CF_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    int e = cf__future_foreign(fs[i]);
+    if (e) return e;
+  }
+  return 0;
+}
+
 /* ---- cf_wait ------------------------------------------------------------ */
 
 typedef struct waiter {
@@ -238,8 +250,8 @@ int cf_wait(cf_future *const *fs, size_t n, int return_when, int64_t timeout_ns,
     return CF_EINVAL;
   if (n == 0) return 0;
   if (!fs) return CF_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if (!valid_future(fs[i])) return CF_EINVAL;
+  int e = check_futures(fs, n);
+  if (e) return e;
   int64_t deadline = cf__deadline_after(timeout_ns);
 
   if (return_when == CF_ALL_COMPLETED) {
@@ -326,8 +338,14 @@ struct cf_as_completed {
   cf_future **fs;
   ac_node *nodes;
   size_t bytes;
+  int pid; /* the creating process if a future is a process one, else 0 */
   struct cf_future dummy;
 };
+
+/* The iterator was made by another process (it was copied by a fork). */
+static bool ac_foreign(const cf_as_completed *it) {
+  return it->pid && it->pid != cf__self_pid();
+}
 
 static void ac_unref(cf_as_completed *it) {
   uint32_t old = atomic_fetch_sub(&it->refs, 1);
@@ -374,8 +392,8 @@ static int mark_duplicates(cf_future *const *fs, size_t n, bool *dup) {
 int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_as_completed **out) {
   if (!out || (n > 0 && !fs)) return CF_EINVAL;
   *out = NULL;
-  for (size_t i = 0; i < n; i++)
-    if (!valid_future(fs[i])) return CF_EINVAL;
+  int e = check_futures(fs, n);
+  if (e) return e;
   if (n > (SIZE_MAX - sizeof(cf_as_completed)) / (sizeof(ac_node) + sizeof(cf_future *) + 1))
     return CF_ENOMEM;
   size_t bytes = sizeof(cf_as_completed) + n * (sizeof(ac_node) + sizeof(cf_future *) + 1);
@@ -393,7 +411,9 @@ int cf_as_completed_new(cf_future *const *fs, size_t n, int64_t timeout_ns, cf_a
   atomic_init(&it->inbox, NULL);
   atomic_init(&it->busy, false);
   cf__event_dummy_init(&it->dummy, &it->ev);
+  it->pid = 0;
   for (size_t i = 0; i < n; i++) {
+    if (fs[i]->shared) it->pid = cf__self_pid();
     it->fs[i] = fs[i];
     it->seen[i] = false;
     it->nodes[i].it = it;
@@ -482,6 +502,7 @@ static int ac_next(cf_as_completed *it, cf_future **f, size_t *index) {
 
 int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
   if (!it) return CF_EINVAL;
+  if (ac_foreign(it)) return CF_EFORKED;
   cf__debug_enter(&it->busy);
   int rc = ac_next(it, f, index);
   cf__debug_leave(&it->busy);
@@ -490,6 +511,7 @@ int cf_as_completed_next(cf_as_completed *it, cf_future **f, size_t *index) {
 
 void cf_as_completed_free(cf_as_completed *it) {
   if (!it) return;
+  if (ac_foreign(it)) return; /* a fork's copy: its futures are the parent's */
   cf__assert(!atomic_load_explicit(&it->busy, memory_order_relaxed)); /* not inside _next */
   for (size_t i = 0; i < it->n; i++) cf__future_unref(it->fs[i]);
   ac_unref(it);

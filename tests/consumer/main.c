@@ -1,7 +1,8 @@
 /*
  * consumer — a program outside the cfutures tree, built against an installed
  * copy (find_package and pkg-config --static). It prints one line that
- * install_test.sh checks: "consumer: sum of squares 0..99 = 328350".
+ * install_test.sh checks: "consumer: sum of squares 0..99 = 328350", the
+ * same on a thread pool and on a process pool.
  */
 #include <cfutures.h>
 #include <stdio.h>
@@ -13,23 +14,27 @@ static void square(cf_call *call) {
   cf_call_return(call, &y, sizeof y);
 }
 
-int main(void) {
+/* The sum of squares 0..n-1 on a thread pool or a process pool (the
+ * default start mode execs this program: the library's constructor, pulled
+ * in by the static link, turns that copy into the pool's zygote). -1 on
+ * error. */
+static long run(bool processes) {
   enum { N = 100 };
   cf_options o;
   cf_options_init(&o);
   o.workers = 2;
   cf_executor *ex = NULL;
-  int rc = cf_thread_pool_new(&o, &ex);
+  int rc = processes ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
   if (rc != 0) {
-    fprintf(stderr, "consumer: cf_thread_pool_new: %s\n", cf_strerror(rc));
-    return 1;
+    fprintf(stderr, "consumer: pool: %s\n", cf_strerror(rc));
+    return -1;
   }
   cf_future *fs[N];
   for (long i = 0; i < N; i++) {
     rc = cf_submit(ex, square, &i, sizeof i, &fs[i]);
     if (rc != 0) {
       fprintf(stderr, "consumer: cf_submit: %s\n", cf_strerror(rc));
-      return 1;
+      return -1;
     }
   }
   long sum = 0;
@@ -39,12 +44,21 @@ int main(void) {
     rc = cf_future_result(fs[i], &y, sizeof y, &len, -1);
     if (rc != 0 || len != sizeof y) {
       fprintf(stderr, "consumer: result %d: %s\n", i, cf_strerror(rc));
-      return 1;
+      return -1;
     }
     sum += y;
     cf_future_release(fs[i]);
   }
   cf_executor_destroy(ex);
-  printf("consumer: sum of squares 0..%d = %ld\n", N - 1, sum);
-  return sum == 328350 ? 0 : 1;
+  return sum;
+}
+
+int main(void) {
+  long threads = run(false), processes = run(true);
+  if (threads != processes) {
+    fprintf(stderr, "consumer: threads %ld, processes %ld\n", threads, processes);
+    return 1;
+  }
+  printf("consumer: sum of squares 0..99 = %ld\n", threads);
+  return threads == 328350 ? 0 : 1;
 }

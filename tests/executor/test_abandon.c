@@ -25,7 +25,7 @@ typedef struct shared {
   _Atomic int saw_stop; /* held tasks that saw cf_call_stop_requested */
   _Atomic int finished; /* held tasks that returned */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
@@ -148,8 +148,7 @@ static void test_shutdown_cancel_stops_running(void) {
 
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_map_free_returns);
   CF_RUN(test_map_free_returns_chunked);
   CF_RUN(test_map_free_churn);

@@ -252,14 +252,14 @@ static void test_strerror(void) {
   int codes[] = {CF_OK,      CF_EINVAL,   CF_ENOMEM, CF_ETIMEDOUT, CF_ECANCELLED, CF_ESHUTDOWN,
                  CF_EBROKEN, CF_ECRASHED, CF_E2BIG,  CF_ETASK,     CF_EAGAIN,     CF_EBUSY,
                  CF_ERANGE,  CF_EDONE,    CF_EPROTO, CF_ESYS,      CF_EDEADLINE,  CF_ENOTSUP,
-                 CF_ENOTLOADED, CF_EDEADLK};
+                 CF_ENOTLOADED, CF_EDEADLK, CF_EFORKED};
   const char *unknown = cf_strerror(INT_MIN);
   expect_true(unknown != NULL);
   for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
     const char *s = cf_strerror(codes[i]);
     expect_true(s != NULL && s[0] != 0 && strcmp(s, unknown) != 0);
   }
-  int garbage[] = {INT_MIN, INT_MAX, 1, 2, -20, -21, -100, -1000000};
+  int garbage[] = {INT_MIN, INT_MAX, 1, 2, -21, -22, -100, -1000000};
   for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++) {
     const char *s = cf_strerror(garbage[i]);
     expect_true(s != NULL);

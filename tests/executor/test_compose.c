@@ -24,7 +24,7 @@ typedef struct shared {
   _Atomic int started;  /* gate_task entries */
   _Atomic long squares; /* square_task runs */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap(void) {
   struct timespec ts = {0, 100 * 1000};
@@ -646,8 +646,7 @@ static void test_race(void) {
 
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_then_basic);
   CF_RUN(test_then_failure);
   CF_RUN(test_then_outcome);

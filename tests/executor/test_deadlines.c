@@ -24,7 +24,7 @@ typedef struct shared {
   _Atomic int saw_stop; /* held tasks that saw cf_call_stop_requested */
   _Atomic long ran;     /* quick tasks run */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
@@ -341,8 +341,7 @@ static void test_stats(void) {
 
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_fires_without_waiter);
   CF_RUN(test_fires_while_queued);
   CF_RUN(test_two_codes);

@@ -196,6 +196,10 @@ static void test_invalid(void) {
   o.workers = 1;
   o.max_futures = (size_t)1 << 21;
   expect_refused(&o, __LINE__);
+  cf_options_init(&o);
+  o.workers = 1;
+  o.start_mode = CF_START_FORK + 1;
+  expect_refused(&o, __LINE__);
   expect_rc(pool_new(&o, NULL), CF_EINVAL);
 }
 

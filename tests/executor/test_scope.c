@@ -26,7 +26,7 @@ typedef struct shared {
   _Atomic int saw_stop; /* stop_aware_task exits on stop */
   _Atomic long ran;     /* quick_task runs */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
@@ -397,8 +397,7 @@ static void test_continuation_in_scope(void) {
 
 int main(int argc, char **argv) {
   process_kind = argc > 1 && strcmp(argv[1], "process") == 0;
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_cancel_members);
   CF_RUN(test_children_inherit);
   CF_RUN(test_detach);

@@ -19,14 +19,14 @@
 static bool process_kind;
 static cf_executor *g_ex;
 
-/* Counters the tasks bump: in a shared mapping, so process workers count
- * too (they are forked after it is made). */
+/* Counters the tasks bump: in memory the process workers share in every
+ * start mode (testutil.h), so they count too. */
 #define NSLOTS 4096
 typedef struct shared {
   _Atomic long runs;
   _Atomic int slot[NSLOTS];
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static cf_executor *make_ex(unsigned workers) {
   return cf_test_new_executor(process_kind, workers);
@@ -599,7 +599,7 @@ int main(int argc, char **argv) {
   /* an MPI task runs on another rank, like a process task: the same cases */
   cf_test_kind kind = cf_test_parse_kind(argc, argv);
   process_kind = kind != CF_TEST_THREAD;
-  sh = cf_test_shared_map(sizeof *sh);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_fib);
   CF_RUN(test_deep);
   CF_RUN(test_sizes);

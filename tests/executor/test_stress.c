@@ -24,9 +24,10 @@
  *               over the same futures. Every callback runs exactly once, every
  *               future is yielded exactly once.
  *
- * The counter cells live in a MAP_SHARED anonymous mapping made before any
- * pool, so worker processes (forked from the pool's zygote) update the very
- * same cells: the oracle is the same for both executors.
+ * The counter cells live in memory shared with the worker processes at the
+ * same address in every start mode (cf_test_shared, testutil.h), made before
+ * any pool, so workers update the very same cells: the oracle is the same
+ * for both executors.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -49,6 +50,7 @@ static cf_executor *pool_new(unsigned workers) {
   cf_options o;
   cf_options_init(&o);
   o.workers = workers;
+  o.initializer = cf_test_shared_attach; /* the cells, in an exec'ed worker */
   cf_executor *ex = NULL;
   int rc = processes ? cf_process_pool_new(&o, &ex) : cf_thread_pool_new(&o, &ex);
   assert_rc(rc, 0);
@@ -599,15 +601,12 @@ int main(int argc, char **argv) {
   n_cells = n_tiny;
   if (n_sub_each * n_subs > n_cells) n_cells = n_sub_each * n_subs;
   if (n_cancel > n_cells) n_cells = n_cancel;
-  cells = mmap(NULL, n_cells * sizeof *cells, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-               -1, 0);
-  assert_true(cells != MAP_FAILED);
+  cells = cf_test_shared(n_cells * sizeof *cells);
 
   CF_RUN(test_tiny);
   CF_RUN(test_fib);
   CF_RUN(test_submitters);
   CF_RUN(test_cancel);
   CF_RUN(test_callbacks);
-  munmap((void *)cells, n_cells * sizeof *cells);
   return cf_test_done(processes ? "test_stress process" : "test_stress thread");
 }

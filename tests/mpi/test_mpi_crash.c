@@ -19,7 +19,7 @@ typedef struct shared {
   _Atomic int started;
   _Atomic int pid; /* the rank running hold_task */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap(void) {
   struct timespec ts = {0, 100 * 1000};
@@ -86,7 +86,7 @@ static void test_killed_rank(void) {
 int main(int argc, char **argv) {
   char *kind[] = {argv[0], "mpi", NULL};
   cf_test_parse_kind(2, kind);
-  sh = cf_test_shared_map(sizeof *sh);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_killed_rank);
   return cf_test_done("test_mpi_crash");
 }

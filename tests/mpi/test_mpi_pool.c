@@ -24,7 +24,7 @@ typedef struct shared {
   _Atomic int saw_stop;
   _Atomic int ran;
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap(void) {
   struct timespec ts = {0, 100 * 1000};
@@ -315,7 +315,7 @@ int main(int argc, char **argv) {
   }
   char *kind[] = {argv[0], "mpi", NULL};
   cf_test_parse_kind(2, kind);
-  sh = cf_test_shared_map(sizeof *sh);
+  cf_test_shared(sizeof(shared));
   CF_RUN(test_elsewhere); /* the first pool: ranks 1-2 become workers here */
   CF_RUN(test_refused);
   CF_RUN(test_sent_ahead);

@@ -28,9 +28,10 @@
 enum { NFUT = 4 };
 typedef enum { MAIN_CANCEL, MAIN_WAIT, SV_CANCEL, SV_WAIT, SV_DESTROY } reentry_mode;
 
-static struct shared {
+struct shared {
   _Atomic int gate_started, gate_open, submitted;
-} * sh; /* shared with the workers */
+};
+#define sh ((struct shared *)cf_test_shm) /* shared with the workers */
 
 static struct {
   reentry_mode mode;
@@ -159,8 +160,7 @@ static void test_sv_destroy(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(sizeof(struct shared));
   CF_RUN(test_main_cancel);
   CF_RUN(test_main_wait);
   CF_RUN(test_sv_cancel);

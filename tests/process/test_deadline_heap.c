@@ -23,7 +23,7 @@
 typedef struct shared {
   _Atomic int release;
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -111,8 +111,7 @@ static void test_killed_early_pid(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_heap_empties);
   CF_RUN(test_killed_early_pid);
   return cf_test_done("test_deadline_heap");

@@ -33,7 +33,7 @@ typedef struct shared {
   _Atomic int release;
   _Atomic int started;
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -180,8 +180,7 @@ static void test_stopped(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_killed_under_tasks);
   CF_RUN(test_killed_early);
   CF_RUN(test_no_spin);

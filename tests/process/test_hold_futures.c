@@ -30,7 +30,7 @@ typedef struct shared_flags {
   _Atomic int release;
   _Atomic int started;
 } shared_flags;
-static shared_flags *sh;
+#define sh ((shared_flags *)cf_test_shm)
 
 static void nap_us(long us) {
   struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
@@ -139,7 +139,14 @@ static void test_nowait(void) {
 }
 
 static void test_cannot_proceed(void) {
-  cf_executor *ex = pool(1, 0, 0);
+  /* Fork mode: the worker then holds a copy of the pool, and the task is
+   * handed its address (in exec mode that address means nothing there). */
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 1;
+  o.start_mode = CF_START_FORK;
+  cf_executor *ex = NULL;
+  assert_rc(cf_process_pool_new(&o, &ex), 0);
   cf_future *f;
   assert_rc(cf_submit(ex, t_submit_inside, &ex, sizeof ex, &f), 0);
   int64_t r = 0;
@@ -161,8 +168,7 @@ static void test_outlive_destroy(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_seed_pattern);
   CF_RUN(test_default_options);
   CF_RUN(test_nowait);

@@ -24,7 +24,7 @@
 #include "testutil.h"
 
 #define N 20000
-static _Atomic uint32_t *runs; /* per item, shared with the workers */
+#define runs ((_Atomic uint32_t *)cf_test_shm) /* per item, shared with the workers */
 
 typedef struct item {
   uint32_t index;
@@ -156,8 +156,7 @@ static void test_source(void) {
 }
 
 int main(void) {
-  runs = mmap(NULL, N * sizeof *runs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(runs != MAP_FAILED);
+  cf_test_shared(N * sizeof(_Atomic uint32_t));
   CF_RUN(test_small_items_big_chunk);
   CF_RUN(test_large_results);
   CF_RUN(test_source);

@@ -1,9 +1,10 @@
-/* cf-test: labels=stress;fault;shm timeout=300 */
+/* cf-test: labels=stress;fault;shm timeout=300 variants=exec;fork */
 /*
  * test_process_faults.c — fault injection into the process pool.
  *
+ * In the start mode argv[1] names ("exec" or "fork").
  * 1. Named points of the protocol: a test hook (cf__test_set_fault_hook,
- *    inherited by the workers) SIGKILLs the worker every k-th time it reaches one
+ *    set in each worker by its initializer) SIGKILLs the worker every k-th time it reaches one
  *    point: after popping a hint (before the claim), after claiming, while
  *    writing the result, after the completing CAS (before the wake-up and
  *    the completion notice).
@@ -45,7 +46,8 @@ typedef struct shared {
   _Atomic unsigned kills;  /* kills done by the hook */
   _Atomic uint32_t execs[MAXN];
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm) /* testutil.h */
+static unsigned start_mode;
 
 static void fault_hook(int point, uint32_t slot) {
   if (point != atomic_load(&sh->point)) return;
@@ -95,10 +97,20 @@ static int segment_mappings(void) {
   return n;
 }
 
+/* Every worker: the shared page and the hook (an exec-mode worker starts
+ * from the program file: neither is there before this runs). */
+static int worker_init(void *arg) {
+  if (cf_test_shared_attach(arg) != 0) return 1;
+  cf__test_set_fault_hook(fault_hook);
+  return 0;
+}
+
 static cf_executor *mkpool(unsigned workers) {
   cf_options o;
   cf_options_init(&o);
   o.workers = workers;
+  o.start_mode = start_mode;
+  o.initializer = worker_init;
   o.max_futures = MAXN + 256; /* the test holds every future of a batch */
   o.ring_capacity = 256;
   cf_executor *ex = NULL;
@@ -286,6 +298,8 @@ static void test_chaos(void) {
   o.workers = 3;
   o.max_futures = MAXN + 256;
   o.ring_capacity = 256;
+  o.start_mode = start_mode;
+  o.initializer = worker_init;
   recycle_often(&o);
   cf_executor *ex = NULL;
   assert_rc(cf_process_pool_new(&o, &ex), 0);
@@ -352,13 +366,13 @@ static void test_chaos(void) {
           (unsigned long long)st.respawned);
 }
 
-int main(void) {
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+int main(int argc, char **argv) {
+  start_mode = argc > 1 && strcmp(argv[1], "fork") == 0 ? CF_START_FORK : CF_START_EXEC;
+  cf_test_shared(sizeof(shared));
   srand((unsigned)time(NULL));
-  cf__test_set_fault_hook(fault_hook);
   CF_RUN(test_named_points);
   CF_RUN(test_random_kills);
   CF_RUN(test_chaos);
-  return cf_test_done("test_process_faults");
+  return cf_test_done(start_mode == CF_START_FORK ? "test_process_faults fork"
+                                                  : "test_process_faults exec");
 }

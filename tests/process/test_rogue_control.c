@@ -35,7 +35,7 @@ typedef struct shared {
   _Atomic int started;
   _Atomic int go; /* t_queued_gen waits for it */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -205,8 +205,7 @@ static void test_generations(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_control_block);
   CF_RUN(test_lying_record);
   CF_RUN(test_generations);

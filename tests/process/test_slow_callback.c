@@ -28,7 +28,7 @@ typedef struct shared {
   _Atomic int started;
   _Atomic int gate[2]; /* t_gate(i) returns once gate[i] is set */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -171,8 +171,7 @@ static void test_blocked_callback(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_blocked_callback);
   return cf_test_done("test_slow_callback");
 }

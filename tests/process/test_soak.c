@@ -56,7 +56,7 @@ typedef struct work {
   uint8_t fail, big, localtime;
 } work;
 
-static _Atomic uint32_t *execs; /* runs per task, shared with the workers */
+#define execs ((_Atomic uint32_t *)cf_test_shm) /* runs per task, shared with the workers */
 
 static uint64_t ntasks = 20000;
 static bool host_thread = true, localtime_in_tasks = false;
@@ -340,9 +340,7 @@ int main(int argc, char **argv) {
   }
   ntasks = cf_test_scale(ntasks);
   if (ntasks < 4 * WINDOW) ntasks = 4 * WINDOW;
-  execs = mmap(NULL, ntasks * sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-               -1, 0);
-  assert_true(execs != MAP_FAILED);
+  cf_test_shared(ntasks * sizeof(uint32_t));
   CF_RUN(test_soak);
   return cf_test_done("test_soak");
 }

@@ -34,8 +34,10 @@ int __lsan_is_turned_off(void) {
 
 typedef struct shared {
   _Atomic int inits; /* initializer runs */
+  _Atomic int how;   /* how the initializer dies (set before each pool: an
+                        exec-mode worker gets no pointer argument) */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -52,7 +54,8 @@ static void t_square(cf_call *c) {
 enum { DIE_ABORT, DIE_SEGV, DIE_EXIT, DIE_FAIL, DIE_KILL3, DIE_KILL_ALWAYS };
 
 static int init_die(void *arg) {
-  int how = (int)(intptr_t)arg;
+  (void)arg;
+  int how = atomic_load(&sh->how);
   int k = atomic_fetch_add(&sh->inits, 1);
   switch (how) {
     case DIE_ABORT:
@@ -78,7 +81,7 @@ static cf_executor *pool_with(int how, unsigned workers) {
   cf_options_init(&o);
   o.workers = workers;
   o.initializer = init_die;
-  o.initializer_arg = (void *)(intptr_t)how;
+  atomic_store(&sh->how, how);
   cf_executor *ex = NULL;
   assert_rc(cf_process_pool_new(&o, &ex), 0);
   return ex;
@@ -187,8 +190,7 @@ static void test_killed_before_start(void) {
 
 int main(void) {
   main_pid = getpid();
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_initializer_dies);
   CF_RUN(test_bad_header);
   CF_RUN(test_killed_before_start);

@@ -50,7 +50,7 @@ typedef struct shared {
   _Atomic int started;
   _Atomic int cleaned; /* SIGTERM handlers that ran */
 } shared;
-static shared *sh;
+#define sh ((shared *)cf_test_shm)
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -146,8 +146,7 @@ static void test_noexec_seal(void) {
 }
 
 int main(void) {
-  sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(sh != MAP_FAILED);
+  cf_test_shared(4096);
   CF_RUN(test_terminate);
   CF_RUN(test_terminate_ignored);
   CF_RUN(test_noexec_seal);

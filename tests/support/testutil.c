@@ -107,39 +107,98 @@ int cf_test_pool_new(bool process, const cf_options *o, cf_executor **ex) {
   return process ? cf_process_pool_new(o, ex) : cf_thread_pool_new(o, ex);
 }
 
-cf_executor *cf_test_new_executor(bool process, unsigned workers) {
-  cf_options o;
-  cf_options_init(&o);
-  o.workers = workers;
-  cf_executor *ex = NULL;
-  int rc = cf_test_pool_new(process, &o, &ex);
-  assert_rc(rc, 0);
-  assert_true(ex != NULL);
-  return ex;
-}
+void *cf_test_shm;
 
 static char shared_path[128];
 static void shared_unlink(void) {
   unlink(shared_path);
 }
 
-void *cf_test_shared_map(size_t size) {
+/* The "mpi" kind: every rank runs main() up to its pool and maps the same
+ * /dev/shm file itself (every rank on this host is a child of the same
+ * launcher process). */
+static void *shared_mpi(size_t size) {
   void *p = MAP_FAILED;
-  if (cf_test_kind_now != CF_TEST_MPI) {
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  } else {
-    /* every rank on this host is a child of the same launcher process */
-    const char *exe = strrchr(program_invocation_name, '/');
-    snprintf(shared_path, sizeof shared_path, "/dev/shm/cftest.%d.%s", (int)getppid(),
-             exe ? exe + 1 : program_invocation_name);
-    int fd = open(shared_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
-      p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (fd >= 0) close(fd);
-    const char *r = getenv("OMPI_COMM_WORLD_RANK");
-    if (!r) r = getenv("PMI_RANK");
-    if (r && strcmp(r, "0") == 0) atexit(shared_unlink);
-  }
-  assert_true(p != MAP_FAILED);
+  const char *exe = strrchr(program_invocation_name, '/');
+  snprintf(shared_path, sizeof shared_path, "/dev/shm/cftest.%d.%s", (int)getppid(),
+           exe ? exe + 1 : program_invocation_name);
+  int fd = open(shared_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (fd >= 0) close(fd);
+  const char *r = getenv("OMPI_COMM_WORLD_RANK");
+  if (!r) r = getenv("PMI_RANK");
+  if (r && strcmp(r, "0") == 0) atexit(shared_unlink);
   return p;
+}
+
+/* Attach the region $CF_TEST_SHARED names, at its address: 0, or -1. */
+static int shared_attach_env(bool quiet) {
+  const char *v = getenv("CF_TEST_SHARED");
+  if (!v) return 0; /* the test has none */
+  char path[64];
+  void *at;
+  size_t size;
+  int owner = 0;
+  if (sscanf(v, "%63[^:]:%p:%zu", path, &at, &size) != 3) return -1;
+  if (sscanf(path, "/proc/%d/", &owner) == 1 && owner == (int)getpid()) return 0;
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return -1;
+  void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+  close(fd);
+  if (p != at) { /* the address is taken here: the pool breaks, visibly */
+    if (p != MAP_FAILED) munmap(p, size);
+    if (!quiet)
+      fprintf(stderr, "cf_test_shared_attach: %p is taken in process %d (errno %d)\n", at,
+              (int)getpid(), errno);
+    return -1;
+  }
+  cf_test_shm = p;
+  return 0;
+}
+
+/* An exec-mode zygote is this program started again; this constructor
+ * runs before the library's (priority 101 < the default), so the region is
+ * there before the zygote forks its first worker, whatever initializer the
+ * test's pool has. */
+__attribute__((constructor(101))) static void shared_attach_early(void) {
+  (void)shared_attach_env(true);
+}
+
+void *cf_test_shared(size_t size) {
+  if (cf_test_kind_now == CF_TEST_MPI) {
+    void *p = shared_mpi(size);
+    assert_true(p != MAP_FAILED);
+    cf_test_shm = p;
+    return p;
+  }
+  cf_test_shm = NULL; /* one inherited from a test that started this one stays mapped */
+  int fd = memfd_create("cf-test-shared", 0);
+  assert_true(fd >= 0);
+  assert_true(ftruncate(fd, (off_t)size) == 0);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  assert_true(p != MAP_FAILED);
+  char v[128];
+  snprintf(v, sizeof v, "/proc/%d/fd/%d:%p:%zu", (int)getpid(), fd, p, size);
+  assert_true(setenv("CF_TEST_SHARED", v, 1) == 0);
+  cf_test_shm = p;
+  return p;
+}
+
+int cf_test_shared_attach(void *unused) {
+  (void)unused;
+  if (cf_test_shm) return 0; /* this process made it, or inherited it */
+  return shared_attach_env(false);
+}
+
+cf_executor *cf_test_new_executor(bool process, unsigned workers) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = workers;
+  o.initializer = cf_test_shared_attach;
+  cf_executor *ex = NULL;
+  int rc = cf_test_pool_new(process, &o, &ex);
+  assert_rc(rc, 0);
+  assert_true(ex != NULL);
+  return ex;
 }

@@ -42,13 +42,25 @@ extern cf_test_kind cf_test_kind_now;
 cf_executor *cf_test_new_executor(bool process, unsigned workers);
 /* The same with options: the pool of the kind given (MPI as above). */
 int cf_test_pool_new(bool process, const cf_options *o, cf_executor **ex);
-/* Memory the test shares with its workers, zeroed, made before any pool:
- * an anonymous shared mapping (forked process workers see it), or for the
- * "mpi" kind a file in /dev/shm named after the launcher's pid, which
- * every rank of the job on this host maps (rank 0 removes it at exit). */
-void *cf_test_shared_map(size_t size);
+/* Memory shared with a pool's workers in every start mode: one MAP_SHARED
+ * region of `size` zeroed bytes per test binary, made before any pool.
+ * cf_test_shm is its address in every process (NULL until made or
+ * attached); tests name it through a macro (#define sh ((T *)cf_test_shm)).
+ * Process pools: it is at the same address in the test and in each worker,
+ * so pointers into it may travel in task arguments. A fork-mode worker
+ * inherits it; an exec-mode zygote (the program started again: none of the
+ * test's memory) attaches it from $CF_TEST_SHARED in a constructor that
+ * runs before the library's, so every worker has it whatever its
+ * initializer; cf_test_shared_attach (the initializer cf_test_new_executor
+ * sets) does the same later and is a no-op where it is mapped. The "mpi"
+ * kind: a file in /dev/shm named after the launcher's pid, which every rank
+ * of the job on this host maps (rank 0 removes it at exit). */
+extern void *cf_test_shm;
+void *cf_test_shared(size_t size);
+int cf_test_shared_attach(void *unused);
 /* Run a named test function and count it (skipped when $CF_TEST_ONLY is
- * set and does not name it). Disarms the watchdog when it returns. */
+ * set and does not name it: a comma-separated list). Disarms the watchdog
+ * when it returns. */
 void cf_test_run(const char *name, void (*fn)(void));
 /* Arm the watchdog (SIGALRM): a hang becomes a failure. If it is not
  * re-armed or disarmed within `seconds` (scaled up by $CF_TEST_SCALE under
