@@ -452,7 +452,8 @@ static bool w_stop(cf_call *c) {
   return wc->t->stop;
 }
 
-static const cf__call_ops w_ops = {w_ret, w_fail, w_stop};
+static const cf__call_ops w_ops = {w_ret, w_fail, w_stop,
+                                   NULL}; /* the chunk's function is translated already */
 
 static void run_one(void) {
   wtask *t = W.head;

@@ -474,7 +474,9 @@ static int block_shared(cf_future *f, int64_t deadline_abs) {
   uint32_t gen = cf__st_gen(atomic_load_explicit(&f->state, memory_order_relaxed));
   for (;;) {
     _Atomic uint32_t *word = atomic_load_explicit(&f->word, memory_order_acquire);
-    if (word == &f->state) return 0; /* moved: done */
+    /* moved (then done), or a word that never moves (MPI's futures: the
+     * shared flavour on their own state word, mpi_pool.h) */
+    if (word == &f->state) return cf__word_wait(word, deadline_abs, true);
     int r = cf__word_wait_gen(word, gen, deadline_abs, true);
     if (r) return r;
     if (cf__st_gen(atomic_load_explicit(word, memory_order_acquire)) == gen) return 0; /* done */
@@ -617,6 +619,7 @@ int cf_future_cancel(cf_future *f) {
         w = atomic_load_explicit(word, memory_order_acquire);
         continue;
       case CF_STATE_RUNNING:
+        if (f->vt && f->vt->cancel_running) return f->vt->cancel_running(f);
         cf__future_request_stop(f);
         /* it may have finished meanwhile */
         w = atomic_load_explicit(word, memory_order_acquire);
@@ -646,7 +649,8 @@ bool cf_future_running(cf_future *f) {
 }
 
 bool cf_future_cancelled(cf_future *f) {
-  return valid(f) && !cf__future_foreign(f) && cf__st_state(cf__future_load(f)) == CF_STATE_CANCELLED;
+  return valid(f) && !cf__future_foreign(f) &&
+         cf__st_state(cf__future_load(f)) == CF_STATE_CANCELLED;
 }
 
 int cf_future_error(cf_future *f, int *code, char *message, size_t cap) {

@@ -111,6 +111,10 @@ typedef struct cf__future_vtbl {
    * pending or running task, under the pool's lock). Returns what
    * cf_future_cancel returns. */
   int (*cancel)(cf_future *f);
+  /* Else: cf_future_cancel() after the generic PENDING -> CANCELLED CAS
+   * failed because the task runs (MPI: ask the rank). Returns what
+   * cf_future_cancel returns. */
+  int (*cancel_running)(cf_future *f);
   /* A callback was added to a future that is not done: make sure the
    * callbacks will run when it completes (process pool: NOTIFY bit). */
   void (*watch)(cf_future *f);
@@ -223,7 +227,6 @@ typedef struct cf__call_ops {
    * names no code. NULL: addresses mean the same here (threads, forks). */
   uintptr_t (*fn_here)(cf_call *c, uint64_t submitter_addr);
 } cf__call_ops;
-
 
 struct cf_call {
   const cf__call_ops *ops;
