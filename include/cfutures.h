@@ -332,8 +332,8 @@ typedef struct cf_stats {
    * header of the library they link, as a static library implies). */
   uint64_t deadline_expired; /* futures failed with CF_EDEADLINE (process
                                 pool: by its supervisor, queued or killed) */
-  /* Task timing, while cf_executor_time_tasks() has it on (thread pool;
-   * a process pool leaves these 0): */
+  /* Task timing, while cf_executor_time_tasks() has it on (thread and
+   * process pools; an MPI pool leaves these 0): */
   uint64_t timed;         /* tasks measured */
   uint64_t queue_wait_ns; /* their total time from submit to start */
   uint64_t run_ns;        /* their total time from start to finish */
@@ -733,7 +733,10 @@ void cf_completion_queue_free(cf_completion_queue *q);
  * timed, queue_wait_ns and run_ns. Off by default: it reads the clock at
  * submit, start and finish of every task (a clock read costs 20-100 ns by
  * machine), and takes a thread pool's submits off their fastest path. A
- * process pool does not measure (0, the sums stay 0). 0 or CF_EINVAL. */
+ * process pool measures in the worker (CLOCK_MONOTONIC is one clock for
+ * every process) and counts a task when its outcome reaches its future;
+ * a task whose worker died is not counted. An MPI pool does not measure
+ * (the sums stay 0: ranks need not share a clock). 0 or CF_EINVAL. */
 int cf_executor_time_tasks(cf_executor *ex, bool on);
 
 /* ---- Waiting without helping ------------------------------------------- */

@@ -176,6 +176,9 @@ typedef struct cf__pool {
   pthread_t cbt;
 
   _Atomic uint64_t submitted, cancelled, crashed, respawned, expired; /* statistics */
+  /* cf_executor_time_tasks: tasks measured, their queue wait and run time
+   * (added when a worker's outcome moves into its future: slot_future.c) */
+  _Atomic uint64_t timed, queue_wait_ns, run_ns;
 } cf__pool;
 
 static inline cf__slot *cf__pp_slot(cf__pool *p, uint32_t s) {

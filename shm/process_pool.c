@@ -122,10 +122,15 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   sl->deadline = deadline_abs;
   sl->arg_len = (uint32_t)len;
   sl->big = region;
+  /* relaxed: a hint (cf_executor_time_tasks) */
+  int64_t t_submit =
+      atomic_load_explicit(&p->base.time_tasks, memory_order_relaxed) ? cf__now_ns() : 0;
+  sl->timed = t_submit != 0;
   if (len) memcpy(cf__slot_arg(seg, sl, s, len, region), arg, len);
   cf__slot_future_bind(f, p, s, gen);
   f->fn = fn;
   f->deadline = deadline_abs;
+  f->t_submit = t_submit;
   /* release: pairs with the worker's acquire in claim(): fn and the
    * argument are visible to whoever sees this word */
   atomic_store_explicit(&sl->word, cf__st_make(gen, 0, CF_STATE_PENDING), memory_order_release);
@@ -336,6 +341,9 @@ static int pp_stats(cf_executor *ex, cf_stats *out) {
   out->crashed = atomic_load_explicit(&p->crashed, memory_order_relaxed);
   out->respawned = atomic_load_explicit(&p->respawned, memory_order_relaxed);
   out->deadline_expired = atomic_load_explicit(&p->expired, memory_order_relaxed);
+  out->timed = atomic_load_explicit(&p->timed, memory_order_relaxed);
+  out->queue_wait_ns = atomic_load_explicit(&p->queue_wait_ns, memory_order_relaxed);
+  out->run_ns = atomic_load_explicit(&p->run_ns, memory_order_relaxed);
   for (unsigned i = 0; i < p->cfg.nworkers; i++) {
     out->completed += atomic_load_explicit(&seg->workers[i].completed, memory_order_relaxed);
     out->parks += atomic_load_explicit(&seg->workers[i].parks, memory_order_relaxed);

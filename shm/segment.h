@@ -148,7 +148,12 @@ typedef struct cf__slot {
   _Atomic uint32_t msg_len;
   int64_t deadline; /* absolute CLOCK_MONOTONIC ns, 0: none (parent-written) */
   uint32_t big;     /* an argument over slot_arg: its big region (parent-written) */
-  char pad_[44];
+  uint32_t timed;   /* cf_executor_time_tasks was on at submit (parent-written) */
+  /* timed: CLOCK_MONOTONIC ns when the task started and returned (worker-
+   * written before the completing CAS; untrusted: the parent checks that
+   * submit <= start <= end <= now before it counts them) */
+  int64_t t_start, t_end;
+  char pad_[24];
   unsigned char arg_inline[CF__SLOT_ARG_INLINE];
   unsigned char res_inline[CF__SLOT_RES_INLINE];
   char msg[128];

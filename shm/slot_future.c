@@ -52,6 +52,19 @@ static char *worker_message(cf__slot *sl, int *err) {
   return m;
 }
 
+/* cf_executor_time_tasks: a worker's task ran from sl->t_start to
+ * sl->t_end (the worker wrote them before its completing CAS, read after
+ * the acquire of the done word). Untrusted: counted only if they lie
+ * between its submit and now (the clock is CLOCK_MONOTONIC, one for every
+ * process). relaxed: statistics. */
+static void count_time(cf__pool *p, const cf__slot *sl, int64_t t_submit) {
+  int64_t a = sl->t_start, b = sl->t_end;
+  if (!sl->timed || a < t_submit || b < a || b > cf__now_ns()) return;
+  atomic_fetch_add_explicit(&p->timed, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->queue_wait_ns, (uint64_t)(a - t_submit), memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->run_ns, (uint64_t)(b - a), memory_order_relaxed);
+}
+
 void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
   cf__assert(cf__pp_locked(p));
   const cf__seg *seg = &p->cfg.seg;
@@ -98,6 +111,7 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
       }
     }
     if (err != CF_ETASK) code = err;
+    if (f->t_submit && by_worker && state != CF_STATE_CANCELLED) count_time(p, sl, f->t_submit);
     /* relaxed: published by the release store of f->word below */
     atomic_store_explicit(&f->err, err, memory_order_relaxed);
     f->task_code = code;

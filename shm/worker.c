@@ -331,9 +331,13 @@ static void run_one(const cf__pool_cfg *cfg, cf__worker_rec *rec, unsigned idx, 
     wc.c.arg = arg;
     wc.c.arg_len = alen;
     cf__inline_spawn = &wc.c; /* cf_spawn inside the task runs inline */
+    bool timed = sl->timed;
+    if (timed) sl->t_start = cf__now_ns();
     ((cf_fn)fn)(&wc.c);
     if (!is_self()) _exit(0); /* a fork of the task returned: DESIGN */
     cf__inline_spawn = NULL;
+    /* published by the completing CAS's release, with the outcome */
+    if (timed) sl->t_end = cf__now_ns();
     if (wc.c.outcome == CF__OUTCOME_FAILED) err = wc.c.err;
     if (wc.deadline && cf__now_ns() >= wc.deadline) {
       /* finished past its deadline: fails like a thread task would */
