@@ -58,6 +58,7 @@ bool check(benchmark::State &st) {
 
 template <class Run>
 void loop_bench(benchmark::State &st, Run run) {
+  CpuScope cpu(st);
   for (auto _ : st) {
     memset(g_out, 0, sizeof g_out);
     int64_t t0 = bench_now_ns();

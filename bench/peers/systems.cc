@@ -3,6 +3,8 @@
 
 #include <climits>
 
+#include "openloop.h"
+
 std::atomic<int64_t> g_rt_started{0};
 
 /* relaxed: the caller reads it after the task's completion, which orders it */
@@ -71,6 +73,22 @@ bool SysCf::burst(int64_t lo, int64_t hi, int64_t *out) {
   return ok;
 }
 
+static void ol_task(cf_call *c) {
+  ol::mark(ol::g_done, *(const int64_t *)cf_call_arg(c, nullptr));
+}
+
+bool SysCf::post(int64_t i) {
+  cf_future *f = nullptr;
+  if (cf_submit(ex_, ol_task, &i, sizeof i, &f) != 0) return false;
+  cf_future_release(f); /* fire and forget: the task still runs */
+  return true;
+}
+
+int64_t SysCf::parks() const {
+  cf_stats s = {};
+  return cf_executor_stats(ex_, &s) == 0 ? (int64_t)s.parks : -1;
+}
+
 /* ---- oneTBB -------------------------------------------------------------- */
 
 SysTbb::SysTbb(unsigned workers, bool own) : own_(own) {
@@ -111,6 +129,11 @@ bool SysTbb::burst(int64_t lo, int64_t hi, int64_t *out) {
       c->arrive();
     });
   c->wait();
+  return true;
+}
+
+bool SysTbb::post(int64_t i) {
+  arena_->enqueue([i] { ol::mark(ol::g_done, i); });
   return true;
 }
 
@@ -208,6 +231,11 @@ bool SysGlib::burst(int64_t lo, int64_t hi, int64_t *out) {
   return true;
 }
 
+bool SysGlib::post(int64_t i) {
+  g_thread_pool_push(pool_, glib_ol_data(i), nullptr);
+  return true;
+}
+
 /* ---- mutex + condvar pool ----------------------------------------------- */
 
 namespace {
@@ -260,6 +288,11 @@ bool SysMc::burst(int64_t lo, int64_t hi, int64_t *out) {
       c->arrive();
     });
   c->done.wait();
+  return true;
+}
+
+bool SysMc::post(int64_t i) {
+  pool_->submit([i] { ol::mark(ol::g_done, i); }); /* one word: kept inline */
   return true;
 }
 

@@ -7,6 +7,8 @@
  *                             wait for its result
  *   bool burst(lo, hi, out)   submit tasks out[i] = i + 1 for i in [lo, hi)
  *                             from this thread, then wait for all of them
+ *   bool post(i)              submit task i and do not wait: it stamps
+ *                             ol::g_done[i] when it runs (openloop.h)
  *
  * Each system is written in its fastest idiomatic form; the comment on
  * each class says what that form is and why.
@@ -43,6 +45,8 @@ class SysCf {
   ~SysCf();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
+  int64_t parks() const; /* cf_stats.parks: how often a worker went to sleep */
 
  private:
   cf_executor *ex_;
@@ -60,6 +64,7 @@ class SysTbb {
   ~SysTbb();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
 
  private:
   oneapi::tbb::task_arena *arena_;
@@ -76,6 +81,7 @@ class SysGlib {
   ~SysGlib();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
 
  private:
   GThreadPool *pool_;
@@ -92,6 +98,7 @@ class SysMc {
   ~SysMc();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
 
  private:
   McPool *pool_;
