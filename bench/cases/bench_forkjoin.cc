@@ -185,7 +185,7 @@ int reg = [] {
       ->Unit(benchmark::kMillisecond);
   for (unsigned w : {1u, 2u}) {
     std::string sfx = "/workers:" + std::to_string(w);
-    benchmark::RegisterBenchmark(("forkjoin/openmp" + sfx).c_str(), BM_forkjoin_omp, w)
+    benchmark::RegisterBenchmark(("forkjoin/" CF_BENCH_OMP_NAME + sfx).c_str(), BM_forkjoin_omp, w)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }

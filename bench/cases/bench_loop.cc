@@ -179,7 +179,7 @@ int reg = [] {
   benchmark::RegisterBenchmark("loop/sequential", BM_loop_seq)
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("loop/openmp", BM_loop_omp)
+  benchmark::RegisterBenchmark("loop/" CF_BENCH_OMP_NAME, BM_loop_omp)
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
   return 0;

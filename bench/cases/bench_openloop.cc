@@ -9,9 +9,10 @@
  *   proc_gap/<sys>/gap_us:G                 them: latency, CPU per request
  *
  * Thread systems: cfutures, oneTBB, GLib, the mutex+condvar pool (open loop
- * and gap sweep), libuv (gap sweep only: uv_queue_work completes on the
- * submitting thread's loop, so it has no fire-and-forget form; it is an I/O
- * offload pool, here for reference). Process systems:
+ * and gap sweep), GLib and the condvar pool with a futex completion (gap
+ * sweep: a round trip's completion is where they differ), libuv (gap sweep
+ * only: uv_queue_work completes on the submitting thread's loop, so it has
+ * no fire-and-forget form; it is an I/O offload pool, here for reference). Process systems:
  * cfutures and fork+pipe (open loop: OlForkPool, one shared task pipe; gap sweep: the textbook
  * ForkPool round trip).
  *
@@ -199,6 +200,8 @@ int registered = [] {
   reg_gap<SysTbb>();
   reg_gap<SysGlib>();
   reg_gap<SysMc>();
+  reg_gap<SysMcSpin>();
+  reg_gap<SysGlibSpin>();
   reg_gap<SysUv>();
   return 0;
 }();

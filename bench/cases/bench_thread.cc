@@ -183,6 +183,8 @@ int reg = [] {
   reg_system<SysTbb>();
   reg_system<SysGlib>();
   reg_system<SysMc>();
+  reg_system<SysMcSpin>();
+  reg_system<SysGlibSpin>();
   reg_system<SysUv>();
   /* idle: TBB last, libuv before it: both keep global threads after their
    * pool is gone, which would be charged to the systems measured after. */

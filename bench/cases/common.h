@@ -52,6 +52,12 @@ static inline void bench_sleep_ns(int64_t ns) {
 
 /* ---- configuration ------------------------------------------------------ */
 
+/* The OpenMP runtime's name in benchmark names: "openmp" (gcc's libgomp,
+ * cf_bench), "openmp_libomp" (LLVM's libomp, cf_bench_libomp). */
+#ifndef CF_BENCH_OMP_NAME
+#define CF_BENCH_OMP_NAME "openmp"
+#endif
+
 /* Worker threads (or processes) every system gets: $CF_BENCH_WORKERS, else 2. */
 unsigned bench_workers();
 /* Tasks per throughput round: $CF_BENCH_TASKS, else 100000. */

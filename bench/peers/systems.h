@@ -105,11 +105,44 @@ class SysMc {
   bool own_;
 };
 
+/* The same two pools with the completion oneTBB gets (common.h Completion:
+ * spin ~2 us like cfutures' waiters, then FUTEX_WAIT; FUTEX_WAKE only if the
+ * waiter sleeps), instead of a mutex + condvar flag: their round trips
+ * without the textbook completion's cost, so that the comparison is of the
+ * pools. Burst and post as the plain forms. */
+class SysMcSpin {
+ public:
+  static constexpr const char *kName = "mutex_condvar_spin";
+  SysMcSpin(unsigned workers, bool own);
+  ~SysMcSpin();
+  int64_t roundtrip(int64_t x);
+  bool burst(int64_t lo, int64_t hi, int64_t *out);
+
+ private:
+  McPool *pool_;
+  bool own_;
+};
+
+class SysGlibSpin {
+ public:
+  static constexpr const char *kName = "glib_spin";
+  SysGlibSpin(unsigned workers, bool own);
+  ~SysGlibSpin();
+  int64_t roundtrip(int64_t x);
+  bool burst(int64_t lo, int64_t hi, int64_t *out);
+
+ private:
+  GThreadPool *pool_;
+  bool own_;
+};
+
 /* libuv: uv_queue_work from the thread that runs the loop, then uv_run
  * until the after-work callbacks ran (the only way libuv offers: work is
  * queued from a loop thread and completes on it). Each submitting thread
  * has its own loop; libuv's one global pool has UV_THREADPOOL_SIZE =
  * workers threads, set by main() before first use. */
+/* libuv is an I/O offload pool (file system calls, DNS, user work beside an
+ * event loop), not a general task pool: here for reference. */
 class SysUv {
  public:
   static constexpr const char *kName = "libuv";
