@@ -138,7 +138,10 @@ if [ "${CF_BENCH_CONFIGURED:-0}" != 1 ]; then
     >"$BUILD/configure.log" 2>&1 || { cat "$BUILD/configure.log" >&2; exit 1; }
 fi
 TARGETS="cf_bench cf_bench_memory"
-if cmake --build "$BUILD" --target help 2>/dev/null | grep -q cf_bench_libomp; then
+# (the help output captured first: grep -q would close the pipe early, and
+# under pipefail the check would fail)
+HELP=$(cmake --build "$BUILD" --target help 2>/dev/null || true)
+if [[ $HELP == *cf_bench_libomp* ]]; then
   TARGETS="$TARGETS cf_bench_libomp"
 fi
 echo "== build $TARGETS in $BUILD"
