@@ -42,7 +42,10 @@
  *      4 x the prediction (Poisson arrivals come within 4 means 98% of the
  *      time), clamped to [SEARCH_MIN_NS, SEARCH_MAX_NS].
  *   3. At most half the workers (at least one) search at a time (Go,
- *      Tokio); the others park at once. The count is of workers inside a
+ *      Tokio), one more when the predicted gap is under SEARCH_BUSY_NS (a
+ *      burst then finds a second worker searching instead of waiting for
+ *      the first to wake one: a wake-up on its path); the others park at
+ *      once. The count is of workers inside a
  *      search window (pool.spinners), not park.h's `searching`, which also
  *      counts a worker just woken: that one may find nothing and park at
  *      once, and must not stop the worker that predicts work from searching.
@@ -182,8 +185,8 @@ static bool should_exit(pool *p) {
  * which also counts a worker its waker just woke: that one may find nothing
  * and park at once, and must not keep a worker that predicts work from
  * searching meanwhile. relaxed: a heuristic count; the RMW makes it exact. */
-static inline bool spin_enter(pool *p) {
-  unsigned limit = p->n / 2 ? p->n / 2 : 1;
+static inline bool spin_enter(pool *p, int64_t gap) {
+  unsigned limit = (p->n / 2 ? p->n / 2 : 1) + (gap < SEARCH_BUSY_NS && p->n > 1);
   if (atomic_fetch_add_explicit(&p->spinners, 1, memory_order_relaxed) < limit) return true;
   atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_relaxed);
   return false;
@@ -207,8 +210,7 @@ static inline void arrival(pool *p, int64_t t) {
 }
 
 /* How long to search before parking (DESIGN, step 2). */
-static inline int64_t search_window(pool *p) {
-  int64_t g = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);
+static inline int64_t search_window(pool *p, int64_t g) {
   if (g > SEARCH_GAP_NS) return 0;
   int64_t ns = 4 * g;
   return ns < SEARCH_MIN_NS ? SEARCH_MIN_NS : ns > SEARCH_MAX_NS ? SEARCH_MAX_NS : ns;
@@ -258,8 +260,9 @@ void *cf__sched_worker_main(void *arg) {
     }
     idle = true;
     int64_t start = cf__now_ns(), now = start;
-    int64_t window = search_window(p);
-    if (window && !spin_enter(p)) window = 0; /* step 3 */
+    int64_t gap = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);
+    int64_t window = search_window(p, gap);
+    if (window && !spin_enter(p, gap)) window = 0; /* step 3 */
     while (now - start < window) {
       cf__cpu_relax();
       f = find_work(w);

@@ -36,6 +36,7 @@
 #define SEARCH_MAX_NS 50000      /* the longest idle search before parking */
 #define SEARCH_MIN_NS 20000      /* the shortest, when one is worth it (scheduler.c) */
 #define SEARCH_GAP_NS 50000      /* predicted gap beyond which a worker parks at once */
+#define SEARCH_BUSY_NS 20000     /* predicted gap below which one more worker searches */
 #define GAP_CLAMP_NS 200000      /* one idle gap counts at most this much */
 #define SEARCH_YIELD_NS 3000     /* then search yielding the CPU between looks */
 #define SEARCH_YIELDED_NS 200000 /* a yield that took longer: the CPU is contended */
