@@ -96,6 +96,7 @@ void BM_forkjoin_tbb(benchmark::State &st, unsigned workers) {
   const int n = kFibN;
   const int64_t want = fib_value(n);
   int64_t total = 0;
+  CpuScope cpu(st);
   for (auto _ : st) {
     int64_t t0 = bench_now_ns();
     int64_t r = -1;
@@ -125,6 +126,7 @@ void BM_forkjoin_omp(benchmark::State &st, unsigned workers) {
   const int n = kFibN;
   const int64_t want = fib_value(n);
   int64_t total = 0;
+  CpuScope cpu(st);
   for (auto _ : st) {
     int64_t t0 = bench_now_ns();
     int64_t r = -1;
@@ -146,6 +148,7 @@ void BM_forkjoin_seq(benchmark::State &st) {
   const int n = kFibN;
   const int64_t want = fib_value(n);
   int64_t total = 0;
+  CpuScope cpu(st);
   for (auto _ : st) {
     int64_t t0 = bench_now_ns();
     int64_t r = seq_fib(n);
@@ -182,7 +185,7 @@ int reg = [] {
       ->Unit(benchmark::kMillisecond);
   for (unsigned w : {1u, 2u}) {
     std::string sfx = "/workers:" + std::to_string(w);
-    benchmark::RegisterBenchmark(("forkjoin/openmp" + sfx).c_str(), BM_forkjoin_omp, w)
+    benchmark::RegisterBenchmark(("forkjoin/" CF_BENCH_OMP_NAME + sfx).c_str(), BM_forkjoin_omp, w)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }

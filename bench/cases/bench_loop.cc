@@ -58,6 +58,7 @@ bool check(benchmark::State &st) {
 
 template <class Run>
 void loop_bench(benchmark::State &st, Run run) {
+  CpuScope cpu(st);
   for (auto _ : st) {
     memset(g_out, 0, sizeof g_out);
     int64_t t0 = bench_now_ns();
@@ -178,7 +179,7 @@ int reg = [] {
   benchmark::RegisterBenchmark("loop/sequential", BM_loop_seq)
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("loop/openmp", BM_loop_omp)
+  benchmark::RegisterBenchmark("loop/" CF_BENCH_OMP_NAME, BM_loop_omp)
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
   return 0;

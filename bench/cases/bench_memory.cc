@@ -104,25 +104,28 @@ bool tbbmalloc_loaded() {
 
 /* Workers block here until the measurement is taken. */
 struct Gate {
-  std::atomic<uint32_t> open{0};
+  /* A generation, not an open flag that reset() closes again: a blocker of
+   * the last cycle that has not yet seen its release (preempted on a busy
+   * machine) must not block again on the next cycle's closed gate (it did:
+   * the next cycle then waited for ever for a worker to start its blocker). */
+  std::atomic<uint32_t> gen{0};
   std::atomic<int> started{0};
-  void reset() {
-    open.store(0);
-    started.store(0);
-  }
+  void reset() { started.store(0); }
   void block() {
+    uint32_t g = gen.load(std::memory_order_acquire);
     started.fetch_add(1);
-    while (!open.load(std::memory_order_acquire))
-      syscall(SYS_futex, (uint32_t *)&open, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+    while (gen.load(std::memory_order_acquire) == g)
+      syscall(SYS_futex, (uint32_t *)&gen, FUTEX_WAIT_PRIVATE, g, nullptr, nullptr, 0);
   }
   void wait_started(int n) {
     while (started.load() < n) bench_sleep_ns(100000);
   }
   void release() {
-    open.store(1, std::memory_order_release); /* pairs with the acquire in block() */
-    syscall(SYS_futex, (uint32_t *)&open, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+    gen.fetch_add(1, std::memory_order_release); /* pairs with the acquire in block() */
+    syscall(SYS_futex, (uint32_t *)&gen, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
   }
 };
+
 Gate g_gate;
 
 struct Cycle {

@@ -24,6 +24,7 @@
 #include "cfutures.h"
 #include "common.h"
 #include "forkpool.h"
+#include "procs.h"
 
 namespace {
 
@@ -39,65 +40,6 @@ void inc_task(cf_call *c) {
   }
   int64_t r = *x + 1;
   cf_call_return(c, &r, sizeof r);
-}
-
-cf_executor *cf_proc() {
-  static cf_executor *ex = [] {
-    cf_options o;
-    cf_options_init(&o);
-    o.workers = bench_workers();
-    o.name = "cfbench";
-    cf_executor *e = nullptr;
-    int rc = cf_process_pool_new(&o, &e);
-    if (rc != 0) {
-      fprintf(stderr, "cf_process_pool_new: %s\n", cf_strerror(rc));
-      abort();
-    }
-    bench_at_exit([e] { cf_executor_destroy(e); });
-    return e;
-  }();
-  return ex;
-}
-
-ForkPool &fork_pool(bool batched) {
-  static ForkPool *pools[2];
-  ForkPool *&p = pools[batched];
-  if (!p) {
-    p = new ForkPool(bench_workers(), batched);
-    if (!p->ok()) {
-      fprintf(stderr, "fork pool: cannot start\n");
-      abort();
-    }
-    ForkPool *fp = p;
-    bench_at_exit([fp] { delete fp; });
-  }
-  return *p;
-}
-
-/* ---- round trip ---- */
-
-/* The round-trip task also returns when it started (CLOCK_MONOTONIC is one
- * clock for all processes): latency = dispatch + notify. */
-void rt_task(cf_call *c) {
-  int64_t r[2] = {0, bench_now_ns()};
-  size_t len = 0;
-  const int64_t *x = (const int64_t *)cf_call_arg(c, &len);
-  r[0] = *x + 1;
-  cf_call_return(c, r, sizeof r);
-}
-
-int64_t cf_roundtrip(int64_t x, int64_t *started) {
-  cf_future *f = nullptr;
-  if (cf_submit(cf_proc(), rt_task, &x, sizeof x, &f) != 0) return INT64_MIN;
-  int64_t r[2] = {INT64_MIN, 0};
-  if (cf_future_result(f, r, sizeof r, nullptr, -1) != 0) r[0] = INT64_MIN;
-  cf_future_release(f);
-  *started = r[1];
-  return r[0];
-}
-
-int64_t fork_roundtrip(int64_t x, int64_t *started) {
-  return fork_pool(false).call(x, started);
 }
 
 template <int64_t (*Rt)(int64_t, int64_t *)>
@@ -160,6 +102,7 @@ void BM_proc_many(benchmark::State &st, size_t chunk) {
     bench_fail(st, "warm-up run failed");
     return;
   }
+  CpuScope cpu(st, (double)n); /* per task */
   for (auto _ : st) {
     std::fill(out.begin(), out.end(), 0);
     int64_t t0 = bench_now_ns();
@@ -179,6 +122,79 @@ void BM_proc_many(benchmark::State &st, size_t chunk) {
   st.SetItemsProcessed(st.iterations() * (int64_t)n);
 }
 
+/* ---- idle ---- */
+
+double idle_seconds() {
+  const char *s = getenv("CF_BENCH_IDLE_SECONDS");
+  double v = s ? atof(s) : 1.0;
+  return v > 0 ? v : 1.0;
+}
+
+/* A fresh pool, warmed by 1000 round trips, then 1 s without
+ * work: the CPU of the parent's threads (this sleeping thread excluded), of
+ * the helper processes (descendants that have children: cfutures' zygote)
+ * and of the workers (descendants without children), each % of one core. */
+template <class Pool>
+void BM_proc_idle(benchmark::State &st) {
+  double parent = 0, helpers = 0, workers = 0;
+  for (auto _ : st) {
+    Pool pool;
+    if (!pool.warm()) {
+      bench_fail(st, "idle warm-up results");
+      break;
+    }
+    CpuMeter m;
+    m.start();
+    bench_sleep_ns((int64_t)(idle_seconds() * 1e9));
+    m.stop();
+    double w = (double)m.wall_ns();
+    parent += 100.0 * (double)(m.self() - m.caller()).cpu_ns / w;
+    helpers += 100.0 * (double)m.inner().cpu_ns / w;
+    workers += 100.0 * (double)m.leaves().cpu_ns / w;
+    st.SetIterationTime(w * 1e-9);
+  }
+  double k = st.iterations() ? (double)st.iterations() : 1;
+  st.counters["parent_pct_core"] = parent / k;
+  st.counters["helpers_pct_core"] = helpers / k;
+  st.counters["workers_pct_core"] = workers / k;
+  st.counters["cpu_pct_of_core"] = (parent + helpers + workers) / k;
+}
+
+struct IdleCf {
+  cf_executor *ex = nullptr;
+  IdleCf() {
+    cf_options o;
+    cf_options_init(&o);
+    o.workers = bench_workers();
+    if (cf_process_pool_new(&o, &ex) != 0) ex = nullptr;
+  }
+  ~IdleCf() {
+    if (ex) cf_executor_destroy(ex);
+  }
+  bool warm() {
+    if (!ex) return false;
+    for (int64_t i = 0; i < 1000; i++) {
+      cf_future *f = nullptr;
+      int64_t r = -1;
+      if (cf_submit(ex, inc_task, &i, sizeof i, &f) != 0) return false;
+      int rc = cf_future_result(f, &r, sizeof r, nullptr, -1);
+      cf_future_release(f);
+      if (rc != 0 || r != i + 1) return false;
+    }
+    return true;
+  }
+};
+
+struct IdleFork {
+  ForkPool pool{bench_workers(), false};
+  bool warm() {
+    if (!pool.ok()) return false;
+    for (int64_t i = 0; i < 1000; i++)
+      if (pool.call(i, nullptr) != i + 1) return false;
+    return true;
+  }
+};
+
 int reg = [] {
   /* the fork pool first: its workers are forked before cfutures starts threads */
   auto rt = [](const std::string &name, void (*fn)(benchmark::State &, bool)) {
@@ -190,8 +206,8 @@ int reg = [] {
         ->Iterations(bench_idle_iters())
         ->Unit(benchmark::kMicrosecond);
   };
-  rt("fork_pipe", BM_proc_roundtrip<fork_roundtrip>);
-  rt("cfutures", BM_proc_roundtrip<cf_roundtrip>);
+  rt("fork_pipe", BM_proc_roundtrip<proc_fork_roundtrip>);
+  rt("cfutures", BM_proc_roundtrip<proc_cf_roundtrip>);
   auto many = [](const std::string &name, void (*fn)(benchmark::State &, size_t)) {
     benchmark::RegisterBenchmark(("proc_throughput/" + name).c_str(), fn, (size_t)1)
         ->UseManualTime()
@@ -207,6 +223,13 @@ int reg = [] {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
   many("cfutures", BM_proc_many<cf_many>);
+  for (auto [name, fn] :
+       {std::pair<const char *, void (*)(benchmark::State &)>{"fork_pipe", BM_proc_idle<IdleFork>},
+        {"cfutures", BM_proc_idle<IdleCf>}})
+    benchmark::RegisterBenchmark((std::string("proc_idle/") + name).c_str(), fn)
+        ->UseManualTime()
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
   return 0;
 }();
 

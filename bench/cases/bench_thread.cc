@@ -104,6 +104,8 @@ void BM_throughput(benchmark::State &st, int submitters) {
     if (!sys.burst(lo, hi, out.data())) ok = false;
   };
   sub.run(share); /* warm-up burst, untimed */
+  /* per task, the submitters' CPU included */
+  CpuScope cpu(st, (double)n);
   for (auto _ : st) {
     std::fill(out.begin(), out.end(), 0);
     int64_t t0 = bench_now_ns();
@@ -181,6 +183,8 @@ int reg = [] {
   reg_system<SysTbb>();
   reg_system<SysGlib>();
   reg_system<SysMc>();
+  reg_system<SysMcSpin>();
+  reg_system<SysGlibSpin>();
   reg_system<SysUv>();
   /* idle: TBB last, libuv before it: both keep global threads after their
    * pool is gone, which would be charged to the systems measured after. */

@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "cpu.h"
+
 /* ---- clocks ------------------------------------------------------------- */
 
 static inline int64_t bench_now_ns() {
@@ -49,6 +51,12 @@ static inline void bench_sleep_ns(int64_t ns) {
 }
 
 /* ---- configuration ------------------------------------------------------ */
+
+/* The OpenMP runtime's name in benchmark names: "openmp" (gcc's libgomp,
+ * cf_bench), "openmp_libomp" (LLVM's libomp, cf_bench_libomp). */
+#ifndef CF_BENCH_OMP_NAME
+#define CF_BENCH_OMP_NAME "openmp"
+#endif
 
 /* Worker threads (or processes) every system gets: $CF_BENCH_WORKERS, else 2. */
 unsigned bench_workers();
@@ -126,6 +134,13 @@ struct Countdown {
   void wait() { done.wait(); }
 };
 
+/* ---- per-repetition data ------------------------------------------------ */
+
+/* Append one line (a JSON object) to the side file $CF_BENCH_SIDE, if set:
+ * what google-benchmark's JSON has no room for (each repetition's latency
+ * histograms). */
+void bench_side(const std::string &line);
+
 /* ---- teardown ------------------------------------------------------------ */
 
 /* Run `fn` at the end of main(), in reverse order of registration. */
@@ -166,6 +181,7 @@ void bench_roundtrip_loop(benchmark::State &st, bool idle, Rt &&rt, const char *
   dispatch.reserve(cap);
   notify.reserve(cap);
   int64_t x = 0;
+  CpuScope cpu(st); /* the caller's CPU too: its wait is part of a round trip */
   for (auto _ : st) {
     if (idle) bench_sleep_ns(kIdleSleepNs);
     int64_t t0 = bench_now_ns();

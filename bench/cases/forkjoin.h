@@ -67,6 +67,7 @@ inline void run_cf_root(benchmark::State &st, cf_executor *ex, cf_fn root, std::
   const int n = kFibN;
   const int64_t want = fib_value(n);
   int64_t total = 0;
+  CpuScope cpu(st);
   for (auto _ : st) {
     int64_t t0 = bench_now_ns();
     cf_future *f = nullptr;

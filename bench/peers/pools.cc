@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common.h"
+#include "openloop.h"
 
 static std::mutex mu;
 
@@ -46,7 +47,10 @@ oneapi::tbb::task_arena &pool_tbb(unsigned workers, bool reserve_external) {
 }
 
 static void glib_dispatch(gpointer data, gpointer) {
-  ((GJob *)data)->run((GJob *)data);
+  if ((uintptr_t)data & 1) /* an open-loop task (glib_ol_data) */
+    ol::mark(ol::g_done, (int64_t)((uintptr_t)data >> 1));
+  else
+    ((GJob *)data)->run((GJob *)data);
 }
 
 GThreadPool *pool_glib_new(unsigned workers) {

@@ -29,6 +29,11 @@ struct GJob {
   void (*run)(GJob *self);
 };
 GThreadPool *pool_glib(unsigned workers);
+/* The data an open-loop task is pushed as: its index, tagged with the low
+ * bit (a GJob pointer is aligned, so the two never mix). */
+static inline gpointer glib_ol_data(int64_t i) {
+  return (gpointer)(((uintptr_t)i << 1) | 1);
+}
 /* A new one, owned by the caller (g_thread_pool_free). */
 GThreadPool *pool_glib_new(unsigned workers);
 

@@ -3,6 +3,8 @@
 
 #include <climits>
 
+#include "openloop.h"
+
 std::atomic<int64_t> g_rt_started{0};
 
 /* relaxed: the caller reads it after the task's completion, which orders it */
@@ -71,6 +73,22 @@ bool SysCf::burst(int64_t lo, int64_t hi, int64_t *out) {
   return ok;
 }
 
+static void ol_task(cf_call *c) {
+  ol::mark(ol::g_done, *(const int64_t *)cf_call_arg(c, nullptr));
+}
+
+bool SysCf::post(int64_t i) {
+  cf_future *f = nullptr;
+  if (cf_submit(ex_, ol_task, &i, sizeof i, &f) != 0) return false;
+  cf_future_release(f); /* fire and forget: the task still runs */
+  return true;
+}
+
+int64_t SysCf::parks() const {
+  cf_stats s = {};
+  return cf_executor_stats(ex_, &s) == 0 ? (int64_t)s.parks : -1;
+}
+
 /* ---- oneTBB -------------------------------------------------------------- */
 
 SysTbb::SysTbb(unsigned workers, bool own) : own_(own) {
@@ -111,6 +129,11 @@ bool SysTbb::burst(int64_t lo, int64_t hi, int64_t *out) {
       c->arrive();
     });
   c->wait();
+  return true;
+}
+
+bool SysTbb::post(int64_t i) {
+  arena_->enqueue([i] { ol::mark(ol::g_done, i); });
   return true;
 }
 
@@ -208,6 +231,11 @@ bool SysGlib::burst(int64_t lo, int64_t hi, int64_t *out) {
   return true;
 }
 
+bool SysGlib::post(int64_t i) {
+  g_thread_pool_push(pool_, glib_ol_data(i), nullptr);
+  return true;
+}
+
 /* ---- mutex + condvar pool ----------------------------------------------- */
 
 namespace {
@@ -260,6 +288,108 @@ bool SysMc::burst(int64_t lo, int64_t hi, int64_t *out) {
       c->arrive();
     });
   c->done.wait();
+  return true;
+}
+
+bool SysMc::post(int64_t i) {
+  pool_->submit([i] { ol::mark(ol::g_done, i); }); /* one word: kept inline */
+  return true;
+}
+
+/* ---- the same pools with a futex completion ------------------------------ */
+
+namespace {
+struct SpinCtx {
+  Countdown cd;
+  int64_t r = 0;
+};
+struct GSpinTask {
+  GJob base; /* first: the pool passes &base */
+  int64_t x;
+  int64_t *dst;
+  Countdown *cd;
+};
+void gspin_run(GJob *j) {
+  GSpinTask *t = (GSpinTask *)j;
+  *t->dst = t->x + 1;
+  t->cd->arrive();
+}
+void gspin_rt(GJob *j) {
+  rt_mark();
+  gspin_run(j);
+}
+}  // namespace
+
+SysMcSpin::SysMcSpin(unsigned workers, bool own) : own_(own) {
+  pool_ = own ? new McPool(workers) : &pool_mc(workers);
+}
+
+SysMcSpin::~SysMcSpin() {
+  if (own_) delete pool_;
+}
+
+int64_t SysMcSpin::roundtrip(int64_t x) {
+  static thread_local SpinCtx ctx;
+  SpinCtx *c = &ctx;
+  c->cd.reset(1);
+  pool_->submit([c, x] {
+    rt_mark();
+    c->r = x + 1;
+    c->cd.arrive();
+  });
+  c->cd.wait();
+  return c->r;
+}
+
+bool SysMcSpin::burst(int64_t lo, int64_t hi, int64_t *out) {
+  static thread_local Countdown cd;
+  Countdown *c = &cd;
+  c->reset(hi - lo);
+  for (int64_t i = lo; i < hi; i++)
+    pool_->submit([c, i, out] {
+      out[i] = i + 1;
+      c->arrive();
+    });
+  c->wait();
+  return true;
+}
+
+SysGlibSpin::SysGlibSpin(unsigned workers, bool own) : own_(own) {
+  pool_ = own ? pool_glib_new(workers) : pool_glib(workers);
+}
+
+SysGlibSpin::~SysGlibSpin() {
+  if (own_) g_thread_pool_free(pool_, FALSE, TRUE);
+}
+
+int64_t SysGlibSpin::roundtrip(int64_t x) {
+  static thread_local Countdown cd;
+  static thread_local int64_t r;
+  static thread_local GSpinTask t;
+  t.base.run = gspin_rt;
+  t.x = x;
+  t.dst = &r;
+  t.cd = &cd;
+  cd.reset(1);
+  g_thread_pool_push(pool_, &t, nullptr);
+  cd.wait();
+  return r;
+}
+
+bool SysGlibSpin::burst(int64_t lo, int64_t hi, int64_t *out) {
+  static thread_local Countdown cd;
+  static thread_local std::vector<GSpinTask> ts;
+  ts.resize((size_t)(hi - lo));
+  cd.reset(hi - lo);
+  for (int64_t i = lo; i < hi; i++) {
+    GSpinTask &t = ts[(size_t)(i - lo)];
+    t.base.run = gspin_run;
+    t.x = i;
+    t.dst = &out[i];
+    t.cd = &cd;
+    g_thread_pool_push(pool_, &t, nullptr);
+  }
+  cd.wait();
   return true;
 }
 

@@ -7,6 +7,8 @@
  *                             wait for its result
  *   bool burst(lo, hi, out)   submit tasks out[i] = i + 1 for i in [lo, hi)
  *                             from this thread, then wait for all of them
+ *   bool post(i)              submit task i and do not wait: it stamps
+ *                             ol::g_done[i] when it runs (openloop.h)
  *
  * Each system is written in its fastest idiomatic form; the comment on
  * each class says what that form is and why.
@@ -43,6 +45,8 @@ class SysCf {
   ~SysCf();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
+  int64_t parks() const; /* cf_stats.parks: how often a worker went to sleep */
 
  private:
   cf_executor *ex_;
@@ -60,6 +64,7 @@ class SysTbb {
   ~SysTbb();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
 
  private:
   oneapi::tbb::task_arena *arena_;
@@ -76,6 +81,7 @@ class SysGlib {
   ~SysGlib();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
 
  private:
   GThreadPool *pool_;
@@ -92,9 +98,41 @@ class SysMc {
   ~SysMc();
   int64_t roundtrip(int64_t x);
   bool burst(int64_t lo, int64_t hi, int64_t *out);
+  bool post(int64_t i);
 
  private:
   McPool *pool_;
+  bool own_;
+};
+
+/* The same two pools with the completion oneTBB gets (common.h Completion:
+ * spin ~2 us like cfutures' waiters, then FUTEX_WAIT; FUTEX_WAKE only if the
+ * waiter sleeps), instead of a mutex + condvar flag: their round trips
+ * without the textbook completion's cost, so that the comparison is of the
+ * pools. Burst and post as the plain forms. */
+class SysMcSpin {
+ public:
+  static constexpr const char *kName = "mutex_condvar_spin";
+  SysMcSpin(unsigned workers, bool own);
+  ~SysMcSpin();
+  int64_t roundtrip(int64_t x);
+  bool burst(int64_t lo, int64_t hi, int64_t *out);
+
+ private:
+  McPool *pool_;
+  bool own_;
+};
+
+class SysGlibSpin {
+ public:
+  static constexpr const char *kName = "glib_spin";
+  SysGlibSpin(unsigned workers, bool own);
+  ~SysGlibSpin();
+  int64_t roundtrip(int64_t x);
+  bool burst(int64_t lo, int64_t hi, int64_t *out);
+
+ private:
+  GThreadPool *pool_;
   bool own_;
 };
 
@@ -103,6 +141,8 @@ class SysMc {
  * queued from a loop thread and completes on it). Each submitting thread
  * has its own loop; libuv's one global pool has UV_THREADPOOL_SIZE =
  * workers threads, set by main() before first use. */
+/* libuv is an I/O offload pool (file system calls, DNS, user work beside an
+ * event loop), not a general task pool: here for reference. */
 class SysUv {
  public:
   static constexpr const char *kName = "libuv";

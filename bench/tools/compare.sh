@@ -2,7 +2,7 @@
 # bench/tools/compare.sh — benchmark two git revisions and compare them.
 #
 #   bench/tools/compare.sh REV_A REV_B [--quick|--full|--smoke] [--groups "G ..."] [--own-bench]
-#                          [--cmake "ARGS"] [--cmake-a "ARGS"] [--cmake-b "ARGS"]
+#                          [--rounds N] [--cmake "ARGS"] [--cmake-a "ARGS"] [--cmake-b "ARGS"]
 #   (also: bench/tools/run.sh --compare REV_A REV_B ...)
 #
 # Checks each revision out with `git worktree add --detach` into a temporary
@@ -14,9 +14,10 @@
 # and --cmake-a / --cmake-b ARGS (one side: e.g. the same revision twice,
 # with -DCF_WITH_JEMALLOC=ON against OFF), builds both, runs the selected
 # groups of both — A and B alternating group by group, so that drift in the
-# machine's load hits both alike — and prints, per benchmark and metric,
-# median A, median B, B/A, and whether the change is beyond the noise
-# (bench/tools/compare.py). Results stay untracked, in
+# machine's load hits both alike, N rounds (--rounds, default 1; the order
+# A, B flips every round) — and prints, per benchmark and metric, median A,
+# median B over every repetition of every round, B/A, a rank test's p-value
+# and whether the change is beyond the noise (bench/tools/compare.py). Results stay untracked, in
 # build/bench-results/compare-<stamp>/{A,B} (or under $CF_BENCH_RESULTS).
 # Default groups: "forkjoin loop roundtrip throughput process" (no python,
 # which does not change with cfutures, and no memory/idle, which are slow).
@@ -33,10 +34,12 @@ shift 2
 MODE_ARG=--quick
 GROUPS_SEL="forkjoin loop roundtrip throughput process"
 OWN_BENCH=0
+ROUNDS=1
 CMAKE_BOTH="" CMAKE_A="" CMAKE_B=""
 while [ $# -gt 0 ]; do
   case $1 in
   --own-bench) OWN_BENCH=1 ;;
+  --rounds) ROUNDS=$2; shift ;;
   --cmake) CMAKE_BOTH=$2; shift ;;
   --cmake-a) CMAKE_A=$2; shift ;;
   --cmake-b) CMAKE_B=$2; shift ;;
@@ -95,15 +98,22 @@ for s in A B; do
     >"$RES/$s/build.log" 2>&1 || { echo "build of $s failed: $RES/$s/build.log" >&2; exit 1; }
 done
 
-for g in $GROUPS_SEL; do
-  for s in A B; do
-    echo "== $g: $s"
-    # the revision's run.sh (ours unless --own-bench) if it takes --no-latest
-    runner=$TMP/$s/bench/tools/run.sh
-    grep -q -- '--no-latest' "$runner" 2>/dev/null || runner=$HERE/run.sh
-    CF_BENCH_CONFIGURED=1 CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \
-      --out "$RES/$s/$g" --no-latest >"$RES/$s/$g.stdout" 2>&1 || echo "   ($s $g reported failures: $RES/$s/$g.stdout)"
-    cp "$RES/$s/$g"/*.json "$RES/$s/" 2>/dev/null || true
+for r in $(seq 1 "$ROUNDS"); do
+  order="A B"
+  [ $((r % 2)) = 0 ] && order="B A"
+  for g in $GROUPS_SEL; do
+    for s in $order; do
+      echo "== round $r/$ROUNDS, $g: $s"
+      # the revision's run.sh (ours unless --own-bench) if it takes --no-latest
+      runner=$TMP/$s/bench/tools/run.sh
+      grep -q -- '--no-latest' "$runner" 2>/dev/null || runner=$HERE/run.sh
+      out=$RES/$s/r$r-$g
+      CF_BENCH_CONFIGURED=1 CF_BENCH_BUILD_DIR=$TMP/$s/build-bench bash "$runner" "$MODE_ARG" --groups "$g" \
+        --out "$out" --no-latest >"$out.stdout" 2>&1 || echo "   ($s $g reported failures: $out.stdout)"
+      for j in "$out"/*.json; do
+        [ -f "$j" ] && cp "$j" "$RES/$s/r$r-$(basename "$j")"
+      done
+    done
   done
 done
 

@@ -1,8 +1,9 @@
 # plot.gp — the figures of a bench/tools/run.sh result directory, from the .dat
 # files summarize.py writes there:
 #   gnuplot -e "dir='build/bench-results/<stamp>'" bench/tools/plot.gp
-# writes latency_thread.png, latency_process.png, throughput.png and
-# forkjoin.png into the same directory.
+# writes latency_thread.png, latency_process.png, throughput.png,
+# forkjoin.png, openloop_thread.png, openloop_process.png and gaps.png into
+# the same directory.
 if (!exists("dir")) dir = "."
 
 set terminal pngcairo size 1400,560 enhanced font "DejaVu Sans,11"
@@ -47,6 +48,52 @@ plot dir . "/tput_proc.dat" using 2:xtic(1) title "one task per item", '' using 
 unset multiplot
 unset logscale y
 set format y "% h"
+
+# ---- latency and CPU under load (open loop) -------------------------------------
+# ol_<thread|proc>_<fixed|poisson>.dat: rate, then p50 p99 cpu per system
+set style data linespoints
+set logscale x
+set logscale y
+set format x "10^{%L}"
+set format y "%g"
+set key below horizontal
+do for [kind in "thread process"] {
+  tag = (kind eq "thread" ? "thread" : "proc")
+  n = (kind eq "thread" ? 4 : 2)
+  set output dir . "/openloop_" . kind . ".png"
+  set terminal pngcairo size 1400,900 enhanced font "DejaVu Sans,11"
+  set multiplot layout 2,2 title "Open loop, " . kind . " pools: tiny tasks at a fixed or Poisson rate (log-log; lower is better)"
+  do for [arr in "fixed poisson"] {
+    src = dir . "/ol_" . tag . "_" . arr . ".dat"
+    set title arr . " arrivals: p50 latency from the intended send time"
+    set xlabel "offered load (tasks/s)"
+    set ylabel "µs"
+    plot for [i=0:n-1] src using 1:(column(2+3*i)) title columnhead(2+3*i) noenhanced
+    set title arr . " arrivals: CPU per task (the pool's threads and processes)"
+    set ylabel "µs of CPU per task"
+    plot for [i=0:n-1] src using 1:(column(4+3*i)) title columnhead(4+3*i) noenhanced
+  }
+  unset multiplot
+}
+# gap_<thread|proc>.dat: gap, then p50 cpu per system
+set output dir . "/gaps.png"
+set multiplot layout 1,2 title "Gap sweep: one round trip, then a gap (log-log; lower is better)"
+set xlabel "gap between requests (µs)"
+set title "thread pools: round trip p50"
+set ylabel "µs"
+plot for [i=0:6] dir . "/gap_thread.dat" using 1:(column(2+2*i)) title columnhead(2+2*i) noenhanced, \
+     for [i=0:1] dir . "/gap_proc.dat" using 1:(column(2+2*i)) title "process ".columnhead(2+2*i) noenhanced dt 2
+set title "CPU per request (pool + the caller's own in its round trips)"
+set ylabel "µs of CPU per request"
+plot for [i=0:6] dir . "/gap_thread.dat" using 1:(column(3+2*i)) title columnhead(3+2*i) noenhanced, \
+     for [i=0:1] dir . "/gap_proc.dat" using 1:(column(3+2*i)) title "process ".columnhead(3+2*i) noenhanced dt 2
+unset multiplot
+unset logscale x
+unset logscale y
+unset xlabel
+set format x "% h"
+set format y "% h"
+set style data histograms
 
 # ---- fork-join overhead ------------------------------------------------------------
 set terminal pngcairo size 800,520 enhanced font "DejaVu Sans,11"

@@ -25,14 +25,21 @@ import subprocess
 import re
 import sys
 
+sys.dont_write_bytecode = True  # a run leaves the clone clean (no __pycache__)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import olsummary  # noqa: E402
+
 SYSTEMS = [  # column key, header
     ("cfutures", "cfutures"),
     ("cfutures_spawn", "cfutures cf_spawn"),
     ("tbb", "oneTBB"),
     ("tbb_invoke", "oneTBB parallel_invoke"),
-    ("openmp", "OpenMP"),
+    ("openmp", "OpenMP (libgomp)"),
+    ("openmp_libomp", "OpenMP (LLVM libomp)"),
     ("glib", "GLib"),
+    ("glib_spin", "GLib, futex completion"),
     ("mutex_condvar", "mutex+condvar pool"),
+    ("mutex_condvar_spin", "mutex+condvar, futex completion"),
     ("libuv", "libuv"),
     ("fork_pipe", "fork+pipe pool"),
     ("fork_pipe_batched", "fork+pipe, batched"),
@@ -48,6 +55,10 @@ def base_name(n):
 
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+# result files whose benchmarks are the same cases in another setting: their
+# names get a prefix (run.sh: contended = with a CPU-bound neighbour on every
+# CPU, oversub = 2 x the CPUs as workers)
+VARIANTS = {"contended": "contended/", "oversub": "oversub/"}
 
 
 class Results:
@@ -69,8 +80,9 @@ class Results:
             if "benchmarks" not in doc:
                 continue
             self.contexts.append(doc.get("context", {}))
+            prefix = VARIANTS.get(base[:-5], "")
             for b in doc["benchmarks"]:
-                name = base_name(b.get("run_name", b["name"]))
+                name = prefix + base_name(b.get("run_name", b["name"]))
                 if b.get("error_occurred"):
                     self.errors.append((name, b.get("error_message", "error")))
                     continue
@@ -121,10 +133,10 @@ class Results:
 
 # One table row: label, unit, scale (divide the raw value), cost|rate,
 # name pattern ({s} = system), key, systems.
-THREAD_SYS = ["cfutures", "tbb", "glib", "mutex_condvar", "libuv"]
+THREAD_SYS = ["cfutures", "tbb", "glib", "glib_spin", "mutex_condvar", "mutex_condvar_spin", "libuv"]
 PROC_SYS = ["cfutures", "fork_pipe", "python"]
 PROC_TPUT_SYS = ["cfutures", "fork_pipe", "fork_pipe_batched", "python"]
-FJ_SYS = ["cfutures", "cfutures_spawn", "tbb", "tbb_invoke", "openmp"]
+FJ_SYS = ["cfutures", "cfutures_spawn", "tbb", "tbb_invoke", "openmp", "openmp_libomp"]
 ROWS = [
     ("Fork-join fib(30), overhead per task, 1 worker", "ns", 1, "cost",
      "forkjoin/{s}/workers:1", "overhead_ns_per_task", FJ_SYS),
@@ -132,11 +144,19 @@ ROWS = [
      "forkjoin/{s}/workers:1", "real_time_ns", FJ_SYS + ["sequential"]),
     ("Fork-join fib(30), time, 2 workers", "ms", 1e6, "cost",
      "forkjoin/{s}/workers:2", "real_time_ns", FJ_SYS),
+    ("Fork-join fib(30), 2 workers, CPU", "% of a core", 1, "cost",
+     "forkjoin/{s}/workers:2", "cpu_pct_core", FJ_SYS),
     ("Nested loop 100 x 1000, time", "us", 1e3, "cost",
-     "loop/{s}", "real_time_ns", ["cfutures", "tbb", "openmp", "sequential"]),
+     "loop/{s}", "real_time_ns", ["cfutures", "tbb", "openmp", "openmp_libomp", "sequential"]),
+    ("Nested loop 100 x 1000, CPU per run", "us", 1e3, "cost",
+     "loop/{s}", "cpu_ns_per_op", ["cfutures", "tbb", "openmp", "openmp_libomp", "sequential"]),
     ("Thread round trip, hot, p50", "us", 1e3, "cost", "roundtrip_hot/{s}", "p50_ns", THREAD_SYS),
     ("Thread round trip, hot, p99", "us", 1e3, "cost", "roundtrip_hot/{s}", "p99_ns", THREAD_SYS),
     ("Thread round trip, hot, p99.9", "us", 1e3, "cost", "roundtrip_hot/{s}", "p999_ns", THREAD_SYS),
+    ("Thread round trip, hot, CPU per round trip (the caller's included)", "us", 1e3, "cost",
+     "roundtrip_hot/{s}", "cpu_ns_per_op", THREAD_SYS),
+    ("Thread round trip, hot, context switches per round trip", "switches", 1, "cost",
+     "roundtrip_hot/{s}", "csw_per_op", THREAD_SYS),
     ("Thread round trip, hot, dispatch p50 (submit -> task runs)", "us", 1e3, "cost",
      "roundtrip_hot/{s}", "dispatch_p50_ns", THREAD_SYS),
     ("Thread round trip, hot, notify p50 (task runs -> caller has result)", "us", 1e3, "cost",
@@ -147,14 +167,20 @@ ROWS = [
      "roundtrip_idle/{s}", "p99_ns", THREAD_SYS),
     ("Thread round trip, after 2 ms idle, p99.9", "us", 1e3, "cost",
      "roundtrip_idle/{s}", "p999_ns", THREAD_SYS),
+    ("Thread round trip, after 2 ms idle, CPU per round trip (the caller's included)", "us", 1e3, "cost",
+     "roundtrip_idle/{s}", "cpu_ns_per_op", THREAD_SYS),
     ("Thread round trip, after 2 ms idle, dispatch p50 (submit -> task runs)", "us", 1e3, "cost",
      "roundtrip_idle/{s}", "dispatch_p50_ns", THREAD_SYS),
     ("Thread round trip, after 2 ms idle, notify p50 (task runs -> caller has result)", "us", 1e3, "cost",
      "roundtrip_idle/{s}", "notify_p50_ns", THREAD_SYS),
     ("Throughput, tiny tasks, 1 submitter", "M tasks/s", 1e6, "rate",
      "throughput/{s}/submitters:1", "items_per_second", THREAD_SYS),
+    ("Throughput, tiny tasks, 1 submitter, CPU per task (submitter's included)", "ns", 1, "cost",
+     "throughput/{s}/submitters:1", "cpu_ns_per_op", THREAD_SYS),
     ("Throughput, tiny tasks, 2 submitters", "M tasks/s", 1e6, "rate",
      "throughput/{s}/submitters:2", "items_per_second", THREAD_SYS),
+    ("Throughput, tiny tasks, 2 submitters, CPU per task", "ns", 1, "cost",
+     "throughput/{s}/submitters:2", "cpu_ns_per_op", THREAD_SYS),
     ("Idle pool CPU, 1 s right after work", "% of a core", 1, "none",
      "idle/{s}", "cpu_pct_of_core", THREAD_SYS),
     ("Heap per pending task", "bytes", 1, "cost",
@@ -169,6 +195,8 @@ ROWS = [
     ("Process round trip, hot, p99", "us", 1e3, "cost", "proc_roundtrip_hot/{s}", "p99_ns", PROC_SYS),
     ("Process round trip, hot, p99.9", "us", 1e3, "cost",
      "proc_roundtrip_hot/{s}", "p999_ns", PROC_SYS),
+    ("Process round trip, hot, CPU per round trip (every process)", "us", 1e3, "cost",
+     "proc_roundtrip_hot/{s}", "cpu_ns_per_op", PROC_SYS),
     ("Process round trip, hot, dispatch p50 (submit -> task runs)", "us", 1e3, "cost",
      "proc_roundtrip_hot/{s}", "dispatch_p50_ns", PROC_SYS),
     ("Process round trip, hot, notify p50 (task runs -> caller has result)", "us", 1e3, "cost",
@@ -183,10 +211,16 @@ ROWS = [
      "proc_roundtrip_idle/{s}", "dispatch_p50_ns", PROC_SYS),
     ("Process round trip, after 2 ms idle, notify p50 (task runs -> caller has result)", "us", 1e3, "cost",
      "proc_roundtrip_idle/{s}", "notify_p50_ns", PROC_SYS),
+    ("Process round trip, after 2 ms idle, CPU per round trip (every process)", "us", 1e3, "cost",
+     "proc_roundtrip_idle/{s}", "cpu_ns_per_op", PROC_SYS),
     ("Process throughput, one task per item", "k tasks/s", 1e3, "rate",
      "proc_throughput/{s}", "items_per_second", PROC_TPUT_SYS),
-    ("Process map, chunks of 256 items", "k items/s", 1e3, "rate",
+    ("Process throughput, CPU per task (every process)", "ns", 1, "cost",
+     "proc_throughput/{s}", "cpu_ns_per_op", PROC_TPUT_SYS),
+    ("Process map, chunks of 256 items (fork+pipe: one message per chunk)", "k items/s", 1e3, "rate",
      "proc_map/{s}/chunk:256", "items_per_second", PROC_SYS),
+    ("Process idle pool CPU, 1 s right after work (parent, helpers, workers)", "% of a core", 1, "none",
+     "proc_idle/{s}", "cpu_pct_of_core", ["cfutures", "fork_pipe"]),
 ]
 
 
@@ -411,6 +445,139 @@ def datafiles(res, rdir):
             f.write(f'"{labels[s]}" {v(f"forkjoin/{s}/workers:1", "overhead_ns_per_task")}\n')
 
 
+def load_table(rdir):
+    """load.tsv (run.sh): per group, the load average and CPU pressure
+    before and after."""
+    path = os.path.join(rdir, "load.tsv")
+    if not os.path.exists(path):
+        return "", None
+    rows, worst = {}, 0.0
+    with open(path) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 5:
+                continue
+            g, when, t, la, psi = p[:5]
+            rows.setdefault(g, {})[when] = (t, la, psi)
+            try:
+                worst = max(worst, float(la))
+            except ValueError:
+                pass
+    out = ["| group | start (UTC) | load average before / after | CPU pressure before / after (% of time some task waited for a CPU, last 10 s) |",
+           "|---|---|---|---|"]
+    for g, w in rows.items():
+        b, e = w.get("before", ("", "", "")), w.get("after", ("", "", ""))
+        out.append(f"| {g} | {b[0]} | {b[1]} / {e[1]} | {b[2]} / {e[2]} |")
+    return "\n".join(out), worst
+
+
+def busy_note(before, worst):
+    ncpu = os.cpu_count() or 1
+    vals = [v for v in (before, worst) if v is not None]
+    if not vals or max(vals) <= 0.5 * ncpu:
+        return ""
+    return (f"**Busy machine: this run shared its {ncpu} CPUs with other work** (1-minute load "
+            f"average up to {max(vals):.1f} during the run, see the load table): latencies include "
+            "time spent waiting for a CPU, and every figure is noisier than on an idle machine.")
+
+
+README_ROWS = [  # label, unit, scale, kind, pattern, key, systems: the README's table
+    ("fork-join fib(30), overhead per task, 1 worker", "ns", 1, "cost",
+     "forkjoin/{s}/workers:1", "overhead_ns_per_task", ["cfutures_spawn", "cfutures", "tbb", "tbb_invoke", "openmp", "openmp_libomp"]),
+    ("nested loop 100 x 1000", "us", 1e3, "cost", "loop/{s}", "real_time_ns", ["cfutures", "tbb", "openmp", "openmp_libomp"]),
+    ("thread round trip, hot, p50", "us", 1e3, "cost", "roundtrip_hot/{s}", "p50_ns", THREAD_SYS),
+    ("thread round trip, hot, p99", "us", 1e3, "cost", "roundtrip_hot/{s}", "p99_ns", THREAD_SYS),
+    ("thread round trip, hot, CPU per round trip", "us", 1e3, "cost", "roundtrip_hot/{s}", "cpu_ns_per_op", THREAD_SYS),
+    ("thread round trip after 2 ms idle, p50", "us", 1e3, "cost", "roundtrip_idle/{s}", "p50_ns", THREAD_SYS),
+    ("thread round trip after 2 ms idle, p99", "us", 1e3, "cost", "roundtrip_idle/{s}", "p99_ns", THREAD_SYS),
+    ("throughput, tiny tasks, 1 outside submitter", "M/s", 1e6, "rate", "throughput/{s}/submitters:1", "items_per_second", THREAD_SYS),
+    ("throughput, tiny tasks, 2 outside submitters", "M/s", 1e6, "rate", "throughput/{s}/submitters:2", "items_per_second", THREAD_SYS),
+    ("idle 2-worker pool, CPU over 1 s", "% of a core", 1, "cost", "idle/{s}", "cpu_pct_of_core", ["cfutures", "tbb", "glib", "mutex_condvar", "libuv"]),
+    ("heap per pending task", "B", 1, "cost", "memory/{s}", "heap_bytes_per_task", ["cfutures", "tbb", "glib", "mutex_condvar"]),
+    ("RSS per pending task", "B", 1, "cost", "memory/{s}", "rss_bytes_per_task", ["cfutures", "tbb", "glib", "mutex_condvar"]),
+    ("process round trip, hot, p50", "us", 1e3, "cost", "proc_roundtrip_hot/{s}", "p50_ns", PROC_SYS),
+    ("process round trip after 2 ms idle, p50", "us", 1e3, "cost", "proc_roundtrip_idle/{s}", "p50_ns", PROC_SYS),
+    ("process throughput, one task per item", "k/s", 1e3, "rate", "proc_throughput/{s}", "items_per_second", PROC_TPUT_SYS),
+    ("process map, chunks of 256", "M items/s", 1e6, "rate", "proc_map/{s}/chunk:256", "items_per_second", PROC_SYS),
+]
+
+
+def readme_table(res):
+    """Every peer in every row, the best first, with cfutures' ratio to each
+    (peer cost / cfutures cost, or cfutures rate / peer rate: > 1 is a win)."""
+    head = dict(SYSTEMS)
+    out = ["| workload | cfutures | every peer, best first (cfutures' advantage: > 1 a win, < 1 a loss) |",
+           "| --- | --- | --- |"]
+    for label, unit, scale, kind, pattern, key, systems in README_ROWS:
+        me = systems[0] if systems[0].startswith("cfutures") else "cfutures"
+        cf, _ = value(res, pattern, key, me, scale)
+        if cf is None or isinstance(cf, str):
+            continue
+        peers = []
+        for k in systems:
+            if k.startswith("cfutures"):
+                continue
+            v, _ = value(res, pattern, key, k, scale)
+            if v is None:
+                continue
+            peers.append((k, v))
+        num = [p for p in peers if not isinstance(p[1], str)]
+        num.sort(key=lambda p: p[1], reverse=(kind == "rate"))
+        cells = []
+        for k, v in num + [p for p in peers if isinstance(p[1], str)]:
+            if isinstance(v, str):
+                cells.append(f"{head.get(k, k)} {v}")
+                continue
+            r = ratio(cf, v, kind)
+            cells.append(f"{head.get(k, k)} {fmt(v)}" + (f" ({r:.2f}x)" if r is not None else ""))
+        lab = label + (" (cf_spawn frames)" if me == "cfutures_spawn" else "")
+        out.append(f"| {lab} | {fmt(cf)} {unit} | " + ", ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def readme_fragment(res, side, a, busy, revision, date):
+    ol = []
+    for arr in ("fixed", "poisson"):
+        rates = side.rates("openloop", arr)
+        if not rates:
+            continue
+        head = dict(SYSTEMS)
+        syss = olsummary.THREAD_OL
+        ol += [f"Open loop, {arr}-rate arrivals, thread pools (2 workers): p50 / p99 latency from the intended "
+               "send time, us; then CPU per task, us (% of one core)", "",
+               "| offered | " + " | ".join(head[s] for s in syss) + " |", "|---|" + "---|" * len(syss)]
+        for r in rates:
+            cells = []
+            for s in syss:
+                pt = side.point(f"openloop/{arr}/{s}/rate:{r}")
+                if not pt:
+                    cells.append("—")
+                    continue
+                flag = " ⚠" if pt.behind else ""
+                cells.append(f"{olsummary.us(pt.p(.5))} / {olsummary.us(pt.p(.99))}; "
+                             f"{olsummary.us(pt.cpu)} ({pt.pct_core:.1f}%){flag}")
+            ol.append(f"| {olsummary.rate_text(r)} | " + " | ".join(cells) + " |")
+        ol.append("")
+    gaps = olsummary.gap_table(side)
+    lines = [
+        "<!-- generated by bench/tools/summarize.py from the run in bench/results/latest; "
+        "bench/tools/run.sh --publish splices it here: do not edit by hand -->",
+        "",
+        f"Run: `{a.command or 'bench/tools/run.sh'}`, {date}, revision {revision}, "
+        f"{os.cpu_count()} CPUs, 2 workers per system. " + (busy or "The machine was not busy (load average below half the CPUs)."),
+        "Full tables, confidence intervals and the load per group: "
+        "[bench/results/latest/summary.md](bench/results/latest/summary.md).",
+        "",
+        readme_table(res),
+        "",
+    ] + ol + ([gaps] if gaps else []) + [
+        "⚠: the load generator fell behind its schedule in at least one repetition (its p99 lag over "
+        "1 ms, or under 95% of the rate sent); latency is still counted from the intended send time.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
@@ -421,29 +588,51 @@ def main():
     ap.add_argument("--load-before", default="", help="load average just before the run")
     a = ap.parse_args()
     res = Results(a.dir)
+    olsummary.LABELS.update(dict(SYSTEMS))
+    side = olsummary.Side(a.dir)
     md = ["# cfutures benchmarks", "",
-          "Medians over repetitions of one run; every system ran the same task body with the same "
+          "Medians over repetitions of one run (interleaved at random across systems); every "
+          "system ran the same task body with the same "
           "number of workers, and every run checked its results. A peer's cell reads "
           "`value (Nx)`: cfutures is N times better there (peer cost / cfutures cost, or "
           "cfutures rate / peer rate); N < 1 means the peer is better. "
           "Lower is better for ns, us, ms, %, bytes and allocations; higher for rates. "
           "The ratios compare with the `cfutures` column (futures: cf_submit); "
-          "`cfutures cf_spawn` is cfutures' fork-join frame API, shown without a ratio.", ""]
+          "`cfutures cf_spawn` is cfutures' fork-join frame API, shown without a ratio. "
+          "CPU figures are the CPU of every thread and process of the benchmark (the caller's "
+          "included unless a row says otherwise).", ""]
     try:
         before = float(a.load_before.split()[0]) if a.load_before else None
     except ValueError:
         before = None
-    if before is not None and before > 0.5 * (os.cpu_count() or 1):
-        md += [f"**Note: the machine was busy when this run started** (1-minute load average "
-               f"{before:.2f} on {os.cpu_count()} CPUs): other work competed for the CPUs, so "
-               "expect more noise than the cv column shows.", ""]
+    loads, worst = load_table(a.dir)
+    busy = busy_note(before, worst)
+    if busy:
+        md += [busy, ""]
     if res.errors:
         md += ["**ERRORS — results below are not valid:**", ""]
         md += [f"- `{n}`: {m}" for n, m in res.errors] + [""]
-    md += [table(res), "", "## Targets", "", targets(res), "", "## Machine", "",
-           machine(res, a.root, a.build, a.command, a.params, a.load_before), "",
-           "## Notes", "",
-           "- Fork-join overhead per task = (time with 1 worker - sequential time) / spawns "
+    md += [table(res), "", "## Targets", "", targets(res), ""]
+    ol_parts = [olsummary.openloop_tables(side), olsummary.openloop_tables(side, "proc_openloop", olsummary.PROC_OL),
+                olsummary.gap_table(side), olsummary.gap_table(side, "proc_gap", olsummary.PROC_GAP),
+                olsummary.idle_ticks_table(side, res),
+                olsummary.variant_table(side, res, "contended/", "Contended: a CPU-bound neighbour spinning on every CPU"),
+                olsummary.variant_table(side, res, "oversub/", "Oversubscribed: 2 x the CPUs as workers per system")]
+    if any(ol_parts):
+        dw, _ = olsummary.done_when(side, res)
+        md += ["## Latency and CPU under load", "",
+               "Open loop (bench/cases/openloop.h): tiny tasks arrive on a fixed or Poisson schedule from one "
+               "generator thread; latency runs from the intended send time (coordinated omission corrected); "
+               "CPU is every thread and process of the pool minus the generator thread, from just before the "
+               "first task until 2 ms after the last. Percentiles are pooled over every repetition's "
+               "histogram; [a–b] is a 95% bootstrap interval over repetitions. ⚠: the generator fell behind "
+               "in at least one repetition.", ""] + [p for p in ol_parts if p] + [
+               "### Issue 11: done when", "", dw, ""]
+    md += ["## Machine", "",
+           machine(res, a.root, a.build, a.command, a.params, a.load_before), ""]
+    if loads:
+        md += ["Load per group (run.sh load.tsv):", "", loads, ""]
+    md += ["## Notes", "",           "- Fork-join overhead per task = (time with 1 worker - sequential time) / spawns "
            "(fib(31) - 1 spawns for fib(30)); the sequential twin is plain recursion.",
            "- A round trip splits into dispatch (submit until the task starts) and notify (task "
            "start until the caller has the result), from the task's own CLOCK_MONOTONIC stamp "
@@ -463,11 +652,22 @@ def main():
            "- Idle CPU = process CPU time minus the sleeping main thread's, over 1 s right "
            "after warm work (spin-down included); tiny negative values are clock-read skew.",
            "- Python figures come from bench/py_peer.py (ProcessPoolExecutor) in the same run.",
+           "- Repetitions: every repetition of every case of a group runs in a random order "
+           "(google-benchmark's random interleaving); the JSON keeps each repetition; the details "
+           "table gives the median and the coefficient of variation of each benchmark.",
+           "- libuv is an I/O offload pool (file system calls, DNS and user work beside an event "
+           "loop), shown for reference; `GLib, futex completion` and `mutex+condvar, futex "
+           "completion` are the same pools with the spin-then-futex completion oneTBB gets.",
            "", "## Every benchmark", "", details(res), ""]
     text = "\n".join(md)
     with open(os.path.join(a.dir, "summary.md"), "w") as f:
         f.write(text)
     datafiles(res, a.dir)
+    olsummary.datafiles(side, a.dir)
+    rev = sh(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=a.root) if a.root else ""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    with open(os.path.join(a.dir, "readme.md"), "w") as f:
+        f.write(readme_fragment(res, side, a, busy, rev or "unknown", date))
     print(text)
     return 1 if res.errors else 0
 

@@ -20,7 +20,10 @@ int cf__park_init(cf__park *s, unsigned nworkers) {
     free(s->parkers);
     return CF_ENOMEM;
   }
-  for (unsigned i = 0; i < nworkers; i++) atomic_init(&s->parkers[i].word, 0);
+  for (unsigned i = 0; i < nworkers; i++) {
+    atomic_init(&s->parkers[i].word, 0);
+    atomic_init(&s->parkers[i].woken_at, 0);
+  }
   return 0;
 }
 
@@ -33,6 +36,8 @@ void cf__park_destroy(cf__park *s) {
 /* Under lock: take a sleeper and wake it, counted as searching. */
 static void wake_locked(cf__park *s, unsigned id) {
   atomic_fetch_add(&s->idle, CF__IDLE_SEARCH - CF__IDLE_PARKED);
+  /* relaxed: published by the release store below */
+  atomic_store_explicit(&s->parkers[id].woken_at, cf__now_ns(), memory_order_relaxed);
   /* release: pairs with the acquire load in cf__park_wait() */
   atomic_store_explicit(&s->parkers[id].word, 1, memory_order_release);
   cf__futex_wake(&s->parkers[id].word, 1, false);
@@ -77,8 +82,10 @@ void cf__park_cancel(cf__park *s, unsigned id) {
   pthread_mutex_unlock(&s->lock);
 }
 
-void cf__park_wait(cf__park *s, unsigned id) {
+int64_t cf__park_wait(cf__park *s, unsigned id) {
   _Atomic uint32_t *w = &s->parkers[id].word;
   /* acquire: pairs with the release store in wake_locked() */
   while (atomic_load_explicit(w, memory_order_acquire) == 0) cf__futex_wait(w, 0, -1, false);
+  /* relaxed: ordered by the acquire above */
+  return atomic_load_explicit(&s->parkers[id].woken_at, memory_order_relaxed);
 }

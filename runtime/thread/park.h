@@ -68,6 +68,9 @@ static inline unsigned cf__idle_parked(uint32_t v) {
 
 typedef struct cf__parker {
   alignas(CF__CACHE_LINE) _Atomic uint32_t word; /* 1: notified */
+  /* when the waker woke it (CLOCK_MONOTONIC ns): written before the
+   * release store of `word`, read by the woken worker after its acquire */
+  _Atomic int64_t woken_at;
 } cf__parker;
 
 typedef struct cf__park {
@@ -117,9 +120,13 @@ void cf__park_notify_all(cf__park *s);
 
 /* Worker `id`, searching (was_searching) or not: announce that it parks.
  * Then the caller re-checks for work and calls either cf__park_cancel or
- * cf__park_wait. After either the worker counts as searching. */
+ * cf__park_wait. After either the worker counts as searching.
+ * cf__park_wait returns when its waker woke it (CLOCK_MONOTONIC ns): a
+ * wake follows a push, so that is about when the work arrived (the idle
+ * policy's measure, scheduler.c; the worker itself runs later, after the
+ * wake-up latency). */
 void cf__park_prepare(cf__park *s, unsigned id, bool was_searching);
 void cf__park_cancel(cf__park *s, unsigned id);
-void cf__park_wait(cf__park *s, unsigned id);
+int64_t cf__park_wait(cf__park *s, unsigned id);
 
 #endif /* CF_RUNTIME_PARK_H */

@@ -431,6 +431,10 @@ int cf_thread_pool_new(const cf_options *o, cf_executor **out) {
   atomic_init(&p->queued, 0);
   atomic_init(&p->drained_cancelled, 0);
   atomic_init(&p->requeued, 0);
+  atomic_init(&p->spinners, 0);
+  atomic_init(&p->last_arrival, 0);
+  atomic_init(&p->last_pushed, 0);
+  atomic_init(&p->gap_ns, 0);
   ck_ec32_init(&p->ec, 0);
   pthread_mutex_init(&p->join_lock, NULL);
   cf__injector_init(&p->inj);

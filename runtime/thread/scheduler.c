@@ -14,22 +14,55 @@
  * round of steals from the other deques starting at a random victim.
  *
  *
- * Idle workers. A worker that finds nothing becomes "searching" and keeps
- * looking for a bounded *time* (by the clock, never a count of pauses), then
- * parks on a per-worker futex word (park.h has the wake-up protocol: a
- * submit wakes one parked worker only when no worker is searching; no lost
- * wake-ups; no timeouts, so an idle pool uses no CPU). The search window is
- * adaptive, per worker, between SEARCH_MIN_NS and SEARCH_MAX_NS: spinning
- * pays only when work arrives within the window, so the window follows the
- * pace of recent arrivals. A search that finds work after e ns widens it to
- * 2e; a window that passes with nothing halves it; a worker woken after
- * sleeping s < SEARCH_MAX_NS widens it to 1.5 s (a search that long would
- * have caught the work without a sleep and a wake). At a steady 10 k/s
- * (100 us apart) every search fails, the window sinks to the minimum, and a
- * worker costs what a condvar pool's does: a wake, the task, a sleep; at
- * 40 k/s and more the window opens and tasks are found without waking
- * anyone. At most half the workers (at least one) search at a time; the
- * others park at once.
+ * Idle workers. A worker that finds nothing either searches for a bounded
+ * *time* (by the clock, never a count of pauses) or parks at once on a
+ * per-worker futex word (park.h has the wake-up protocol: a submit wakes
+ * one parked worker only when no worker is searching; no lost wake-ups; no
+ * timeouts, so an idle pool uses no CPU). A search pays only when work
+ * arrives within it: a search that finds nothing costs its whole window,
+ * while parking costs two system calls (a sleep and the waker's wake-up,
+ * a few microseconds) plus the wake-up latency. So the pool predicts the
+ * next arrival from the recent ones and its workers search only when work
+ * is likely to come soon:
+ *   1. An arrival is work coming to an idle worker: the moment its search
+ *      found it (counted at most as the end of the window: a look that
+ *      came late because the searcher lost its CPU says nothing about
+ *      arrivals), or the moment its waker woke it (park.h stamps it: a
+ *      wake follows a push), not when the woken worker got the CPU back.
+ *      From one arrival to the next the injector counted k submits (at
+ *      least 1: a task pushed by a worker is not counted there), so the
+ *      submits came (t - t_prev) / k apart; that gap, clamped to
+ *      GAP_CLAMP_NS so that one long pause does not erase the history, goes
+ *      into an average (EWMA, weight 1/8): pool.gap_ns, the prediction. It
+ *      is the pool's, not each worker's, and counts every submit, not only
+ *      those that found a worker idle: workers woken in turn each see only
+ *      some of the arrivals, and tasks that come in bursts or while every
+ *      worker is busy come more often than idle workers see them.
+ *   2. Predicted gap above SEARCH_GAP_NS: park at once. Else search for
+ *      4 x the prediction (Poisson arrivals come within 4 means 98% of the
+ *      time), clamped to [SEARCH_MIN_NS, SEARCH_MAX_NS].
+ *   3. At most half the workers (at least one) search at a time (Go,
+ *      Tokio), one more when the predicted gap is under SEARCH_BUSY_NS (a
+ *      burst then finds a second worker searching instead of waiting for
+ *      the first to wake one: a wake-up on its path); the others park at
+ *      once. The count is of workers inside a
+ *      search window (pool.spinners), not park.h's `searching`, which also
+ *      counts a worker just woken: that one may find nothing and park at
+ *      once, and must not stop the worker that predicts work from searching.
+ *   4. A search that yields the CPU (after SEARCH_YIELD_NS, see below) and
+ *      gets it back only after SEARCH_YIELDED_NS (a time slice of another
+ *      thread) has seen other threads want this CPU: it parks at once.
+ *      While a searcher is off its CPU it still counts as searching, so
+ *      submitters wake nobody and a task waits for the searcher's next
+ *      turn; a parked worker is woken instead, and the kernel favours a
+ *      thread that slept. (Shorter delays are common on a shared machine
+ *      and the search still pays there: it is not given up for those.)
+ * So at a steady 10 k/s (gaps of 100 us) workers never search and cost what
+ * a condvar pool's do (a wake, the task, a sleep); from ~20 k/s (gaps under
+ * 50 us) one worker searches and finds tasks without a wake-up; a caller's
+ * back-to-back round trips (gaps under a microsecond) keep finding a worker
+ * that searches SEARCH_MIN_NS after each task. A pool starts with a
+ * prediction of 0 (searching).
  */
 #include <sched.h>
 #include <stdio.h>
@@ -164,34 +197,40 @@ static bool should_exit(pool *p) {
 
 /* ---- the adaptive idle search (DESIGN: idle workers) ---- */
 
-/* Fewer than half the workers (at least one) search at once. */
-static inline bool search_allowed(worker *w) {
-  unsigned limit = w->pool->n / 2 ? w->pool->n / 2 : 1;
-  /* relaxed: a heuristic; the count includes this worker */
-  uint32_t v = atomic_load_explicit(&w->pool->park.idle, memory_order_relaxed);
-  return cf__idle_searching(v) <= limit;
+/* Enter a search window: at most half the workers (at least one) are in
+ * one at a time. Counted apart from the park protocol's `searching` (park.h),
+ * which also counts a worker its waker just woke: that one may find nothing
+ * and park at once, and must not keep a worker that predicts work from
+ * searching meanwhile. relaxed: a heuristic count; the RMW makes it exact. */
+static inline bool spin_enter(pool *p, int64_t gap) {
+  unsigned limit = (p->n / 2 ? p->n / 2 : 1) + (gap < SEARCH_BUSY_NS && p->n > 1);
+  if (atomic_fetch_add_explicit(&p->spinners, 1, memory_order_relaxed) < limit) return true;
+  atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_relaxed);
+  return false;
 }
 
-static inline int64_t clamp_window(int64_t ns) {
+static inline void spin_exit(pool *p) {
+  atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_relaxed);
+}
+
+/* Work arrived at `t` for a worker that was idle (DESIGN, step 1). Two
+ * workers may update at once and one update be lost: a heuristic. */
+static inline void arrival(pool *p, int64_t t) {
+  uint64_t n = atomic_load_explicit(&p->inj.pushed, memory_order_relaxed);
+  int64_t prev = atomic_exchange_explicit(&p->last_arrival, t, memory_order_relaxed);
+  uint64_t pn = atomic_exchange_explicit(&p->last_pushed, n, memory_order_relaxed);
+  if (prev == 0 || t <= prev) return;
+  int64_t gap = (t - prev) / (int64_t)(n > pn ? n - pn : 1);
+  if (gap > GAP_CLAMP_NS) gap = GAP_CLAMP_NS;
+  int64_t g = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);
+  atomic_store_explicit(&p->gap_ns, g + (gap - g) / 8, memory_order_relaxed);
+}
+
+/* How long to search before parking (DESIGN, step 2). */
+static inline int64_t search_window(pool *p, int64_t g) {
+  if (g > SEARCH_GAP_NS) return 0;
+  int64_t ns = 4 * g;
   return ns < SEARCH_MIN_NS ? SEARCH_MIN_NS : ns > SEARCH_MAX_NS ? SEARCH_MAX_NS : ns;
-}
-
-/* A search found work `after` ns in: work comes at about that pace, so a
- * window of twice that would have caught it too. */
-static inline void search_found(worker *w, int64_t after) {
-  if (2 * after > w->search_ns) w->search_ns = clamp_window(2 * after);
-}
-
-/* A whole window passed with nothing: work comes more slowly than that. */
-static inline void search_failed(worker *w) {
-  w->search_ns = clamp_window(w->search_ns / 2);
-}
-
-/* Parked, woken after `slept` ns: had the search lasted that long it would
- * have found the work without the two system calls of a sleep and a wake. */
-static inline void woke_after(worker *w, int64_t slept) {
-  if (slept < SEARCH_MAX_NS && slept + slept / 2 > w->search_ns)
-    w->search_ns = clamp_window(slept + slept / 2);
 }
 
 void *cf__sched_worker_main(void *arg) {
@@ -199,7 +238,10 @@ void *cf__sched_worker_main(void *arg) {
   pool *p = w->pool;
   cf__tl_worker = w;
   cf__current_helper = &w->helper;
-  w->search_ns = SEARCH_MAX_NS;
+  /* idle: since the last task (or the start); arrived: when work came, if
+   * a waker said so or the search bounded it (0: when found) */
+  bool idle = true;
+  int64_t arrived = 0;
   cf__worker_name_self(p->name, w->index);
   if (p->pin) cf__worker_pin_self(&p->cpus, w->index);
   if (p->init && p->init(p->init_arg) != 0) {
@@ -210,6 +252,11 @@ void *cf__sched_worker_main(void *arg) {
     cf_future *f = find_work(w);
     if (f) {
     found:
+      if (idle) {
+        arrival(p, arrived ? arrived : cf__now_ns());
+        idle = false;
+        arrived = 0;
+      }
       if (w->searching) {
         w->searching = false;
         /* the last searcher found work: if more is visible, wake another
@@ -228,25 +275,44 @@ void *cf__sched_worker_main(void *arg) {
       w->searching = true;
       cf__park_start_search(&p->park);
     }
+    idle = true;
     int64_t start = cf__now_ns(), now = start;
-    /* searchers beyond half the pool park at once (Tokio, Go) */
-    int64_t window = search_allowed(w) ? w->search_ns : 0;
-    do {
+    int64_t gap = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);
+    int64_t window = search_window(p, gap);
+    if (window && !spin_enter(p, gap)) window = 0; /* step 3 */
+    while (now - start < window) {
       cf__cpu_relax();
       f = find_work(w);
       if (f) {
-        search_found(w, cf__now_ns() - start);
+        spin_exit(p);
+        /* within the window as far as the prediction goes: a look that
+         * came late (this thread lost its CPU) is our delay, not the
+         * arrival's */
+        now = cf__now_ns();
+        arrived = now < start + window ? now : start + window;
         goto found;
       }
       now = cf__now_ns();
       /* Past the first microseconds, let any thread that shares this CPU
        * run: the kernel tends to wake a task's waiter on the CPU of the
        * worker that woke it, and without the yield the waiter sits behind
-       * our whole search. On a CPU of our own sched_yield returns at once. */
-      if (now - start > SEARCH_YIELD_NS) sched_yield();
-    } while (now - start < window);
-    if (window) search_failed(w);
+       * our whole search. On a CPU of our own sched_yield returns at once.
+       * If it did not (DESIGN, step 4), park. */
+      if (now - start > SEARCH_YIELD_NS) {
+        sched_yield();
+        int64_t back = cf__now_ns();
+        if (back - now > SEARCH_YIELDED_NS) break;
+        now = back;
+      }
+    }
+    if (window) spin_exit(p);
     if (should_exit(p)) break;
+    /* work in sight that find_work did not get (another worker held the
+     * injector's consumer lock, or won a steal): look again, not park */
+    if (!all_queues_empty(p)) {
+      cf__cpu_relax();
+      continue;
+    }
     cf__park_prepare(&p->park, w->index, true);
     w->searching = false;
     /* re-check after the announce (Dekker half, park.h) */
@@ -255,9 +321,7 @@ void *cf__sched_worker_main(void *arg) {
       cf__park_cancel(&p->park, w->index);
     } else {
       stat_inc(&w->st.parks);
-      int64_t slept = cf__now_ns();
-      cf__park_wait(&p->park, w->index);
-      woke_after(w, cf__now_ns() - slept);
+      arrived = cf__park_wait(&p->park, w->index);
     }
     w->searching = true; /* both paths leave us counted as searching */
   }

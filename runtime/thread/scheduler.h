@@ -33,12 +33,16 @@
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
-#define SEARCH_MAX_NS 50000  /* the longest idle search before parking */
-#define SEARCH_MIN_NS 1000   /* the shortest (adaptive in between: scheduler.c) */
-#define SEARCH_YIELD_NS 3000 /* then search yielding the CPU between looks */
-#define HELP_SPIN_NS 20000   /* helper: look for work this long before blocking */
-#define HELP_BLOCK_NS 200000 /* helper: then block on the future this long */
-#define BATCH 32             /* injector -> own deque per take */
+#define SEARCH_MAX_NS 50000      /* the longest idle search before parking */
+#define SEARCH_MIN_NS 20000      /* the shortest, when one is worth it (scheduler.c) */
+#define SEARCH_GAP_NS 50000      /* predicted gap beyond which a worker parks at once */
+#define SEARCH_BUSY_NS 20000     /* predicted gap below which one more worker searches */
+#define GAP_CLAMP_NS 200000      /* one idle gap counts at most this much */
+#define SEARCH_YIELD_NS 3000     /* then search yielding the CPU between looks */
+#define SEARCH_YIELDED_NS 200000 /* a yield that took longer: the CPU is contended */
+#define HELP_SPIN_NS 20000       /* helper: look for work this long before blocking */
+#define HELP_BLOCK_NS 200000     /* helper: then block on the future this long */
+#define BATCH 32                 /* injector -> own deque per take */
 #define STEAL_RETRIES 8
 #define PV_CAP 128 /* private frames per worker; more go to the deque at once */
 
@@ -61,7 +65,6 @@ typedef struct worker {
   unsigned index;
   bool searching;
   bool started;
-  int64_t search_ns; /* this worker's idle search window (scheduler.c), owner only */
   uint64_t rng;
   pthread_t thread;
   cf__helper helper;
@@ -87,6 +90,16 @@ struct pool {
   alignas(CF__CACHE_LINE) _Atomic uint64_t queued;
   struct ck_ec32 ec; /* bumped when a queued task is taken (bounded pools) */
   size_t max_queued;
+  /* The idle policy's shared state (scheduler.c), its own line, written
+   * only when a worker goes from idle to work or in and out of a search:
+   * workers inside a search window (at most half), when work last
+   * arrived for an idle worker and the injector's push count then, and the
+   * average gap between submits (the prediction; relaxed loads and
+   * stores: a heuristic) */
+  alignas(CF__CACHE_LINE) _Atomic uint32_t spinners;
+  _Atomic int64_t last_arrival;
+  _Atomic uint64_t last_pushed;
+  _Atomic int64_t gap_ns;
   alignas(CF__CACHE_LINE) _Atomic uint64_t drained_cancelled;
   _Atomic uint64_t requeued; /* injector entries pushed back (stats: not submits) */
   char name[CF__NAME_PREFIX_MAX + 1];
