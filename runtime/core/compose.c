@@ -69,8 +69,9 @@ static bool valid_executor(const cf_executor *ex) {
   return ex && ex->magic == CF__EXECUTOR_MAGIC && ex->vt;
 }
 static bool word_done(cf_future *f) {
-  /* acquire: as every reader of the word (future.h) */
-  return cf__st_done(atomic_load_explicit(f->word, memory_order_acquire));
+  /* acquire: as every reader of the word (future.h); a process future's
+   * word moves: cf__future_load follows it */
+  return cf__st_done(cf__future_load(f));
 }
 static unsigned submit_flags(void) {
   return tl_in_caller ? 0 : CF_SUBMIT_NOWAIT;

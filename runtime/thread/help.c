@@ -143,8 +143,9 @@ static cf_future *next_work_set(worker *w, const target *tg, bool *ran) {
   for (size_t i = 0; i < tg->n; i++) {
     cf_future *f = tg->set[i];
     if (!f) continue;
-    /* acquire: as in help_until() */
-    uint32_t s = atomic_load_explicit(f->word, memory_order_acquire);
+    /* acquire: as in help_until() (and through cf__future_load: a process
+     * future's word moves) */
+    uint32_t s = cf__future_load(f);
     if (cf__st_done(s)) continue;
     target one = {.f = f, .word = f->word, .mine = f->executor == &w->pool->base && !f->shared};
     if (!one.mine) continue;
@@ -285,8 +286,9 @@ int cf__help_future(cf__helper *h, cf_future *f, int64_t deadline) {
   } else if (t) {
     if (w->pool->help == CF_HELP_ANY) {
       run_task(w, t);
-      /* acquire: pairs with the completer's release (result bytes) */
-      if (cf__st_done(atomic_load_explicit(f->word, memory_order_acquire))) return 0;
+      /* acquire: pairs with the completer's release (result bytes); f may
+       * be another pool's, a process future whose word moves */
+      if (cf__st_done(cf__future_load(f))) return 0;
     } else {
       (void)cf__deque_push(&w->dq, t); /* room: it came from there */
     }
