@@ -164,19 +164,24 @@ void cf__pp_force_fail_locked(cf__pool *p, uint32_t s, uint32_t to, int err,
   cf__pp_settle_locked(p, s, st);
 }
 
+void cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st) {
+  cf__assert(cf__pp_locked(p) && p->slots.ps[s].in_use);
+  /* acquire: pairs with the completing CAS (the outcome written before) */
+  uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+  int c = cf__pp_word_check(p, s, w);
+  if (c == CF__W_CORRUPT)
+    cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, st);
+  else if (c == CF__W_OK && cf__st_done(w))
+    cf__pp_settle_locked(p, s, st);
+}
+
 void cf__pp_settle(cf__pool *p, uint32_t s, uint32_t genbits) {
   if (s >= p->cfg.nslots) return; /* untrusted hint */
   cf__settle st = {NULL};
   cf__pp_lock(p);
   cf__pslot *ps = &p->slots.ps[s];
-  if (ps->in_use && (genbits == CF__GEN_ANY || cf__hint_genbits(ps->gen) == genbits)) {
-    uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
-    int c = cf__pp_word_check(p, s, w);
-    if (c == CF__W_CORRUPT)
-      cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
-    else if (c == CF__W_OK && cf__st_done(w))
-      cf__pp_settle_locked(p, s, &st);
-  }
+  if (ps->in_use && (genbits == CF__GEN_ANY || cf__hint_genbits(ps->gen) == genbits))
+    cf__pp_settle_if_done_locked(p, s, &st);
   cf__pp_unlock(p);
   cf__pp_settle_finish(p, &st, false);
 }

@@ -74,6 +74,9 @@ void cf__pp_force_fail_locked(cf__pool *p, uint32_t s, uint32_t to, int err,
                               const cf_crash_info *ci, cf__settle *st);
 /* mu held. Slot s is in use and its word done (checked): settle it. */
 void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st);
+/* mu held, slot s in use: settle it if its word is done, fail it with
+ * CF_EPROTO if the word is scribbled (cf__pp_word_check), else nothing. */
+void cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st);
 /* mu held: free slot s if nothing holds it any more (its outcome moved or
  * its future is gone, word done, no quarantine); true if freed. */
 bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s);

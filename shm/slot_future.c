@@ -150,14 +150,7 @@ static bool ensure_moved(cf_future *f) {
   cf__settle st = {NULL};
   cf__pp_lock(p);
   cf__pslot *ps = &p->slots.ps[s];
-  if (ps->in_use && ps->f == f) {
-    uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
-    int c = cf__pp_word_check(p, s, w);
-    if (c == CF__W_CORRUPT)
-      cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
-    else if (c == CF__W_OK && cf__st_done(w))
-      cf__pp_settle_locked(p, s, &st);
-  }
+  if (ps->in_use && ps->f == f) cf__pp_settle_if_done_locked(p, s, &st);
   cf__pp_unlock(p);
   cf__pp_settle_finish(p, &st, false);
   return moved(f);
@@ -212,14 +205,7 @@ static int sf_cancel(cf_future *f) {
     if (ps->in_use && ps->f == f) {
       done = cf__pp_fail_locked(p, s, fgen(f), true, CF_STATE_CANCELLED, CF_ECANCELLED, NULL,
                                 SIGKILL, &st);
-      if (!done) { /* done already, or scribbled */
-        uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
-        int c = cf__pp_word_check(p, s, w);
-        if (c == CF__W_CORRUPT)
-          cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
-        else if (c == CF__W_OK && cf__st_done(w))
-          cf__pp_settle_locked(p, s, &st);
-      }
+      if (!done) cf__pp_settle_if_done_locked(p, s, &st); /* done already, or scribbled */
     }
     cf__pp_unlock(p);
     cf__pp_settle_finish(p, &st, true);

@@ -70,8 +70,8 @@ static void expire_deadlines(cf__pool *p, int64_t now) {
       cf__pp_unlock(p);
       return;
     }
-    bool done = cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_EDEADLINE, NULL,
-                             SIGKILL, &st);
+    bool done = cf__pp_fail_locked(p, s, p->slots.ps[s].gen, true, CF_STATE_FAILED, CF_EDEADLINE,
+                                   NULL, SIGKILL, &st);
     cf__pp_unlock(p);
     if (done) atomic_fetch_add_explicit(&p->expired, 1, memory_order_relaxed); /* statistic */
     cf__pp_settle_finish(p, &st, false);
@@ -94,12 +94,7 @@ static int drain_cq(cf__pool *p) {
 
 static void sweep_fn(cf__pool *p, uint32_t s, void *arg, cf__settle *st) {
   (void)arg;
-  uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
-  int c = cf__pp_word_check(p, s, w);
-  if (c == CF__W_CORRUPT)
-    cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, st);
-  else if (c == CF__W_OK && cf__st_done(w))
-    cf__pp_settle_locked(p, s, st);
+  cf__pp_settle_if_done_locked(p, s, st);
 }
 
 static void sweep(cf__pool *p, int64_t now) {

@@ -25,11 +25,6 @@ typedef struct shared {
 } shared;
 #define sh ((shared *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 static void t_square(cf_call *c) {
   const int *x = cf_call_arg(c, NULL);
   int r = *x * *x;
@@ -37,7 +32,7 @@ static void t_square(cf_call *c) {
 }
 
 static void t_block(cf_call *c) {
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
 }
 
 static cf_executor *mkpool_mode(unsigned workers, unsigned start_mode) {

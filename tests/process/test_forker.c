@@ -35,38 +35,17 @@ typedef struct shared {
 } shared;
 #define sh ((shared *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static void t_square(cf_call *c) {
-  size_t n;
-  const int *x = cf_call_arg(c, &n);
-  int r = n == sizeof(int) ? *x * *x : -1;
-  cf_call_return(c, &r, sizeof r);
-}
-
 static void t_block(cf_call *c) {
   atomic_fetch_add(&sh->started, 1);
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
   int r = 7;
   cf_call_return(c, &r, sizeof r);
-}
-
-static cf_executor *mkpool(unsigned workers) {
-  cf_options o;
-  cf_options_init(&o);
-  o.workers = workers;
-  cf_executor *ex = NULL;
-  assert_rc(cf_process_pool_new(&o, &ex), 0);
-  return ex;
 }
 
 static int square_on(cf_executor *ex, int v) {
   cf_future *f;
   int r = -1;
-  if (cf_submit(ex, t_square, &v, sizeof v, &f) != 0) return -2;
+  if (cf_submit(ex, cf_test_square_task, &v, sizeof v, &f) != 0) return -2;
   int rc = cf_future_result(f, &r, sizeof r, NULL, -1);
   cf_future_release(f);
   return rc ? rc : r;
@@ -79,12 +58,13 @@ static void reset(void) {
 
 static void test_killed_under_tasks(void) {
   reset();
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "the zygote killed under running tasks");
   cf_future *run[2], *pend[4];
   for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
-  while (atomic_load(&sh->started) < 2) nap_ms(1);
-  for (int i = 0; i < 4; i++) assert_rc(cf_submit(ex, t_square, &i, sizeof i, &pend[i]), 0);
+  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
+  for (int i = 0; i < 4; i++)
+    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &pend[i]), 0);
   pid_t z = cf__test_zygote_pid(ex);
   assert_true(z > 0);
   kill(z, SIGKILL);
@@ -112,7 +92,7 @@ static void test_killed_early(void) {
   cf_test_watchdog(240, "100 pools whose zygote is killed early");
   unsigned ran = 0;
   for (int k = 0; k < 100; k++) {
-    cf_executor *ex = mkpool(2);
+    cf_executor *ex = cf_test_process_pool(2);
     pid_t z = cf__test_zygote_pid(ex);
     assert_true(z > 0);
     kill(z, SIGKILL);
@@ -132,14 +112,14 @@ static int64_t cpu_ns(void) {
 }
 
 static void test_no_spin(void) {
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "an idle pool after its zygote died");
   pid_t z = cf__test_zygote_pid(ex);
   kill(z, SIGKILL);
   expect_eq(square_on(ex, 3), 9); /* replaced */
-  nap_ms(50);
+  cf_test_nap_ms(50);
   int64_t c0 = cpu_ns();
-  nap_ms(400);
+  cf_test_nap_ms(400);
   int64_t used = cpu_ns() - c0;
   /* a thread spinning on a dead socket would use the whole 400 ms */
   expect_true(used < 200000000LL);
@@ -151,20 +131,20 @@ static void test_no_spin(void) {
 
 static void test_stopped(void) {
   reset();
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(90, "a stopped zygote");
   /* briefly: tasks flow on, nothing is replaced */
-  while (cf__test_workers_alive(ex) < 2) nap_ms(1); /* stopped with no worker, it waits */
+  while (cf__test_workers_alive(ex) < 2) cf_test_nap_ms(1); /* stopped with no worker, it waits */
   pid_t z = cf__test_zygote_pid(ex);
   kill(z, SIGSTOP);
   for (int i = 0; i < 50; i++) expect_eq(square_on(ex, i), i * i);
-  nap_ms(50);
+  cf_test_nap_ms(50);
   kill(z, SIGCONT);
   expect_eq(cf__test_zygote_pid(ex), z);
   /* for good, with a worker killed under its task meanwhile */
   cf_future *f;
   assert_rc(cf_submit(ex, t_block, NULL, 0, &f), 0);
-  while (atomic_load(&sh->started) < 1) nap_ms(1);
+  while (atomic_load(&sh->started) < 1) cf_test_nap_ms(1);
   kill(z, SIGSTOP);
   /* whichever worker runs it: kill both (the zygote cannot report them) */
   for (unsigned i = 0; i < 2; i++) {

@@ -59,11 +59,6 @@ static int run_int(cf_executor *ex, cf_fn fn, int arg, int *out) {
   return rc;
 }
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 /* Run this test binary as a host: its exit status (-1: killed), its
  * stdout in out[0..cap) (NUL-terminated). */
 static int run_host(const char *role, unsigned mode, char *out, size_t cap) {
@@ -214,7 +209,7 @@ typedef struct flags {
 
 static void t_wait_release(cf_call *c) {
   atomic_fetch_add(&fl->started, 1);
-  while (!atomic_load(&fl->release)) nap_ms(1);
+  while (!atomic_load(&fl->release)) cf_test_nap_ms(1);
   int r = 1;
   cf_call_return(c, &r, sizeof r);
 }
@@ -233,7 +228,7 @@ static int host_sigint(unsigned mode) {
   cf_future *f[4];
   for (int i = 0; i < 4; i++)
     if (cf_submit(ex, t_wait_release, NULL, 0, &f[i]) != 0) return 11;
-  while (atomic_load(&fl->started) < 4) nap_ms(1);
+  while (atomic_load(&fl->started) < 4) cf_test_nap_ms(1);
   kill(0, SIGINT); /* Ctrl-C: the whole foreground group */
   int sig = 0;
   if (sigwait(&intr, &sig) != 0 || sig != SIGINT) return 12;

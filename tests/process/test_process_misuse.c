@@ -74,11 +74,6 @@ static cf_executor *pool(unsigned workers) {
   return pool_opts(workers, 0);
 }
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -132,7 +127,7 @@ static void test_task_closes_fds(void) {
   /* A completion the supervisor must hear of (the supervisor sleeps: the
    * worker must kick it). */
   for (int round = 0; round < 3; round++) {
-    nap_ms(20);
+    cf_test_nap_ms(20);
     cf_future *f = NULL;
     int x = 5;
     assert_rc(cf_submit(ex, t_square, &x, sizeof x, &f), 0);
@@ -159,7 +154,7 @@ static void test_task_closes_fds(void) {
       done++;
     } else {
       expect_rc(rc, CF_EAGAIN);
-      nap_ms(1);
+      cf_test_nap_ms(1);
     }
   }
   expect_eq(done, 16);
@@ -173,7 +168,7 @@ static void test_task_closes_fds(void) {
 /* ---- 9. a child the host forks after making a pool ---- */
 
 static void t_wait_release(cf_call *c) {
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
   int r = 7;
   cf_call_return(c, &r, sizeof r);
 }
@@ -325,7 +320,7 @@ static bool all_gone(const int *pids, int n) {
     bool all = true;
     for (int i = 0; i < n; i++) all &= gone(pids[i]);
     if (all || now_ns() > end) return all;
-    nap_ms(2);
+    cf_test_nap_ms(2);
   }
 }
 
@@ -374,7 +369,7 @@ static void t_sleepers_then_block(cf_call *c) {
   sleepers s = make_sleepers();
   atomic_store(&sh->sleepers[1], s.daemon);
   atomic_store(&sh->sleepers[0], s.child);
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
 }
 
 static sleepers start_sleepers(cf_executor *ex) {
@@ -403,7 +398,7 @@ static void test_task_processes_die_with_their_worker(void) {
   cf_future *f = NULL;
   assert_rc(cf_submit(ex, t_sleepers_then_block, NULL, 0, &f), 0);
   int64_t end = now_ns() + LONG_NS;
-  while (atomic_load(&sh->sleepers[0]) == 0 && now_ns() < end) nap_ms(1);
+  while (atomic_load(&sh->sleepers[0]) == 0 && now_ns() < end) cf_test_nap_ms(1);
   int child = atomic_load(&sh->sleepers[0]), daemon = atomic_load(&sh->sleepers[1]);
   expect_true(child > 0 && daemon > 0);
   expect_rc(cf_future_cancel(f), 0); /* its worker is killed... */
@@ -472,7 +467,7 @@ static void t_fork_returns(cf_call *c) {
       r = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
       break;
     }
-    nap_ms(1);
+    cf_test_nap_ms(1);
   }
   cf_call_return(c, &r, sizeof r);
 }

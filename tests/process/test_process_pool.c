@@ -72,19 +72,7 @@ typedef struct shared_flags {
 } shared_flags;
 #define sh ((shared_flags *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 /* ---- tasks ---- */
-
-static void t_square(cf_call *c) {
-  size_t n;
-  const int *x = cf_call_arg(c, &n);
-  int r = n == sizeof(int) ? *x * *x : -1;
-  cf_call_return(c, &r, sizeof r);
-}
 
 static void t_echo(cf_call *c) {
   size_t n;
@@ -113,13 +101,13 @@ static void t_name(cf_call *c) {
 
 static void t_block(cf_call *c) {
   atomic_fetch_add(&sh->started, 1);
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
   int r = 7;
   cf_call_return(c, &r, sizeof r);
 }
 
 static void t_until_stop(cf_call *c) {
-  while (!cf_call_stop_requested(c)) nap_ms(1);
+  while (!cf_call_stop_requested(c)) cf_test_nap_ms(1);
   int r = 1;
   cf_call_return(c, &r, sizeof r);
 }
@@ -194,7 +182,7 @@ static int result_int(cf_future *f, int *out) {
 }
 
 static void wait_started(int n) {
-  while (atomic_load(&sh->started) < n) nap_ms(1);
+  while (atomic_load(&sh->started) < n) cf_test_nap_ms(1);
 }
 
 static void reset_flags(void) {
@@ -255,7 +243,7 @@ static void expect_no_leak(void) {
 static void test_basic_and_sizes(void) {
   cf_executor *ex = mkpool(2, NULL);
   cf_future *fs[200];
-  for (int i = 0; i < 200; i++) assert_rc(submit_int(ex, t_square, i, &fs[i]), 0);
+  for (int i = 0; i < 200; i++) assert_rc(submit_int(ex, cf_test_square_task, i, &fs[i]), 0);
   for (int i = 0; i < 200; i++) {
     int r = 0;
     expect_rc(result_int(fs[i], &r), 0);
@@ -284,7 +272,7 @@ static void test_basic_and_sizes(void) {
   expect_rc(cf_executor_stats(ex, &st), 0);
   expect_eq(st.submitted, 206);
   while (st.completed < 206) { /* counted by the worker just after it completes */
-    nap_ms(1);
+    cf_test_nap_ms(1);
     cf_executor_stats(ex, &st);
   }
   expect_eq(st.completed, 206);
@@ -373,7 +361,7 @@ static void test_crashes_fail_only_their_task(void) {
     if (i % 5 == 4)
       assert_rc(submit_int(ex, t_crash, kind, &fs[i]), 0);
     else
-      assert_rc(submit_int(ex, t_square, i, &fs[i]), 0);
+      assert_rc(submit_int(ex, cf_test_square_task, i, &fs[i]), 0);
   }
   int crashes = 0;
   for (int i = 0; i < N; i++) {
@@ -414,13 +402,13 @@ static void test_crashes_fail_only_their_task(void) {
   cf_executor_stats(ex, &st);
   expect_eq(st.crashed, crashes);
   while (st.respawned < (uint64_t)crashes) { /* replacements come asynchronously */
-    nap_ms(1);
+    cf_test_nap_ms(1);
     cf_executor_stats(ex, &st);
   }
   /* the pool still works at full strength */
   cf_future *f;
   int r = 0;
-  assert_rc(submit_int(ex, t_square, 9, &f), 0);
+  assert_rc(submit_int(ex, cf_test_square_task, 9, &f), 0);
   expect_rc(result_int(f, &r), 0);
   expect_eq(r, 81);
   cf_future_release(f);
@@ -448,7 +436,7 @@ static void test_recycling(void) {
   cf_stats st;
   cf_executor_stats(ex, &st);
   while (st.respawned < 3) {
-    nap_ms(1);
+    cf_test_nap_ms(1);
     cf_executor_stats(ex, &st);
   }
   expect_eq(st.crashed, 0);
@@ -463,7 +451,7 @@ static void test_deadlines(void) {
    * first: an exec-mode start under a sanitizer may take longer than the
    * deadline, which would fail the task unrun) */
   cf_future *f;
-  assert_rc(submit_int(ex, t_square, 1, &f), 0);
+  assert_rc(submit_int(ex, cf_test_square_task, 1, &f), 0);
   expect_rc(cf_future_wait(f, -1), 0);
   cf_future_release(f);
   cf_submit_opts so = {.timeout_ns = 50 * 1000000LL, .flags = 0};
@@ -483,7 +471,7 @@ static void test_deadlines(void) {
   assert_rc(cf_submit(ex, t_block, NULL, 0, &blocker), 0);
   wait_started(1);
   so.timeout_ns = 1000000;
-  assert_rc(cf_submit_ex(ex, t_square, &code, sizeof code, &so, &f), 0);
+  assert_rc(cf_submit_ex(ex, cf_test_square_task, &code, sizeof code, &so, &f), 0);
   expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EDEADLINE);
   expect_rc(cf_future_crash_info(f, &ci), CF_EINVAL); /* nobody was killed */
   atomic_store(&sh->release, 1);
@@ -500,7 +488,7 @@ static void test_deadlines(void) {
   cf_future_release(f);
   /* a generous deadline does not fire */
   so.timeout_ns = 60LL * 1000000000;
-  assert_rc(cf_submit_ex(ex, t_square, &r, sizeof r, &so, &f), 0);
+  assert_rc(cf_submit_ex(ex, cf_test_square_task, &r, sizeof r, &so, &f), 0);
   expect_rc(result_int(f, &r), 0);
   expect_eq(r, 49);
   cf_future_release(f);
@@ -514,8 +502,8 @@ static void test_cancel_running(void) {
   cf_future *f, *g;
   assert_rc(cf_submit(ex, t_block, NULL, 0, &f), 0);
   wait_started(1);
-  while (!cf_future_running(f)) nap_ms(1);
-  assert_rc(submit_int(ex, t_square, 3, &g), 0);
+  while (!cf_future_running(f)) cf_test_nap_ms(1);
+  assert_rc(submit_int(ex, cf_test_square_task, 3, &g), 0);
   expect_rc(cf_future_cancel(f), 0);
   expect_true(cf_future_cancelled(f));
   expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_ECANCELLED);
@@ -539,7 +527,7 @@ static void test_forced_shutdown(void) {
   cf_future *run[2], *pend[6];
   for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
   wait_started(2);
-  for (int i = 0; i < 6; i++) assert_rc(submit_int(ex, t_square, i, &pend[i]), 0);
+  for (int i = 0; i < 6; i++) assert_rc(submit_int(ex, cf_test_square_task, i, &pend[i]), 0);
   expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_KILL), 0);
   for (int i = 0; i < 2; i++) {
     expect_true(cf_future_done(run[i]));
@@ -550,7 +538,7 @@ static void test_forced_shutdown(void) {
     expect_rc(cf_future_result(pend[i], NULL, 0, NULL, 0), CF_ECANCELLED);
   }
   cf_future *f = NULL;
-  expect_rc(cf_submit(ex, t_square, &f, sizeof f, &f), CF_ESHUTDOWN);
+  expect_rc(cf_submit(ex, cf_test_square_task, &f, sizeof f, &f), CF_ESHUTDOWN);
   for (int i = 0; i < 2; i++) cf_future_release(run[i]);
   for (int i = 0; i < 6; i++) cf_future_release(pend[i]);
   expect_rc(cf_executor_destroy(ex), 0);
@@ -581,7 +569,7 @@ static void test_rogue_worker(void) {
   expect_eq(len, 1000);
   cf_future_release(f);
   /* the pool is fine afterwards */
-  assert_rc(submit_int(ex, t_square, 5, &f), 0);
+  assert_rc(submit_int(ex, cf_test_square_task, 5, &f), 0);
   expect_rc(result_int(f, &r), 0);
   expect_eq(r, 25);
   cf_future_release(f);
@@ -602,7 +590,8 @@ static void test_ring_full_nowait(void) {
   wait_started(1);
   cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_NOWAIT};
   int n = 0, rc = 0;
-  while (n < 16 && (rc = cf_submit_ex(ex, t_square, &n, sizeof n, &so, &fs[n])) == 0) n++;
+  while (n < 16 && (rc = cf_submit_ex(ex, cf_test_square_task, &n, sizeof n, &so, &fs[n])) == 0)
+    n++;
   expect_rc(rc, CF_EAGAIN);
   expect_true(n >= 1 && n <= 4);
   atomic_store(&sh->release, 1);
@@ -625,14 +614,14 @@ static void three_slots(cf_options *o) {
 static void test_slots_full_nowait(void) {
   cf_executor *ex = mkpool(1, three_slots);
   cf_future *fs[3], *f = NULL;
-  for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, t_square, i, &fs[i]), 0);
+  for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, cf_test_square_task, i, &fs[i]), 0);
   cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_NOWAIT};
   int v = 3;
-  expect_rc(cf_submit_ex(ex, t_square, &v, sizeof v, &so, &f), CF_EAGAIN);
+  expect_rc(cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &f), CF_EAGAIN);
   int r;
   expect_rc(result_int(fs[0], &r), 0);
   cf_future_release(fs[0]); /* done and released: its slot is free */
-  expect_rc(cf_submit_ex(ex, t_square, &v, sizeof v, &so, &f), 0);
+  expect_rc(cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &f), 0);
   expect_rc(result_int(f, &r), 0);
   expect_eq(r, 9);
   cf_future_release(f);
@@ -653,11 +642,11 @@ static void test_callbacks_and_orphans(void) {
   enum { N = 100 };
   cf_future *fs[N];
   for (int i = 0; i < N; i++) {
-    assert_rc(submit_int(ex, t_square, i, &fs[i]), 0);
+    assert_rc(submit_int(ex, cf_test_square_task, i, &fs[i]), 0);
     expect_rc(cf_future_add_done_callback(fs[i], count_cb, NULL), 0);
   }
   expect_rc(cf_wait(fs, N, CF_ALL_COMPLETED, -1, NULL), 0);
-  while (atomic_load(&cb_count) < N) nap_ms(1);
+  while (atomic_load(&cb_count) < N) cf_test_nap_ms(1);
   expect_eq(atomic_load(&cb_count), N);
   for (int i = 0; i < N; i++) cf_future_release(fs[i]);
   /* a cancelled pending future runs its callbacks at once */
@@ -665,7 +654,7 @@ static void test_callbacks_and_orphans(void) {
   assert_rc(cf_submit(ex, t_block, NULL, 0, &b), 0);
   assert_rc(cf_submit(ex, t_block, NULL, 0, &fs[0]), 0);
   wait_started(2);
-  assert_rc(submit_int(ex, t_square, 1, &p), 0);
+  assert_rc(submit_int(ex, cf_test_square_task, 1, &p), 0);
   atomic_store(&cb_count, 0);
   expect_rc(cf_future_add_done_callback(p, count_cb, NULL), 0);
   expect_rc(cf_future_cancel(p), 0);
@@ -677,7 +666,7 @@ static void test_callbacks_and_orphans(void) {
   /* futures released before they complete: nothing leaks */
   for (int i = 0; i < 500; i++) {
     cf_future *f;
-    assert_rc(submit_int(ex, t_square, i, &f), 0);
+    assert_rc(submit_int(ex, cf_test_square_task, i, &f), 0);
     cf_future_release(f);
   }
   expect_rc(cf_executor_destroy(ex), 0);
@@ -687,7 +676,7 @@ static void test_callbacks_and_orphans(void) {
 static void test_future_outlives_pool(void) {
   cf_executor *ex = mkpool(1, NULL);
   cf_future *f;
-  assert_rc(submit_int(ex, t_square, 6, &f), 0);
+  assert_rc(submit_int(ex, cf_test_square_task, 6, &f), 0);
   expect_rc(cf_executor_destroy(ex), 0); /* waits for f's task */
   expect_true(segment_mappings() > 0);   /* f still reads its slot */
   int r = 0;
@@ -709,7 +698,7 @@ static void test_initializer_failure_breaks(void) {
   int rc = 0;
   for (int i = 0; i < 100000 && rc == 0; i++) {
     cf_future *f;
-    rc = submit_int(ex, t_square, i, &f);
+    rc = submit_int(ex, cf_test_square_task, i, &f);
     if (rc == 0) {
       int r;
       expect_rc(result_int(f, &r), CF_EBROKEN);
@@ -771,7 +760,7 @@ static void test_max_queued(void) {
   wait_started(1);
   cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_NOWAIT};
   int n = 0, rc = 0;
-  while (n < 8 && (rc = cf_submit_ex(ex, t_square, &n, sizeof n, &so, &fs[n])) == 0) n++;
+  while (n < 8 && (rc = cf_submit_ex(ex, cf_test_square_task, &n, sizeof n, &so, &fs[n])) == 0) n++;
   expect_rc(rc, CF_EAGAIN);
   expect_eq(n, 2);
   atomic_store(&sh->release, 1);
@@ -799,7 +788,7 @@ static void test_destroy_from_callback_refused(void) {
   expect_rc(cf_future_add_done_callback(f, destroy_from_cb, NULL), 0);
   atomic_store(&sh->release, 1);
   expect_rc(cf_future_wait(f, -1), 0);
-  while (atomic_load(&cb_destroy_rc) == 1) nap_ms(1); /* runs on the supervisor */
+  while (atomic_load(&cb_destroy_rc) == 1) cf_test_nap_ms(1); /* runs on the supervisor */
   expect_rc(atomic_load(&cb_destroy_rc), CF_EINVAL);
   cf_future_release(f);
   expect_rc(cf_executor_destroy(cb_ex), 0);
@@ -843,7 +832,7 @@ static void test_zygote_killed(void) {
   cf_future *run[2], *pend[3];
   for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
   wait_started(2);
-  for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, t_square, i, &pend[i]), 0);
+  for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, cf_test_square_task, i, &pend[i]), 0);
   pid_t z = cf__test_zygote_pid(ex);
   assert_true(z > 0);
   kill(z, SIGKILL); /* the workers die with it (PDEATHSIG) */
@@ -855,7 +844,7 @@ static void test_zygote_killed(void) {
   }
   cf_future *f = NULL;
   int v = 7, r = 0;
-  assert_rc(cf_submit(ex, t_square, &v, sizeof v, &f), 0);
+  assert_rc(cf_submit(ex, cf_test_square_task, &v, sizeof v, &f), 0);
   expect_rc(result_int(f, &r), 0);
   expect_eq(r, 49);
   expect_true(cf__test_zygote_pid(ex) != z);
@@ -885,7 +874,7 @@ static int child_pool(void) {
       fflush(stdout);
       break;
     }
-    nap_ms(1);
+    cf_test_nap_ms(1);
   }
   for (;;) pause();
 }
@@ -923,7 +912,7 @@ static void test_parent_killed(void) {
         left--;
       }
     }
-    if (r <= 0) nap_ms(1);
+    if (r <= 0) cf_test_nap_ms(1);
   }
   expect_eq(left, 0);
   for (int i = 0; i < 3; i++) expect_true(pids[i] > 0 && kill(pids[i], 0) != 0 && errno == ESRCH);
@@ -965,5 +954,6 @@ int main(int argc, char **argv) {
   CF_RUN(test_zygote_killed);
   CF_RUN(test_parent_killed);
 #endif
-  return cf_test_done(start_mode == CF_START_FORK ? "test_process_pool fork" : "test_process_pool exec");
+  return cf_test_done(start_mode == CF_START_FORK ? "test_process_pool fork"
+                                                  : "test_process_pool exec");
 }

@@ -37,11 +37,6 @@ typedef struct shared {
 } shared;
 #define sh ((shared *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 static unsigned char *segment_base(void) {
   FILE *m = fopen("/proc/self/maps", "r");
   char line[512];
@@ -52,16 +47,9 @@ static unsigned char *segment_base(void) {
   return (unsigned char *)(uintptr_t)lo;
 }
 
-static void t_square(cf_call *c) {
-  size_t n;
-  const int *x = cf_call_arg(c, &n);
-  int r = n == sizeof(int) ? *x * *x : -1;
-  cf_call_return(c, &r, sizeof r);
-}
-
 static void t_block(cf_call *c) {
   atomic_fetch_add(&sh->started, 1);
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
   int r = 7;
   cf_call_return(c, &r, sizeof r);
 }
@@ -105,7 +93,7 @@ static void t_own_gen(cf_call *c) {
 
 /* 3b: the word of every queued (PENDING) slot gets another generation */
 static void t_queued_gen(cf_call *c) {
-  while (!atomic_load(&sh->go)) nap_ms(1);
+  while (!atomic_load(&sh->go)) cf_test_nap_ms(1);
   unsigned char *base = segment_base();
   int hit = 0;
   if (base) {
@@ -121,20 +109,11 @@ static void t_queued_gen(cf_call *c) {
   cf_call_return(c, &hit, sizeof hit);
 }
 
-static cf_executor *mkpool(unsigned workers) {
-  cf_options o;
-  cf_options_init(&o);
-  o.workers = workers;
-  cf_executor *ex = NULL;
-  assert_rc(cf_process_pool_new(&o, &ex), 0);
-  return ex;
-}
-
 static void expect_works(cf_executor *ex, int n) {
   for (int i = 0; i < n; i++) {
     cf_future *f;
     int r = -1;
-    assert_rc(cf_submit(ex, t_square, &i, sizeof i, &f), 0);
+    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &f), 0);
     expect_rc(cf_future_result(f, &r, sizeof r, NULL, -1), 0);
     expect_eq(r, i * i);
     cf_future_release(f);
@@ -142,20 +121,21 @@ static void expect_works(cf_executor *ex, int n) {
 }
 
 static void test_control_block(void) {
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "after a task scribbled the control block");
   cf_future *f;
   assert_rc(cf_submit(ex, t_scribble_ctl, NULL, 0, &f), 0);
-  expect_rc(cf_future_result(f, NULL, 0, NULL, -1), 0); /* ran, returned 4 bytes (a NULL buffer: a success check) */
+  expect_rc(cf_future_result(f, NULL, 0, NULL, -1),
+            0); /* ran, returned 4 bytes (a NULL buffer: a success check) */
   cf_future_release(f);
-  nap_ms(20); /* let the workers go idle and see the words */
+  cf_test_nap_ms(20); /* let the workers go idle and see the words */
   expect_works(ex, 200);
   expect_rc(cf_executor_destroy(ex), 0);
   cf_test_watchdog(0, NULL);
 }
 
 static void test_lying_record(void) {
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "a dead worker whose record lies");
   for (int k = 0; k < 5; k++) {
     cf_future *f;
@@ -171,7 +151,7 @@ static void test_lying_record(void) {
 static void test_generations(void) {
   atomic_store(&sh->release, 0);
   atomic_store(&sh->started, 0);
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "slot words with a scribbled generation");
   cf_future *f;
   assert_rc(cf_submit(ex, t_own_gen, NULL, 0, &f), 0);
@@ -180,11 +160,11 @@ static void test_generations(void) {
   /* one worker blocked, the other scribbles what is queued meanwhile */
   cf_future *b, *q[4], *rogue;
   assert_rc(cf_submit(ex, t_block, NULL, 0, &b), 0);
-  while (atomic_load(&sh->started) < 1) nap_ms(1);
+  while (atomic_load(&sh->started) < 1) cf_test_nap_ms(1);
   atomic_store(&sh->go, 0);
   assert_rc(cf_submit(ex, t_queued_gen, NULL, 0, &rogue), 0);
-  while (!cf_future_running(rogue)) nap_ms(1);
-  for (int i = 0; i < 4; i++) assert_rc(cf_submit(ex, t_square, &i, sizeof i, &q[i]), 0);
+  while (!cf_future_running(rogue)) cf_test_nap_ms(1);
+  for (int i = 0; i < 4; i++) assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &q[i]), 0);
   atomic_store(&sh->go, 1);
   int hit = 0;
   expect_rc(cf_future_result(rogue, &hit, sizeof hit, NULL, -1), 0);

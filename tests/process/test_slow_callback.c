@@ -30,26 +30,14 @@ typedef struct shared {
 } shared;
 #define sh ((shared *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static void t_square(cf_call *c) {
-  size_t n;
-  const int *x = cf_call_arg(c, &n);
-  int r = n == sizeof(int) ? *x * *x : -1;
-  cf_call_return(c, &r, sizeof r);
-}
-
 static void t_block(cf_call *c) {
   atomic_fetch_add(&sh->started, 1);
-  while (!atomic_load(&sh->release)) nap_ms(1);
+  while (!atomic_load(&sh->release)) cf_test_nap_ms(1);
 }
 
 static void t_gate(cf_call *c) {
   const int *i = cf_call_arg(c, NULL);
-  while (!atomic_load(&sh->gate[*i])) nap_ms(1);
+  while (!atomic_load(&sh->gate[*i])) cf_test_nap_ms(1);
 }
 
 static void t_crash(cf_call *c) {
@@ -62,7 +50,7 @@ static cf_executor *pool;
 
 static void slow_cb(cf_future *f, void *arg) {
   atomic_store(&first_in, 1);
-  while (!atomic_load(&let_go)) nap_ms(1);
+  while (!atomic_load(&let_go)) cf_test_nap_ms(1);
   atomic_store(&first_out, 1);
 }
 
@@ -76,7 +64,7 @@ static void waiting_cb(cf_future *f, void *arg) {
   /* a callback that waits for another future of the same pool */
   cf_future *g;
   int v = 12, r = 0;
-  if (cf_submit(pool, t_square, &v, sizeof v, &g) != 0) return;
+  if (cf_submit(pool, cf_test_square_task, &v, sizeof v, &g) != 0) return;
   int rc = cf_future_result(g, &r, sizeof r, NULL, -1);
   cf_future_release(g);
   atomic_store(&waited_rc, rc == 0 && r == 144 ? 0 : -1);
@@ -96,7 +84,7 @@ static void test_blocked_callback(void) {
   assert_rc(cf_submit(pool, t_gate, &v, sizeof v, &a), 0);
   expect_rc(cf_future_add_done_callback(a, slow_cb, NULL), 0);
   atomic_store(&sh->gate[0], 1);
-  while (!atomic_load(&first_in)) nap_ms(1);
+  while (!atomic_load(&first_in)) cf_test_nap_ms(1);
   v = 1;
   assert_rc(cf_submit(pool, t_gate, &v, sizeof v, &h), 0);
   expect_rc(cf_future_add_done_callback(h, second_cb, NULL), 0);
@@ -120,7 +108,7 @@ static void test_blocked_callback(void) {
   cf_future *d;
   int r = 0;
   v = 9;
-  assert_rc(cf_submit(pool, t_square, &v, sizeof v, &d), 0);
+  assert_rc(cf_submit(pool, cf_test_square_task, &v, sizeof v, &d), 0);
   expect_rc(cf_future_result(d, &r, sizeof r, NULL, -1), 0);
   expect_eq(r, 81);
   cf_future_release(d);
@@ -132,13 +120,14 @@ static void test_blocked_callback(void) {
   assert_rc(cf_submit(pool, t_block, NULL, 0, &e[0]), 0);
   assert_rc(cf_submit(pool, t_block, NULL, 0, &e[1]), 0);
   v = 4;
-  assert_rc(cf_submit(pool, t_square, &v, sizeof v, &e[2]), 0); /* queued behind */
-  while (atomic_load(&sh->started) < 2) nap_ms(1);
+  assert_rc(cf_submit(pool, cf_test_square_task, &v, sizeof v, &e[2]), 0); /* queued behind */
+  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
   atomic_store(&sh->release, 1);
   bool done[3];
   expect_rc(cf_wait(e, 3, CF_ALL_COMPLETED, -1, done), 0);
   cf_future *g[2];
-  for (int i = 0; i < 2; i++) assert_rc(cf_submit(pool, t_square, &i, sizeof i, &g[i]), 0);
+  for (int i = 0; i < 2; i++)
+    assert_rc(cf_submit(pool, cf_test_square_task, &i, sizeof i, &g[i]), 0);
   cf_as_completed *it;
   assert_rc(cf_as_completed_new(g, 2, -1, &it), 0);
   cf_future *x;
@@ -153,14 +142,14 @@ static void test_blocked_callback(void) {
   /* the queued user callback has not run: it is behind the blocked one */
   expect_eq(atomic_load(&second_ran), 0);
   atomic_store(&let_go, 1);
-  while (!atomic_load(&second_ran)) nap_ms(1);
+  while (!atomic_load(&second_ran)) cf_test_nap_ms(1);
   expect_eq(atomic_load(&order_ok), 1);
 
   /* a callback that waits on the pool */
   cf_future *k;
-  assert_rc(cf_submit(pool, t_square, &v, sizeof v, &k), 0);
+  assert_rc(cf_submit(pool, cf_test_square_task, &v, sizeof v, &k), 0);
   expect_rc(cf_future_add_done_callback(k, waiting_cb, NULL), 0);
-  while (atomic_load(&waited_rc) == 1) nap_ms(1);
+  while (atomic_load(&waited_rc) == 1) cf_test_nap_ms(1);
   expect_eq(atomic_load(&waited_rc), 0);
   cf_future_release(k);
 

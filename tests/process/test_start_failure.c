@@ -39,18 +39,6 @@ typedef struct shared {
 } shared;
 #define sh ((shared *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static void t_square(cf_call *c) {
-  size_t n;
-  const int *x = cf_call_arg(c, &n);
-  int r = n == sizeof(int) ? *x * *x : -1;
-  cf_call_return(c, &r, sizeof r);
-}
-
 enum { DIE_ABORT, DIE_SEGV, DIE_EXIT, DIE_FAIL, DIE_KILL3, DIE_KILL_ALWAYS };
 
 static int init_die(void *arg) {
@@ -92,16 +80,16 @@ static void expect_broken(cf_executor *ex) {
   cf_future *f = NULL;
   int v = 3, rc;
   /* queued before or after the breakage: either way CF_EBROKEN, at once */
-  rc = cf_submit(ex, t_square, &v, sizeof v, &f);
+  rc = cf_submit(ex, cf_test_square_task, &v, sizeof v, &f);
   if (rc == 0) {
     expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EBROKEN);
     cf_future_release(f);
     for (int i = 0; i < 1000 && rc == 0; i++) {
-      rc = cf_submit(ex, t_square, &v, sizeof v, &f);
+      rc = cf_submit(ex, cf_test_square_task, &v, sizeof v, &f);
       if (rc == 0) {
         expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EBROKEN);
         cf_future_release(f);
-        nap_ms(1);
+        cf_test_nap_ms(1);
       }
     }
   }
@@ -162,7 +150,7 @@ static void test_killed_before_start(void) {
   cf_test_watchdog(60, "an initializer killed its first three times");
   cf_future *f;
   int v = 5, r = 0;
-  assert_rc(cf_submit(ex, t_square, &v, sizeof v, &f), 0);
+  assert_rc(cf_submit(ex, cf_test_square_task, &v, sizeof v, &f), 0);
   expect_rc(cf_future_result(f, &r, sizeof r, NULL, -1), 0);
   expect_eq(r, 25);
   cf_future_release(f);
@@ -177,7 +165,7 @@ static void test_killed_before_start(void) {
   ex = pool_with(DIE_KILL_ALWAYS, 1);
   cf_test_watchdog(60, "an initializer killed every time");
   cf_submit_opts so = {.timeout_ns = 1000000000LL, .flags = 0};
-  assert_rc(cf_submit_ex(ex, t_square, &v, sizeof v, &so, &f), 0);
+  assert_rc(cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &f), 0);
   expect_rc(cf_future_result(f, NULL, 0, NULL, -1), CF_EDEADLINE);
   cf_future_release(f);
   int runs = atomic_load(&sh->inits);

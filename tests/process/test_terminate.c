@@ -52,11 +52,6 @@ typedef struct shared {
 } shared;
 #define sh ((shared *)cf_test_shm)
 
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 static void on_term(int sig) {
   atomic_fetch_add(&sh->cleaned, 1);
   _exit(0);
@@ -65,13 +60,13 @@ static void on_term(int sig) {
 static void t_cleans_up(cf_call *c) {
   signal(SIGTERM, on_term);
   atomic_fetch_add(&sh->started, 1);
-  for (;;) nap_ms(1);
+  for (;;) cf_test_nap_ms(1);
 }
 
 static void t_ignores(cf_call *c) {
   signal(SIGTERM, SIG_IGN);
   atomic_fetch_add(&sh->started, 1);
-  for (;;) nap_ms(1);
+  for (;;) cf_test_nap_ms(1);
 }
 
 static void t_square(cf_call *c) {
@@ -79,23 +74,14 @@ static void t_square(cf_call *c) {
   cf_call_return(c, &r, sizeof r);
 }
 
-static cf_executor *mkpool(unsigned workers) {
-  cf_options o;
-  cf_options_init(&o);
-  o.workers = workers;
-  cf_executor *ex = NULL;
-  assert_rc(cf_process_pool_new(&o, &ex), 0);
-  return ex;
-}
-
 static void test_terminate(void) {
   atomic_store(&sh->started, 0);
   atomic_store(&sh->cleaned, 0);
-  cf_executor *ex = mkpool(2);
+  cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "shutdown(CF_SHUTDOWN_TERMINATE)");
   cf_future *run[2], *pend[3];
   for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_cleans_up, NULL, 0, &run[i]), 0);
-  while (atomic_load(&sh->started) < 2) nap_ms(1);
+  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
   for (int i = 0; i < 3; i++) assert_rc(cf_submit(ex, t_square, NULL, 0, &pend[i]), 0);
   expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_TERMINATE), 0);
   if (!TSAN) expect_eq(atomic_load(&sh->cleaned), 2); /* they cleaned up before it returned */
@@ -119,11 +105,11 @@ static void test_terminate(void) {
 
 static void test_terminate_ignored(void) {
   atomic_store(&sh->started, 0);
-  cf_executor *ex = mkpool(1);
+  cf_executor *ex = cf_test_process_pool(1);
   cf_test_watchdog(60, "shutdown(CF_SHUTDOWN_TERMINATE) of a task that ignores SIGTERM");
   cf_future *f;
   assert_rc(cf_submit(ex, t_ignores, NULL, 0, &f), 0);
-  while (atomic_load(&sh->started) < 1) nap_ms(1);
+  while (atomic_load(&sh->started) < 1) cf_test_nap_ms(1);
   expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_TERMINATE), 0);
   expect_rc(cf_future_result(f, NULL, 0, NULL, 0), CF_ECANCELLED);
   cf_future_release(f);
@@ -135,7 +121,7 @@ static void test_noexec_seal(void) {
   int fd = memfd_create("probe", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
   bool kernel_has_it = fd >= 0;
   if (fd >= 0) close(fd);
-  cf_executor *ex = mkpool(1);
+  cf_executor *ex = cf_test_process_pool(1);
   int seals = cf__test_segment_seals(ex);
   expect_true(seals >= 0);
   expect_true((seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW) && (seals & F_SEAL_SEAL));

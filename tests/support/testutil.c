@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 int cf_test_failures;
@@ -199,6 +200,28 @@ cf_executor *cf_test_new_executor(bool process, unsigned workers) {
   cf_executor *ex = NULL;
   int rc = cf_test_pool_new(process, &o, &ex);
   assert_rc(rc, 0);
+  assert_true(ex != NULL);
+  return ex;
+}
+
+void cf_test_nap_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+void cf_test_square_task(cf_call *c) {
+  size_t n;
+  const int *x = cf_call_arg(c, &n);
+  int r = n == sizeof(int) ? *x * *x : -1;
+  cf_call_return(c, &r, sizeof r);
+}
+
+cf_executor *cf_test_process_pool(unsigned workers) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = workers;
+  cf_executor *ex = NULL;
+  assert_rc(cf_process_pool_new(&o, &ex), 0);
   assert_true(ex != NULL);
   return ex;
 }

@@ -70,6 +70,15 @@ void cf_test_run(const char *name, void (*fn)(void));
 void cf_test_watchdog(unsigned seconds, const char *what);
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
+/* Helpers the process tests share. Sleep `ms` milliseconds. */
+void cf_test_nap_ms(int ms);
+/* A task: an int argument, its square as the int result (-1 for an
+ * argument of another size). */
+void cf_test_square_task(cf_call *c);
+/* A process pool of `workers` workers with default options. Stops the
+ * test if it cannot be made. */
+cf_executor *cf_test_process_pool(unsigned workers);
+
 #define expect_true(c)                                   \
   do {                                                   \
     if (!(c)) cf_test_fail(__FILE__, __LINE__, #c, " "); \
