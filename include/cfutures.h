@@ -236,7 +236,7 @@ int cf_process_pool_new(const cf_options *o, cf_executor **out);
  * RUNNING; cancelling it (or its deadline) cannot kill the rank: the task
  * is asked to stop and cf_future_cancel returns CF_EBUSY; the future then
  * ends CANCELLED if the rank had not started it yet, else the task sees
- * cf_call_stop_requested(). A deadline fails the future with CF_ETIMEDOUT
+ * cf_call_stop_requested(). A deadline fails the future with CF_EDEADLINE
  * at once, wherever the task is. A worker
  * rank that dies fails the tasks it held with CF_ECRASHED and breaks the
  * pool (CF_EBROKEN). Built without MPI, cf_mpi_pool_new returns CF_ENOTSUP. */

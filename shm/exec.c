@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,19 +30,52 @@ typedef struct boot_hdr {
 
 /* ---- the parent: spawn and hand over (steps 1-2) ---- */
 
-/* The host's environment without any CF__EXEC_ENV, plus ours. NULL on
- * ENOMEM. */
-static char **zygote_env(char *marker) {
+/* The recorded environment plus our marker. NULL on ENOMEM. */
+static char **zygote_env(const cf__pool_cfg *c, char *marker) {
   size_t n = 0;
-  for (char **e = environ; e && *e; e++) n++;
+  for (char **e = c->exec_env; e && *e; e++) n++;
   char **env = malloc((n + 2) * sizeof *env);
   if (!env) return NULL;
-  size_t k = 0, plen = strlen(CF__EXEC_ENV);
-  for (char **e = environ; e && *e; e++)
-    if (strncmp(*e, CF__EXEC_ENV, plen) != 0 || (*e)[plen] != '=') env[k++] = *e;
-  env[k++] = marker;
-  env[k] = NULL;
+  for (size_t k = 0; k < n; k++) env[k] = c->exec_env[k];
+  env[n] = marker;
+  env[n + 1] = NULL;
   return env;
+}
+
+/* The umask without changing it (umask(2) can only swap: another thread
+ * would see the swapped value): the "Umask:" line of /proc/self/status. */
+static int read_umask(void) {
+  FILE *f = fopen("/proc/self/status", "re");
+  if (!f) return -1;
+  char line[128];
+  int m = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Umask: %o", (unsigned *)&m) == 1) break;
+  fclose(f);
+  return m;
+}
+
+int cf__exec_snapshot(cf__pool_cfg *c) {
+  c->exec_cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  c->exec_umask = read_umask();
+  size_t n = 0;
+  for (char **e = environ; e && *e; e++) n++;
+  c->exec_env = calloc(n + 1, sizeof *c->exec_env);
+  if (!c->exec_env) return CF_ENOMEM;
+  size_t k = 0, plen = strlen(CF__EXEC_ENV);
+  for (char **e = environ; e && *e && k < n; e++) {
+    if (strncmp(*e, CF__EXEC_ENV, plen) == 0 && (*e)[plen] == '=') continue;
+    if (!(c->exec_env[k++] = strdup(*e))) return CF_ENOMEM; /* freed by the caller */
+  }
+  return 0;
+}
+
+void cf__exec_snapshot_free(cf__pool_cfg *c) {
+  for (char **e = c->exec_env; e && *e; e++) free(*e);
+  free(c->exec_env);
+  c->exec_env = NULL;
+  if (c->exec_cwd >= 0) close(c->exec_cwd);
+  c->exec_cwd = -1;
 }
 
 static int send_boot(int sock, const cf__pool_cfg *c) {
@@ -76,13 +110,16 @@ int cf__exec_zygote(const cf__pool_cfg *c, pid_t *pid) {
   if (src < 0) return CF_ESYS;
   char marker[64];
   snprintf(marker, sizeof marker, "%s=%d", CF__EXEC_ENV, c->parent_pid);
-  char **env = zygote_env(marker);
+  char **env = zygote_env(c, marker);
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   int r = env ? 0 : ENOMEM;
   if (!r) r = posix_spawn_file_actions_init(&fa);
   if (!r) {
-    r = posix_spawn_file_actions_adddup2(&fa, src, CF__EXEC_FD);
+    /* the working directory of the pool's creation: first, while its fd
+     * is what it is here (it may be the number the dup2 below replaces) */
+    if (c->exec_cwd >= 0) r = posix_spawn_file_actions_addfchdir_np(&fa, c->exec_cwd);
+    if (!r) r = posix_spawn_file_actions_adddup2(&fa, src, CF__EXEC_FD);
     if (!r) r = posix_spawn_file_actions_addclosefrom_np(&fa, CF__EXEC_FD + 1);
     if (!r) r = posix_spawnattr_init(&at);
     if (!r) {
@@ -162,6 +199,9 @@ __attribute__((noreturn)) static void boot_zygote(pid_t parent) {
     c->init = f ? (cf_init_fn)f : bad_init;
   }
   c->init_arg = NULL; /* exec mode refuses any other at creation */
+  if (c->exec_umask >= 0) umask((mode_t)c->exec_umask); /* the host's at creation */
+  c->exec_env = NULL;                                   /* the parent's pointer */
+  c->exec_cwd = -1;
   cf__zygote_main(c, parent);
 }
 

@@ -36,7 +36,7 @@
  * It works only if the library is part of the program file itself: a
  * process pool made from a shared object (cfutures linked into a plugin)
  * would exec a program without the constructor; cf_process_pool_new
- * refuses exec mode there (CF_EINVAL; CF_START_FORK still works).
+ * refuses exec mode there (CF_ENOTSUP; CF_START_FORK still works).
  */
 #ifndef CF_SHM_EXEC_H
 #define CF_SHM_EXEC_H
@@ -48,7 +48,13 @@
 #define CF__EXEC_FD 3 /* the zygote socket in the exec'ed process */
 #define CF__EXEC_ENV "CFUTURES_ZYGOTE"
 
-/* Steps 1-2 above, on the supervisor thread: 0 and *pid, or CF_ESYS. */
+/* Steps 1-2 above, on the supervisor thread: 0 and *pid, or CF_ESYS. The
+ * zygote gets the environment, working directory and umask recorded by
+ * cf__exec_snapshot, whether it is the first or a replacement. */
 int cf__exec_zygote(const cf__pool_cfg *c, pid_t *pid);
+/* At pool creation (the creating thread): record into c what a zygote
+ * starts from. 0 or CF_ENOMEM. cf__exec_snapshot_free undoes it. */
+int cf__exec_snapshot(cf__pool_cfg *c);
+void cf__exec_snapshot_free(cf__pool_cfg *c);
 
 #endif /* CF_SHM_EXEC_H */

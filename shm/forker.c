@@ -182,7 +182,13 @@ static void forker_dead(cf__pool *p) {
     /* young: it never made a worker (a zygote killed after it did its work
      * is replaced at once, however often) */
     p->zfails = p->zspawned ? 0 : p->zfails + 1;
-    if (p->zfails > ZYGOTE_TRIES) {
+    if (p->cfg.start == CF_START_FORK) {
+      /* Fork mode: the zygote was the host's copy at creation, and no copy
+       * of that moment is left; a new fork of the host would copy it as it
+       * is now (its threads' locks held, memory changed, code unloaded).
+       * The pool breaks instead (forker.h). */
+      newly_broken = cf__pp_break_locked(p);
+    } else if (p->zfails > ZYGOTE_TRIES) {
       newly_broken = cf__pp_break_locked(p);
     } else {
       p->zstart_at = now + backoff(p->zfails);

@@ -21,8 +21,14 @@
  * (waitpid returns only after the kernel sent its children their
  * PDEATHSIG: every worker it had is dead or dying, none runs user code
  * again), closes the socket — nothing is read from a dead zygote — and
- * hands the workers to recovery.c, which fails the tasks they ran. Then a
- * new zygote starts: at once, or after a backoff (1 ms doubling to 1 s)
+ * hands the workers to recovery.c, which fails the tasks they ran. Then,
+ * in exec mode, a new zygote starts from the environment, working
+ * directory and umask recorded at pool creation (exec.c), as the first one
+ * did; in fork mode the pool breaks: the first zygote was the host's copy
+ * at creation and no such copy is left, while a new fork would copy the
+ * host as it is now (locks its other threads hold, memory written since,
+ * libraries unloaded since). A new zygote starts at once, or after a
+ * backoff (1 ms doubling to 1 s)
  * when zygotes keep dying before they made a worker; after ZYGOTE_TRIES
  * such in a row the pool is broken. A zygote seen stopped (SIGSTOP) for FORKER_PATIENCE while tasks
  * are in flight is killed and replaced the same way: a stopped zygote

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "callbacks.h"
+#include "exec.h"
 #include "registry.h"
 #include "supervisor.h"
 
@@ -29,6 +30,7 @@ static void pool_free(cf__pool *p) {
   pthread_cond_destroy(&p->cb_cv);
   cf__slots_fini(&p->slots);
   cf__text_free(&p->cfg.text);
+  cf__exec_snapshot_free(&p->cfg);
   free(p->w);
   free(p->repush);
   free(p->out);

@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "callbacks.h"
+#include "exec.h"
 #include "forker.h"
 #include "idle.h"
 #include "image.h"
@@ -79,6 +80,10 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
     return CF_ENOTLOADED;
   cf__seg *seg = &p->cfg.seg;
   bool big = len > CF__SLOT_ARG_INLINE && len > seg->slot_arg;
+  /* relaxed: a hint (cf_executor_time_tasks); the wait for a slot counts
+   * as queue wait */
+  int64_t t_submit =
+      atomic_load_explicit(&p->base.time_tasks, memory_order_relaxed) ? cf__now_ns() : 0;
   cf_future *f = cf__future_alloc();
   if (!f) return CF_ENOMEM;
   cf__pp_lock(p);
@@ -105,6 +110,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   cf__pslot *ps = &p->slots.ps[s];
   uint32_t gen = ps->gen;
   ps->arg_len = (uint32_t)len;
+  ps->t_submit = t_submit;
   if (big) ps->big = cf__slots_big_take(&p->slots);
   uint32_t region = ps->big;
   cf__pp_hungry_update(p);
@@ -122,9 +128,6 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   sl->deadline = deadline_abs;
   sl->arg_len = (uint32_t)len;
   sl->big = region;
-  /* relaxed: a hint (cf_executor_time_tasks) */
-  int64_t t_submit =
-      atomic_load_explicit(&p->base.time_tasks, memory_order_relaxed) ? cf__now_ns() : 0;
   sl->timed = t_submit != 0;
   if (len) memcpy(cf__slot_arg(seg, sl, s, len, region), arg, len);
   cf__slot_future_bind(f, p, s, gen);
@@ -432,7 +435,7 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   c->init_arg = o.initializer_arg;
   c->pin = o.pin_cpus;
   c->cpus = o.cpus;
-  c->evfd = c->sock = -1;
+  c->evfd = c->sock = c->exec_cwd = -1;
   atomic_init(&c->zsock, -1);
   p->zpidfd = -1;
   cf__mutex_init(&p->mu);
@@ -441,7 +444,11 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
   pthread_cond_init(&p->cb_cv, NULL);
   int e = cf__text_collect(&c->text);
   if (e) goto fail;
-  if (c->start == CF_START_EXEC) cf__image_collect(&c->image);
+  if (c->start == CF_START_EXEC) {
+    cf__image_collect(&c->image);
+    e = cf__exec_snapshot(c);
+    if (e) goto fail;
+  }
   /* the workers' signal mask: the creating thread's */
   pthread_sigmask(SIG_SETMASK, NULL, &c->host_mask);
 

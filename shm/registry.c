@@ -30,6 +30,7 @@ void cf__registry_enter_child(const cf__pool_cfg *self) {
     if (q->seg.base && q->seg.fd >= 0) close(q->seg.fd);
     if (q->sock >= 0) close(q->sock);
     if (q->evfd >= 0) close(q->evfd);
+    if (q->exec_cwd >= 0) close(q->exec_cwd);
     int z = atomic_load(&q->zsock); /* see config.h */
     if (z >= 0) close(z);
   }

@@ -77,6 +77,10 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
    * result region (a failure past a large cf_call_return keeps it) */
   uint32_t rlen = by_worker ? atomic_load_explicit(&sl->res_len, memory_order_relaxed) : 0;
   uint32_t n = state == CF_STATE_FINISHED ? rlen : 0;
+  /* every task a worker ran, its future read or not (released early: f
+   * NULL) */
+  if (ps->t_submit && by_worker && state != CF_STATE_CANCELLED) count_time(p, sl, ps->t_submit);
+  ps->t_submit = 0;
   if (f) {
     int err = 0, code = 0;
     char *msg = NULL;
@@ -111,7 +115,6 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
       }
     }
     if (err != CF_ETASK) code = err;
-    if (f->t_submit && by_worker && state != CF_STATE_CANCELLED) count_time(p, sl, f->t_submit);
     /* relaxed: published by the release store of f->word below */
     atomic_store_explicit(&f->err, err, memory_order_relaxed);
     f->task_code = code;

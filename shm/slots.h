@@ -60,6 +60,7 @@ typedef struct cf__pslot {
   uint8_t watched;     /* the pool holds a reference on f: run its callbacks */
   int32_t err;         /* outcome of a parent-completed word (owner 0) */
   cf_crash_info crash;
+  int64_t t_submit; /* cf_executor_time_tasks: this use's submit time, 0: not timed */
 } cf__pslot;
 
 typedef struct cf__slots {

@@ -115,7 +115,8 @@ int cf_executor_destroy(cf_executor *ex) {
 }
 
 int cf_executor_time_tasks(cf_executor *ex, bool on) {
-  if (!valid_ex(ex)) return CF_EINVAL;
+  int e = check_ex(ex);
+  if (e) return e;
   /* relaxed: submitters read it as a hint; tasks submitted around the
    * switch are measured or not */
   atomic_store_explicit(&ex->time_tasks, on, memory_order_relaxed);

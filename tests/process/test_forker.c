@@ -14,6 +14,16 @@
  * 4. Stopped (SIGSTOP): briefly, and nothing is lost or replaced; for
  *    good, and the pool replaces it, so that the task of a worker killed
  *    meanwhile (which the stopped zygote would never report) still fails.
+ * 5. Exec mode: a replacement zygote starts from what the host was when the
+ *    pool was made (its environment, working directory, umask), as the
+ *    first one did, not from the host as it is when the zygote dies.
+ *    (Before: the replacement read the host's environ, cwd and umask anew.)
+ * 6. Fork mode: no copy of the host at creation is left to replace the
+ *    zygote with; a new fork would copy the host as it is now (locks its
+ *    threads hold, memory written since, code unloaded since). The pool
+ *    breaks instead: running tasks CF_ECRASHED, the rest CF_EBROKEN.
+ *    (Before: it forked the live multi-threaded host: a task then timed
+ *    out on a mutex another thread of the host held.)
  * Needs the test hooks (the pids).
  */
 #include <signal.h>
@@ -22,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +43,9 @@
 typedef struct shared {
   _Atomic int release;
   _Atomic int started;
+  char env[64]; /* what t_report saw */
+  char cwd[256];
+  int umask_seen;
 } shared;
 #define sh ((shared *)cf_test_shm)
 
@@ -85,6 +99,91 @@ static void test_killed_under_tasks(void) {
   pid_t z2 = cf__test_zygote_pid(ex);
   expect_true(z2 > 0 && z2 != z);
   expect_rc(cf_executor_destroy(ex), 0);
+  cf_test_watchdog(0, NULL);
+}
+
+/* Writes what the worker's process sees into sh. */
+static void t_report(cf_call *c) {
+  const char *v = getenv("CF_TEST_FORKER_ENV");
+  snprintf(sh->env, sizeof sh->env, "%s", v ? v : "(unset)");
+  if (!getcwd(sh->cwd, sizeof sh->cwd)) snprintf(sh->cwd, sizeof sh->cwd, "(error)");
+  mode_t m = umask(0);
+  umask(m);
+  sh->umask_seen = (int)m;
+  int r = 1;
+  cf_call_return(c, &r, sizeof r);
+}
+
+static int run_report(cf_executor *ex) {
+  cf_future *f;
+  if (cf_submit(ex, t_report, NULL, 0, &f) != 0) return -1;
+  int r = 0, rc = cf_future_result(f, &r, sizeof r, NULL, -1);
+  cf_future_release(f);
+  return rc ? rc : r;
+}
+
+static void test_replacement_starts_as_the_first(void) {
+  cf_test_watchdog(60, "an exec-mode zygote replaced after the host changed");
+  char here[256];
+  assert_true(getcwd(here, sizeof here) != NULL);
+  setenv("CF_TEST_FORKER_ENV", "at-creation", 1);
+  mode_t old = umask(022);
+  cf_executor *ex = cf_test_process_pool(1); /* the default: exec mode */
+  expect_eq(run_report(ex), 1);
+  expect_true(strcmp(sh->env, "at-creation") == 0);
+  expect_true(strcmp(sh->cwd, here) == 0);
+  expect_eq(sh->umask_seen, 022);
+  /* the host changes, then its zygote dies */
+  setenv("CF_TEST_FORKER_ENV", "changed-later", 1);
+  assert_true(chdir("/") == 0);
+  umask(077);
+  pid_t z = cf__test_zygote_pid(ex);
+  assert_true(z > 0);
+  kill(z, SIGKILL);
+  for (int i = 0; i < 5000 && cf__test_zygote_pid(ex) == z; i++) cf_test_nap_ms(1);
+  expect_eq(run_report(ex), 1);
+  expect_true(cf__test_zygote_pid(ex) != z);
+  expect_true(strcmp(sh->env, "at-creation") == 0);
+  expect_true(strcmp(sh->cwd, here) == 0);
+  expect_eq(sh->umask_seen, 022);
+  expect_rc(cf_executor_destroy(ex), 0);
+  assert_true(chdir(here) == 0);
+  umask(old);
+  unsetenv("CF_TEST_FORKER_ENV");
+  cf_test_watchdog(0, NULL);
+}
+
+static void test_fork_mode_breaks(void) {
+  reset();
+  cf_test_watchdog(60, "a fork-mode zygote killed");
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 2;
+  o.start_mode = CF_START_FORK;
+  cf_executor *ex = NULL;
+  assert_rc(cf_process_pool_new(&o, &ex), 0);
+  cf_future *run[2], *pend[3];
+  for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
+  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
+  for (int i = 0; i < 3; i++)
+    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &pend[i]), 0);
+  pid_t z = cf__test_zygote_pid(ex);
+  assert_true(z > 0);
+  kill(z, SIGKILL);
+  for (int i = 0; i < 2; i++) {
+    expect_rc(cf_future_result(run[i], NULL, 0, NULL, -1), CF_ECRASHED);
+    cf_future_release(run[i]);
+  }
+  for (int i = 0; i < 3; i++) {
+    expect_rc(cf_future_result(pend[i], NULL, 0, NULL, -1), CF_EBROKEN);
+    cf_future_release(pend[i]);
+  }
+  expect_eq(square_on(ex, 3), -2); /* submit refused: CF_EBROKEN */
+  cf_future *f = NULL;
+  int v = 3;
+  expect_rc(cf_submit(ex, cf_test_square_task, &v, sizeof v, &f), CF_EBROKEN);
+  expect_rc(cf_executor_destroy(ex), 0);
+  atomic_store(&sh->release, 1);
   cf_test_watchdog(0, NULL);
 }
 
@@ -165,5 +264,7 @@ int main(void) {
   CF_RUN(test_killed_early);
   CF_RUN(test_no_spin);
   CF_RUN(test_stopped);
+  CF_RUN(test_replacement_starts_as_the_first);
+  CF_RUN(test_fork_mode_breaks);
   return cf_test_done("test_forker");
 }

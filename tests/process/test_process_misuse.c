@@ -190,6 +190,7 @@ static int child_calls(cf_executor *ex, cf_future *parents) {
   }
   cf_stats st;
   bad += cf_executor_stats(ex, &st) != CF_EFORKED;
+  bad += cf_executor_time_tasks(ex, true) != CF_EFORKED;
   bad += cf_future_result(parents, &x, sizeof x, NULL, 0) != CF_EFORKED;
   bad += cf_future_wait(parents, 0) != CF_EFORKED;
   bad += cf_future_state(parents) != CF_EFORKED;

@@ -3,10 +3,10 @@
  * test_soak.c — the process pool under everything at once, against an
  * exactly-once oracle (issue 9's soak). Not a benchmark.
  *
- *   test_soak [TASKS] [--no-host-thread] [--localtime-in-tasks]
+ *   test_soak [TASKS] [--no-host-thread] [--no-localtime-in-tasks]
  *
  * ctest runs 20,000 tasks; the full soak is 300,000:
- *     build/normal/tests/test_soak 300000
+ *     build/debug/tests/test_soak 300000
  * (shrunk by $CF_TEST_SCALE under sanitizers, like every stress test).
  *
  * While 4 submitter threads push TASKS tasks (each keeps 1,000 in flight and
@@ -17,10 +17,10 @@
  * or running); workers are recycled every 100 tasks; one task in 97 fails on
  * purpose (CF_ETASK); one in 16 returns a result that fills the worker's
  * result region; a quarter have a done callback. A host thread calls
- * localtime_r throughout (--no-host-thread: not). With --localtime-in-tasks
- * the tasks call it too: that needs the safe start mode (a worker forked from
- * the multi-threaded parent may inherit the host's time-zone lock held), so
- * it stays off by default until that mode is the default.
+ * localtime_r throughout (--no-host-thread: not), and so do the tasks
+ * (--no-localtime-in-tasks: not): in the default start mode (exec) no
+ * worker inherits the host's time-zone lock, whatever the host thread
+ * holds when a worker is made.
  *
  * Oracle, for every task i (execs[i] counts its runs, in shared memory):
  *   - success: the right result, and it ran exactly once;
@@ -59,7 +59,7 @@ typedef struct work {
 #define execs ((_Atomic uint32_t *)cf_test_shm) /* runs per task, shared with the workers */
 
 static uint64_t ntasks = 20000;
-static bool host_thread = true, localtime_in_tasks = false;
+static bool host_thread = true, localtime_in_tasks = true;
 
 static cf_executor *ex;
 static cf_future **fs; /* every future, held to the end */
@@ -333,8 +333,8 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--no-host-thread") == 0)
       host_thread = false;
-    else if (strcmp(argv[i], "--localtime-in-tasks") == 0)
-      localtime_in_tasks = true;
+    else if (strcmp(argv[i], "--no-localtime-in-tasks") == 0)
+      localtime_in_tasks = false;
     else
       ntasks = strtoull(argv[i], NULL, 10);
   }
