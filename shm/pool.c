@@ -31,6 +31,7 @@ static void pool_free(cf__pool *p) {
   cf__slots_fini(&p->slots);
   cf__text_free(&p->cfg.text);
   cf__exec_snapshot_free(&p->cfg);
+  free(p->order);
   free(p->w);
   free(p->repush);
   free(p->out);

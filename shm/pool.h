@@ -132,6 +132,14 @@ typedef struct cf__pool {
   pthread_cond_t cv; /* slot freed, workers stopped, supervisor up */
   cf__slots slots;
   unsigned free_waiters; /* submitters waiting on cv for a slot or a big region */
+  uint32_t reclaim_pos;  /* where cf__pp_reclaim_locked looks next (settle.h) */
+  /* mu: the slots in the order they were submitted (a ring of nslots
+   * entries: slot index and generation), so that each submit settles the
+   * oldest tasks once they are done (settle.h, cf__pp_reclaim_oldest_locked)
+   * and a done task's slot frees without a notice; an entry whose slot was
+   * settled otherwise (read, cancelled, swept) is skipped. */
+  uint64_t *order;
+  uint32_t order_head, order_len;
   cf__pworker *w;
   unsigned nalive, nspawning;
   uint32_t inc_seq; /* the last incarnation handed out */

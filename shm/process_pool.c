@@ -69,6 +69,9 @@ static void nap(unsigned *backoff) {
   if (*backoff < 1000) *backoff *= 2;
 }
 
+#define RECLAIM_BATCH 64        /* done slots a full submit settles at a time */
+#define RECLAIM_WAIT_NS 1000000 /* its longest wait on one running task's word */
+
 static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int64_t deadline_abs,
                      unsigned flags, struct cf_scope *scope, cf_future **out) {
   cf__pool *p = pool_of(ex);
@@ -90,6 +93,33 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   for (;;) {
     int e = p->broken ? CF_EBROKEN : p->shutdown ? CF_ESHUTDOWN : 0;
     bool room = !cf__slots_full(&p->slots) && (!big || p->slots.nbig_free > 0);
+    if (!e && !room) {
+      /* Slots of tasks that are done but not yet settled (their notices
+       * on the way to the supervisor, or not asked for) free here, at
+       * once: a submitter that keeps more futures out than there are
+       * slots then pays no round trip through the supervisor per task. */
+      cf__settle st[RECLAIM_BATCH];
+      uint32_t rs = UINT32_MAX, rgen = 0;
+      unsigned n = cf__pp_reclaim_oldest_locked(p, st, RECLAIM_BATCH);
+      if (!n) n = cf__pp_reclaim_locked(p, st, RECLAIM_BATCH, &rs, &rgen);
+      if (n) {
+        cf__pp_unlock(p);
+        for (unsigned i = 0; i < n; i++) cf__pp_settle_finish(p, &st[i], false);
+        cf__pp_lock(p);
+        continue;
+      }
+      if (rs != UINT32_MAX && !(flags & CF_SUBMIT_NOWAIT)) {
+        /* None done yet: wait for a running task's word, which its worker
+         * wakes directly when it completes (at most 1 ms: another task may
+         * finish first), then reclaim again. Nothing of the supervisor's
+         * is on this path. */
+        _Atomic uint32_t *word = &cf__pp_slot(p, rs)->word;
+        cf__pp_unlock(p);
+        (void)cf__word_wait_gen(word, rgen, cf__now_ns() + RECLAIM_WAIT_NS, true);
+        cf__pp_lock(p);
+        continue;
+      }
+    }
     if (!e && !room && (flags & CF_SUBMIT_NOWAIT)) e = CF_EAGAIN;
     if (e) {
       cf__pp_unlock(p);
@@ -113,6 +143,10 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   ps->t_submit = t_submit;
   if (big) ps->big = cf__slots_big_take(&p->slots);
   uint32_t region = ps->big;
+  cf__pp_order_push_locked(p, s, gen);
+  /* two for the one taken: done slots free as fast as tasks come */
+  cf__settle old[2];
+  unsigned nold = cf__pp_reclaim_oldest_locked(p, old, 2);
   cf__pp_hungry_update(p);
   cf__pp_ref(p); /* the future's */
   /* An idle supervisor sleeps without a timeout: it sweeps (and watches
@@ -121,6 +155,7 @@ static int pp_submit(cf_executor *ex, cf_fn fn, const void *arg, size_t len, int
   bool arm = !p->sv_armed;
   p->sv_armed = true;
   cf__pp_unlock(p);
+  for (unsigned i = 0; i < nold; i++) cf__pp_settle_finish(p, &old[i], false);
   if (arm) cf__sv_kick(p->cfg.evfd);
 
   cf__slot *sl = cf__pp_slot(p, s);
@@ -467,6 +502,7 @@ int cf_process_pool_new(const cf_options *opts, cf_executor **out) {
    * see the segment at all (a fork of the host cannot use the pool). */
   if (c->start == CF_START_EXEC) (void)madvise(c->seg.base, c->seg.size, MADV_DONTFORK);
   e = cf__slots_init(&p->slots, (uint32_t)nslots, c->seg.p.nbig);
+  if (!e && !(p->order = calloc(nslots, sizeof *p->order))) e = CF_ENOMEM;
   if (e) goto fail;
   e = CF_ENOMEM;
   p->w = calloc(nworkers ? nworkers : 1, sizeof *p->w);

@@ -34,12 +34,13 @@ int cf__pp_word_check(cf__pool *p, uint32_t s, uint32_t w) {
 
 void cf__pp_hungry_update(cf__pool *p) {
   cf__assert(cf__pp_locked(p));
-  const cf__slots *t = &p->slots;
-  bool hungry = p->free_waiters > 0 || t->nfree < t->n / 8 + 1;
+  /* Only a submitter blocked on cv needs every completion noticed: one
+   * that finds no free slot reclaims done ones itself (cf__pp_reclaim_locked)
+   * and waits on a running task's word, which needs no notice. */
+  bool hungry = p->free_waiters > 0;
   _Atomic uint32_t *h = &p->cfg.seg.ctl->hungry;
   /* relaxed: a hint the workers poll (the sweep does not rely on it) */
-  if (hungry != (atomic_load_explicit(h, memory_order_relaxed) != 0) &&
-      (hungry || t->nfree >= t->n / 4))
+  if (hungry != (atomic_load_explicit(h, memory_order_relaxed) != 0))
     atomic_store_explicit(h, hungry, memory_order_relaxed);
 }
 
@@ -173,6 +174,67 @@ void cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st) {
     cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, st);
   else if (c == CF__W_OK && cf__st_done(w))
     cf__pp_settle_locked(p, s, st);
+}
+
+unsigned cf__pp_reclaim_locked(cf__pool *p, cf__settle *st, unsigned max, uint32_t *run_slot,
+                               uint32_t *run_gen) {
+  cf__assert(cf__pp_locked(p));
+  uint32_t n = p->cfg.nslots;
+  unsigned got = 0;
+  *run_slot = UINT32_MAX;
+  for (uint32_t k = 0; k < n && got < max; k++) {
+    uint32_t s = p->reclaim_pos;
+    p->reclaim_pos = s + 1 == n ? 0 : s + 1;
+    if (!p->slots.ps[s].in_use) continue;
+    /* acquire: as in cf__pp_settle_if_done_locked, which looks again */
+    uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+    if (!cf__st_done(w)) {
+      if (*run_slot == UINT32_MAX && cf__st_state(w) == CF_STATE_RUNNING &&
+          cf__st_gen(w) == p->slots.ps[s].gen) {
+        *run_slot = s;
+        *run_gen = p->slots.ps[s].gen;
+      }
+      continue;
+    }
+    st[got] = (cf__settle){NULL};
+    cf__pp_settle_if_done_locked(p, s, &st[got]);
+    got++;
+  }
+  return got;
+}
+
+void cf__pp_order_push_locked(cf__pool *p, uint32_t s, uint32_t gen) {
+  cf__assert(cf__pp_locked(p));
+  uint32_t n = p->cfg.nslots;
+  if (p->order_len == n) { /* only stale entries can fill it: drop the oldest */
+    p->order_head = p->order_head + 1 == n ? 0 : p->order_head + 1;
+    p->order_len--;
+  }
+  uint32_t at = p->order_head + p->order_len;
+  p->order[at >= n ? at - n : at] = (uint64_t)gen << 32 | s;
+  p->order_len++;
+}
+
+unsigned cf__pp_reclaim_oldest_locked(cf__pool *p, cf__settle *st, unsigned max) {
+  cf__assert(cf__pp_locked(p));
+  uint32_t n = p->cfg.nslots;
+  unsigned got = 0;
+  while (p->order_len && got < max) {
+    uint64_t e = p->order[p->order_head];
+    uint32_t s = (uint32_t)e, gen = (uint32_t)(e >> 32);
+    cf__pslot *ps = &p->slots.ps[s];
+    if (ps->in_use && ps->gen == gen) {
+      /* acquire: as in cf__pp_settle_if_done_locked, which looks again */
+      uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
+      if (!cf__st_done(w)) break; /* the oldest still runs: so, mostly, does the rest */
+      st[got] = (cf__settle){NULL};
+      cf__pp_settle_if_done_locked(p, s, &st[got]);
+      got++;
+    }
+    p->order_head = p->order_head + 1 == n ? 0 : p->order_head + 1;
+    p->order_len--;
+  }
+  return got;
 }
 
 void cf__pp_settle(cf__pool *p, uint32_t s, uint32_t genbits) {

@@ -77,6 +77,23 @@ void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st);
 /* mu held, slot s in use: settle it if its word is done, fail it with
  * CF_EPROTO if the word is scribbled (cf__pp_word_check), else nothing. */
 void cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st);
+/* mu held: settle up to `max` done slots (into st[0..n), whose
+ * cf__pp_settle_finish is the caller's, with mu released), looking from
+ * where the last call stopped: how a submit that finds no free slot frees
+ * the slots of tasks already done itself, instead of waiting for their
+ * notices to reach the supervisor. n; with none, *run_slot / *run_gen name
+ * a task that runs (its word is the one to wait on: its worker wakes the
+ * waiter when it completes), or *run_slot is UINT32_MAX. */
+unsigned cf__pp_reclaim_locked(cf__pool *p, cf__settle *st, unsigned max, uint32_t *run_slot,
+                               uint32_t *run_gen);
+/* mu held: slot s (generation gen) was just submitted: the newest in
+ * p->order. */
+void cf__pp_order_push_locked(cf__pool *p, uint32_t s, uint32_t gen);
+/* mu held: settle the oldest submitted tasks while they are done, at most
+ * `max` (into st, finished by the caller with mu released): every submit
+ * does it, so a done task's slot is free by the time it is needed, whether
+ * or not its future is read, at O(1) per task and with no notice. n. */
+unsigned cf__pp_reclaim_oldest_locked(cf__pool *p, cf__settle *st, unsigned max);
 /* mu held: free slot s if nothing holds it any more (its outcome moved or
  * its future is gone, word done, no quarantine); true if freed. */
 bool cf__pp_maybe_free_locked(cf__pool *p, uint32_t s);
