@@ -37,9 +37,9 @@ typedef struct cf__pool_cfg {
   /* Exec mode, the parent's only (meaningless in a child): what the host
    * was at pool creation, so that a replacement zygote starts as the first
    * one did, not from the host as it is later (exec.c). */
-  char **exec_env;      /* a copy of environ (without CF__EXEC_ENV), NULL-terminated */
-  int exec_cwd;         /* O_PATH fd of the working directory, or -1 */
-  int exec_umask;       /* the umask (from /proc/self/status), or -1 */
+  char **exec_env; /* a copy of environ (without CF__EXEC_ENV), NULL-terminated */
+  int exec_cwd;    /* O_PATH fd of the working directory, or -1 */
+  int exec_umask;  /* the umask (from /proc/self/status), or -1 */
   unsigned nworkers;
   unsigned max_tasks; /* tasks per worker before it is replaced, 0: no limit */
   size_t max_arg, max_result, max_queued;

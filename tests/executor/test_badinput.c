@@ -249,10 +249,10 @@ static void test_timeouts(void) {
 }
 
 static void test_strerror(void) {
-  int codes[] = {CF_OK,      CF_EINVAL,   CF_ENOMEM, CF_ETIMEDOUT, CF_ECANCELLED, CF_ESHUTDOWN,
-                 CF_EBROKEN, CF_ECRASHED, CF_E2BIG,  CF_ETASK,     CF_EAGAIN,     CF_EBUSY,
-                 CF_ERANGE,  CF_EDONE,    CF_EPROTO, CF_ESYS,      CF_EDEADLINE,  CF_ENOTSUP,
-                 CF_ENOTLOADED, CF_EDEADLK, CF_EFORKED};
+  int codes[] = {CF_OK,         CF_EINVAL,   CF_ENOMEM, CF_ETIMEDOUT, CF_ECANCELLED, CF_ESHUTDOWN,
+                 CF_EBROKEN,    CF_ECRASHED, CF_E2BIG,  CF_ETASK,     CF_EAGAIN,     CF_EBUSY,
+                 CF_ERANGE,     CF_EDONE,    CF_EPROTO, CF_ESYS,      CF_EDEADLINE,  CF_ENOTSUP,
+                 CF_ENOTLOADED, CF_EDEADLK,  CF_EFORKED};
   const char *unknown = cf_strerror(INT_MIN);
   expect_true(unknown != NULL);
   for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {

@@ -232,7 +232,8 @@ static void hw_task_x(cf_call *c) {
 }
 static void hw_task_u(cf_call *c) {
   /* on T's thread after T returned is fine (its worker is free then) */
-  atomic_store(&hw.u_on_t, pthread_equal(pthread_self(), hw.t_thread) && atomic_load(&hw.t_waiting));
+  atomic_store(&hw.u_on_t,
+               pthread_equal(pthread_self(), hw.t_thread) && atomic_load(&hw.t_waiting));
   atomic_store(&hw.u_started, 1);
   int rc = pthread_mutex_lock(&hw.m);
   atomic_store(&hw.u_lock_rc, rc);
