@@ -31,17 +31,9 @@ static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
 }
 
+/* 200 us: a poll interval */
 static void nap(void) {
-  struct timespec ts = {0, 200 * 1000};
-  nanosleep(&ts, NULL);
-}
-
-static bool within_5s(_Atomic int *p, int n) {
-  for (int i = 0; i < 25000; i++) {
-    if (atomic_load(p) >= n) return true;
-    nap();
-  }
-  return atomic_load(p) >= n;
+  cf_test_nap_us(200);
 }
 
 static cf_executor *make_ex(unsigned workers) {
@@ -82,17 +74,17 @@ static void map_free_case(size_t chunk) {
   cf_map_opts o = {.window = 2, .chunk = chunk, .timeout_ns = -1};
   cf_map *m = NULL;
   assert_rc(cf_map_array(ex, held_task, items, 8, sizeof items[0], &o, &m), 0);
-  assert_true(within_5s(&sh->started, 1)); /* one runs (and ignores stop), one is queued */
+  assert_true(cf_test_within_5s(&sh->started, 1)); /* one runs (and ignores stop), one is queued */
   pthread_t th;
   pthread_create(&th, NULL, free_map, m);
   /* before: cf_map_free waited for the running item, i.e. for the gate */
-  expect_true(within_5s(&freed, 1));
-  expect_true(within_5s(&sh->saw_stop, 1)); /* the running one was asked to stop */
+  expect_true(cf_test_within_5s(&freed, 1));
+  expect_true(cf_test_within_5s(&sh->saw_stop, 1)); /* the running one was asked to stop */
   expect_eq(atomic_load(&sh->finished), 0);
   atomic_store(&sh->gate, 1); /* lets the old behaviour finish too */
   pthread_join(th, NULL);
   /* the running item finishes in the background; the queued one never ran */
-  expect_true(within_5s(&sh->finished, 1));
+  expect_true(cf_test_within_5s(&sh->finished, 1));
   expect_rc(cf_executor_destroy(ex), 0);
   expect_eq(atomic_load(&sh->started), 1);
 }
@@ -132,11 +124,11 @@ static void test_shutdown_cancel_stops_running(void) {
   cf_future *run = NULL, *queued = NULL;
   assert_rc(cf_submit(ex, held_task, NULL, 0, &run), 0);
   assert_rc(cf_submit(ex, held_task, NULL, 0, &queued), 0);
-  assert_true(within_5s(&sh->started, 1));
+  assert_true(cf_test_within_5s(&sh->started, 1));
   expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_CANCEL_FUTURES), 0);
   expect_true(cf_future_cancelled(queued));
   /* before: only CF_SHUTDOWN_KILL set it (and killed process tasks) */
-  expect_true(within_5s(&sh->saw_stop, 1));
+  expect_true(cf_test_within_5s(&sh->saw_stop, 1));
   expect_true(!cf_future_done(run)); /* asked, not killed */
   atomic_store(&sh->gate, 1);
   expect_rc(cf_future_result(run, NULL, 0, NULL, -1), 0);

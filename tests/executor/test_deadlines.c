@@ -30,19 +30,9 @@ static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
 }
 
+/* 200 us: a poll interval */
 static void nap(void) {
-  struct timespec ts = {0, 200 * 1000};
-  nanosleep(&ts, NULL);
-}
-
-/* Wait for *p >= n for at most 5 s (a guard, not a timing threshold):
- * true if it happened. */
-static bool within_5s(_Atomic int *p, int n) {
-  for (int i = 0; i < 25000; i++) {
-    if (atomic_load(p) >= n) return true;
-    nap();
-  }
-  return atomic_load(p) >= n;
+  cf_test_nap_us(200);
 }
 
 static cf_executor *make_ex(unsigned workers) {
@@ -87,7 +77,7 @@ static void test_fires_without_waiter(void) {
   cf_future *f = NULL;
   assert_rc(cf_submit_ex(ex, held_task, NULL, 0, &so, &f), 0);
   expect_rc(cf_future_add_done_callback(f, note_cb, NULL), 0);
-  expect_true(within_5s(&cb_fired, 1)); /* the gate is still closed */
+  expect_true(cf_test_within_5s(&cb_fired, 1)); /* the gate is still closed */
   expect_eq(atomic_load(&cb_state), CF_STATE_FAILED);
   expect_true(cf_future_done(f));
   expect_rc(cf_future_result(f, NULL, 0, NULL, 0), CF_EDEADLINE);
@@ -97,7 +87,8 @@ static void test_fires_without_waiter(void) {
   /* thread: the running task was asked to stop (process: it was killed).
    * On a loaded machine the deadline may pass before the worker starts the
    * task, which then never runs: no stop to see. */
-  if (!process_kind && within_5s(&sh->started, 1)) expect_true(within_5s(&sh->saw_stop, 1));
+  if (!process_kind && cf_test_within_5s(&sh->started, 1))
+    expect_true(cf_test_within_5s(&sh->saw_stop, 1));
   atomic_store(&sh->gate, 1);
   cf_future_release(f);
   expect_rc(cf_executor_destroy(ex), 0);
@@ -112,11 +103,11 @@ static void test_fires_while_queued(void) {
   cf_executor *ex = make_ex(1);
   cf_future *h = NULL, *q = NULL;
   assert_rc(cf_submit(ex, held_task, NULL, 0, &h), 0);
-  assert_true(within_5s(&sh->started, 1));
+  assert_true(cf_test_within_5s(&sh->started, 1));
   cf_submit_opts so = {.timeout_ns = 20 * 1000000LL, .flags = 0};
   assert_rc(cf_submit_ex(ex, quick_task, NULL, 0, &so, &q), 0);
   expect_rc(cf_future_add_done_callback(q, note_cb, NULL), 0);
-  expect_true(within_5s(&cb_fired, 1));
+  expect_true(cf_test_within_5s(&cb_fired, 1));
   expect_rc(cf_future_result(q, NULL, 0, NULL, 0), CF_EDEADLINE);
   atomic_store(&sh->gate, 1);
   expect_rc(cf_future_result(h, NULL, 0, NULL, -1), 0);
@@ -201,7 +192,7 @@ static void test_callback_on_pool_thread(void) {
     cf_future *f = NULL;
     assert_rc(cf_submit_ex(cb_ex, held_task, NULL, 0, &so, &f), 0);
     expect_rc(cf_future_add_done_callback(f, destroy_cb, NULL), 0);
-    expect_true(within_5s(&cb_fired, 1));
+    expect_true(cf_test_within_5s(&cb_fired, 1));
     atomic_store(&sh->gate, 1);
     cf_future_release(f);
     expect_rc(cf_executor_destroy(cb_ex), 0);
@@ -268,7 +259,7 @@ static void test_races(void) {
   }
   expect_rc(cf_executor_shutdown(ex, CF_SHUTDOWN_WAIT), 0);
   /* process callbacks run on the supervisor, a little after the wait */
-  expect_true(within_5s(&race_cbs, registered));
+  expect_true(cf_test_within_5s(&race_cbs, registered));
   expect_rc(cf_executor_destroy(ex), 0);
   expect_eq(atomic_load(&race_cbs), registered);
   free(fs);

@@ -32,17 +32,9 @@ static void reset_shared(void) {
   memset((void *)sh, 0, sizeof *sh);
 }
 
+/* 200 us: a poll interval */
 static void nap(void) {
-  struct timespec ts = {0, 200 * 1000};
-  nanosleep(&ts, NULL);
-}
-
-static bool within_5s(_Atomic int *p, int n) {
-  for (int i = 0; i < 25000; i++) {
-    if (atomic_load(p) >= n) return true;
-    nap();
-  }
-  return atomic_load(p) >= n;
+  cf_test_nap_us(200);
 }
 
 /* Is f done within 5 s? (cf_future_wait: a guard, not a timing threshold) */
@@ -90,7 +82,7 @@ static void test_cancel_members(void) {
   cf_future *fs[N];
   cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_SCOPE, .scope = s};
   for (int i = 0; i < N; i++) assert_rc(cf_submit_ex(ex, stop_aware_task, NULL, 0, &so, &fs[i]), 0);
-  assert_true(within_5s(&sh->started, 1)); /* one runs, the others are queued */
+  assert_true(cf_test_within_5s(&sh->started, 1)); /* one runs, the others are queued */
   /* a future outside the scope is left alone */
   cf_future *other = NULL;
   assert_rc(cf_submit(ex, quick_task, NULL, 0, &other), 0);
@@ -152,8 +144,8 @@ static void test_children_inherit(void) {
   cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_SCOPE, .scope = req};
   cf_future *p = NULL;
   assert_rc(cf_submit_ex(tp, parent_task, NULL, 0, &so, &p), 0);
-  assert_true(within_5s(&kids_submitted, KIDS));
-  assert_true(within_5s(&sh->started, 1)); /* a child runs */
+  assert_true(cf_test_within_5s(&kids_submitted, KIDS));
+  assert_true(cf_test_within_5s(&sh->started, 1)); /* a child runs */
   expect_true(atomic_load(&seen_scope) == req);
   expect_rc(cf_scope_cancel(req), 0);
   /* the parent returns once its children are done: all within the guard,
@@ -190,7 +182,7 @@ static void test_detach(void) {
   assert_rc(cf_submit_ex(tp, detaching_task, NULL, 0, &so, &p), 0);
   expect_rc(cf_future_result(p, NULL, 0, NULL, -1), 0);
   assert_true(detached != NULL);
-  assert_true(within_5s(&sh->started, 1));
+  assert_true(cf_test_within_5s(&sh->started, 1));
   expect_rc(cf_scope_cancel(s), 0);
   /* not a member: still running, until the gate opens */
   expect_rc(cf_future_wait(detached, 1000000), CF_ETIMEDOUT);
@@ -222,7 +214,7 @@ static void test_child_scopes(void) {
   assert_rc(cf_submit_ex(ex, quick_task, NULL, 0, &so, &c), 0);
   /* the child's handle may go first: its members stay reachable */
   cf_scope_free(child);
-  assert_true(within_5s(&sh->started, 2));
+  assert_true(cf_test_within_5s(&sh->started, 2));
   /* cancelling the child alone leaves the parent as it is */
   expect_rc(cf_scope_cancel(grandchild), 0);
   expect_true(done_5s(a));
@@ -322,7 +314,7 @@ static void test_cancel_race(void) {
     cf_future *root = NULL;
     assert_rc(cf_submit_ex(tree_tp, tree_task, &depth, sizeof depth, &so, &root), 0);
     /* cancel at a different point of the growth each round */
-    assert_true(within_5s(&tree_nodes, 1 + r % 6));
+    assert_true(cf_test_within_5s(&tree_nodes, 1 + r % 6));
     if (r % 2) {
       /* the handle goes first: its members are reached through the parent */
       cf_scope_free(s);

@@ -209,6 +209,19 @@ void cf_test_nap_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+void cf_test_nap_us(int us) {
+  struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+  nanosleep(&ts, NULL);
+}
+
+bool cf_test_within_5s(_Atomic int *p, int n) {
+  for (int i = 0; i < 25000; i++) {
+    if (atomic_load(p) >= n) return true;
+    cf_test_nap_us(200);
+  }
+  return atomic_load(p) >= n;
+}
+
 void cf_test_square_task(cf_call *c) {
   size_t n;
   const int *x = cf_call_arg(c, &n);

@@ -16,6 +16,9 @@
 #define CF_TESTUTIL_H
 
 #include <stdbool.h>
+#ifndef __cplusplus
+#include <stdatomic.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,8 +73,14 @@ void cf_test_run(const char *name, void (*fn)(void));
 void cf_test_watchdog(unsigned seconds, const char *what);
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
-/* Helpers the process tests share. Sleep `ms` milliseconds. */
+/* Helpers the tests share. Sleep `ms` milliseconds, `us` microseconds. */
 void cf_test_nap_ms(int ms);
+void cf_test_nap_us(int us);
+#ifndef __cplusplus
+/* Wait until *p >= n, looking every 200 us for at most 5 s (a guard
+ * against a hang, not a timing threshold): true if it happened. */
+bool cf_test_within_5s(_Atomic int *p, int n);
+#endif
 /* A task: an int argument, its square as the int result (-1 for an
  * argument of another size). */
 void cf_test_square_task(cf_call *c);
