@@ -70,11 +70,7 @@ void cf__mpi_pool_unref(cf__mpi_pool *p) {
 /* ---- the future vtable ---- */
 
 static int mf_result(cf_future *f, void *out, size_t cap, size_t *len) {
-  size_t n = f->res_len;
-  if (len) *len = n;
-  if (n > cap) return CF_ERANGE;
-  cf__copy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
-  return 0;
+  return cf__future_copy_result(f, out, cap, len);
 }
 
 static int mf_error(cf_future *f, int *errp, int *code, char *msg, size_t cap) {

@@ -163,11 +163,7 @@ static int sf_result(cf_future *f, void *out, size_t cap, size_t *len) {
   if (!ensure_moved(f)) return CF_EPROTO;
   int e = atomic_load_explicit(&f->err, memory_order_relaxed); /* ordered by moved() */
   if (e) return e;
-  size_t n = f->res_len;
-  if (len) *len = n;
-  if (n > cap) return CF_ERANGE;
-  if (n) memcpy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
-  return 0;
+  return cf__future_copy_result(f, out, cap, len);
 }
 
 static void put_msg(char *msg, size_t cap, const char *m) {

@@ -520,11 +520,7 @@ int cf__future_wait_until(cf_future *f, int64_t deadline_abs) {
 
 static inline __attribute__((always_inline)) int local_result(cf_future *f, void *out, size_t cap,
                                                               size_t *len) {
-  size_t n = f->res_len;
-  if (len) *len = n;
-  if (n > cap) return CF_ERANGE;
-  cf__copy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
-  return 0;
+  return cf__future_copy_result(f, out, cap, len);
 }
 
 static int local_error(cf_future *f, int *err, int *code, char *msg, size_t cap) {

@@ -339,6 +339,17 @@ static inline void cf__copy(void *dst, const void *src, size_t n) {
   }
 }
 
+/* The result bytes held in f (inline or on the heap) into out: 0, or
+ * CF_ERANGE with *len set when cap is too small. For every future whose
+ * outcome lives in the object (thread, moved process, MPI futures). */
+static inline int cf__future_copy_result(const cf_future *f, void *out, size_t cap, size_t *len) {
+  size_t n = f->res_len;
+  if (len) *len = n;
+  if (n > cap) return CF_ERANGE;
+  cf__copy(out, n <= CF__INLINE_RES ? (const void *)f->res_inline : f->res_heap, n);
+  return 0;
+}
+
 /* ---- running and completing (the executor's side) ---- */
 
 /* Run a thread-pool future's task in the calling thread: PENDING -> RUNNING
