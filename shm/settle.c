@@ -206,7 +206,10 @@ unsigned cf__pp_reclaim_locked(cf__pool *p, cf__settle *st, unsigned max, uint32
 void cf__pp_order_push_locked(cf__pool *p, uint32_t s, uint32_t gen) {
   cf__assert(cf__pp_locked(p));
   uint32_t n = p->cfg.nslots;
-  if (p->order_len == n) { /* only stale entries can fill it: drop the oldest */
+  if (p->order_len == n) {
+    /* full: stale entries (slots settled by a read, a cancel, the sweep)
+     * are in it; drop the oldest. Were it live, its slot is still settled
+     * by those paths or a full submit's scan (cf__pp_reclaim_locked). */
     p->order_head = p->order_head + 1 == n ? 0 : p->order_head + 1;
     p->order_len--;
   }
