@@ -280,6 +280,7 @@ void *cf__sched_worker_main(void *arg) {
     int64_t gap = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);
     int64_t window = search_window(p, gap);
     if (window && !spin_enter(p, gap)) window = 0; /* step 3 */
+    int64_t next_yield = start + SEARCH_YIELD_NS;
     while (now - start < window) {
       cf__cpu_relax();
       f = find_work(w);
@@ -293,16 +294,20 @@ void *cf__sched_worker_main(void *arg) {
         goto found;
       }
       now = cf__now_ns();
-      /* Past the first microseconds, let any thread that shares this CPU
-       * run: the kernel tends to wake a task's waiter on the CPU of the
-       * worker that woke it, and without the yield the waiter sits behind
-       * our whole search. On a CPU of our own sched_yield returns at once.
-       * If it did not (DESIGN, step 4), park. */
-      if (now - start > SEARCH_YIELD_NS) {
+      /* Every SEARCH_YIELD_NS, let any thread that shares this CPU run:
+       * the kernel tends to wake a task's waiter on the CPU of the worker
+       * that woke it (and a timer's sleeper on its own), and without the
+       * yield that thread sits behind our whole search. On a CPU of our
+       * own sched_yield returns at once, but it is still a system call
+       * (0.75 us here): yielding after every look would put a task that
+       * arrives meanwhile behind it, so the looks in between are plain.
+       * If the yield did not return at once (DESIGN, step 4), park. */
+      if (now >= next_yield) {
         sched_yield();
         int64_t back = cf__now_ns();
         if (back - now > SEARCH_YIELDED_NS) break;
         now = back;
+        next_yield = now + SEARCH_YIELD_NS;
       }
     }
     if (window) spin_exit(p);

@@ -38,7 +38,7 @@
 #define SEARCH_GAP_NS 50000      /* predicted gap beyond which a worker parks at once */
 #define SEARCH_BUSY_NS 20000     /* predicted gap below which one more worker searches */
 #define GAP_CLAMP_NS 200000      /* one idle gap counts at most this much */
-#define SEARCH_YIELD_NS 3000     /* then search yielding the CPU between looks */
+#define SEARCH_YIELD_NS 3000     /* a search yields the CPU once this often */
 #define SEARCH_YIELDED_NS 200000 /* a yield that took longer: the CPU is contended */
 #define HELP_SPIN_NS 20000       /* helper: look for work this long before blocking */
 #define HELP_BLOCK_NS 200000     /* helper: then block on the future this long */
