@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "depot.h"
 #include "sys.h"
 
 _Thread_local cf__fcache cf__tl_fcache __attribute__((tls_model("initial-exec")));
@@ -49,6 +50,34 @@ static void quarantine_put(cf_future *f) {
   if (old) cf__free(old, sizeof *old);
 }
 
+/* The process-wide depot (DESIGN in fcache.h; depot.h): each chain in it
+ * is exactly CF__FCACHE_BATCH futures linked through f->next. */
+static cf__depot depot;
+
+cf_future *cf__fcache_refill(void) {
+  if (cf__debug) return NULL;
+  cf_future *chain = cf__depot_take(&depot);
+  if (!chain) return NULL;
+  cf__fcache *c = &cf__tl_fcache;
+  cf__assert(c->n == 0);
+  /* relaxed: the chain is ours now (the take's acquire ordered its links) */
+  c->head = atomic_load_explicit(&chain->next, memory_order_relaxed);
+  c->n = CF__FCACHE_BATCH - 1;
+  return chain;
+}
+
+/* Hand a chain of CF__FCACHE_BATCH futures to the depot, or free it when
+ * the depot is full. */
+static void depot_put(cf_future *first) {
+  if (cf__depot_put(&depot, first)) return;
+  while (first) {
+    /* relaxed: a chain only this thread holds */
+    cf_future *next = atomic_load_explicit(&first->next, memory_order_relaxed);
+    cf__free(first, sizeof *first);
+    first = next;
+  }
+}
+
 void cf__fcache_put_slow(cf_future *f) {
   if (cf__debug) {
     quarantine_put(f);
@@ -64,7 +93,17 @@ void cf__fcache_put_slow(cf_future *f) {
     c->registered = true;
   }
   if (c->n >= CF__FCACHE_CAP) {
-    cf__free(f, sizeof *f);
+    /* the newest CF__FCACHE_BATCH - 1 and f go to the depot as one chain
+     * (relaxed: a thread-private list) */
+    cf_future *last = c->head;
+    for (unsigned i = 1; i < CF__FCACHE_BATCH - 1; i++)
+      last = atomic_load_explicit(&last->next, memory_order_relaxed);
+    cf_future *rest = atomic_load_explicit(&last->next, memory_order_relaxed);
+    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+    atomic_store_explicit(&f->next, c->head, memory_order_relaxed);
+    c->head = rest;
+    c->n -= CF__FCACHE_BATCH - 1;
+    depot_put(f);
     return;
   }
   /* relaxed: a thread-private list */

@@ -13,6 +13,19 @@
  * thread's first put registers a pthread key whose destructor, at thread
  * exit, gives the cached futures back to the allocator.
  *
+ * The depot. A future freed on another thread than the one that made it
+ * (a fire-and-forget submit: the submitter allocates, the worker that ran
+ * the task drops the last reference) would otherwise go through the
+ * allocator at both ends, malloc on one thread and free on another, which
+ * is where glibc's malloc is at its slowest (the chunks go back to the
+ * arena of the thread that made them, under its lock): at a million
+ * submits/s that alone saturated the pool. So a full cache hands a batch of
+ * CF__FCACHE_BATCH futures, as one chain, to a process-wide depot of
+ * CF__DEPOT_SLOTS slots, and an empty cache takes a whole chain back before
+ * it calls the allocator (depot.h: slots of whole chains, no ABA). A full
+ * depot frees the batch instead: it retains at most CF__DEPOT_SLOTS x
+ * CF__FCACHE_BATCH futures (1024, about a quarter of a MiB), never more.
+ *
  * Debug builds (CF_DEBUG) never reuse a freed future: it goes to a bounded
  * FIFO quarantine with its magic set to CF__FUTURE_DEAD, so a release of a
  * freed future is caught (CF_EINVAL) instead of hitting a recycled object.
@@ -29,7 +42,8 @@
 #include "debug.h"
 #include "future.h"
 
-#define CF__FCACHE_CAP 256
+#define CF__FCACHE_CAP 256  /* futures a thread keeps */
+#define CF__FCACHE_BATCH 64 /* moved to or from the depot at once */
 
 typedef struct cf__fcache {
   cf_future *head;
@@ -57,6 +71,11 @@ static inline cf_future *cf__fcache_take(void) {
 /* cf__fcache_put() when the cache cannot take f as it is (debug build,
  * first put of the thread, cache full). */
 void cf__fcache_put_slow(cf_future *f);
+
+/* The calling thread's cache is empty: take a chain from the depot, keep
+ * all but one and return that one (magic CF__FUTURE_DEAD), or NULL when the
+ * depot is empty (or in a debug build). */
+cf_future *cf__fcache_refill(void);
 
 /* f's last reference is gone (its owned buffers already freed): keep it for
  * the next allocation on this thread, or quarantine or free it. */

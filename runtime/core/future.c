@@ -76,6 +76,7 @@ const cf_future cf__future_template = {
 
 cf_future *cf__future_alloc(void) {
   cf_future *f = cf__fcache_take();
+  if (!f) f = cf__fcache_refill();
   if (!f) {
     f = cf__alloc(sizeof *f);
     if (!f) return NULL;

@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The line size shared fields are kept apart by (x86-64, arm64 servers). */
+#define CF__CACHE_LINE 64
+
 /* CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall). */
 int64_t cf__now_ns(void);
 

@@ -48,8 +48,7 @@
 
 #include "debug.h"
 #include "future.h"
-
-#define CF__CACHE_LINE 64
+#include "sys.h"
 #define CF__DEQUE_CAP 4096
 
 /* cf__deque_steal() lost a race: the deque may still have items. */
