@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # build.sh — the two commands of cfutures (Debian 12; run as root from a clone).
 #
-#   ./build.sh test          install what is missing, then build and ctest four
+#   ./build.sh test          install what is missing, then build and ctest five
 #                            trees, each a CMake preset (CMakePresets.json) in
 #                            build/<preset>: debug (CF_DEBUG checks,
-#                            assertions), asan (ASan+UBSan) and tsan, with the
-#                            install tests in each; and mpi (the MPI executor,
+#                            assertions), release (the library as users link
+#                            it: optimised, futures reused through the
+#                            per-thread caches and their depot, which CF_DEBUG
+#                            quarantines instead; no test hooks, so the fault
+#                            tests are the other trees'), asan (ASan+UBSan)
+#                            and tsan, with the install tests in each; and mpi
+#                            (the MPI executor,
 #                            an opt-in build: its tests, label mpi, under
 #                            mpirun -n 3 with Open MPI)
 #   ./build.sh bench [ARGS]  install what is missing, then bench/tools/run.sh
@@ -16,7 +21,7 @@
 #
 # Environment: CF_BUILD_DIR (default ./build), CF_JOBS (build jobs, default
 # the number of CPUs), CF_CTEST_JOBS (default 2: process tests fork, keep it
-# small), CF_TREES (default "debug asan tsan mpi"; "normal" is debug's old
+# small), CF_TREES (default "debug release asan tsan mpi"; "normal" is debug's old
 # name; "mpi" is a Debug tree with the MPI executor (Open MPI) that runs the
 # MPI tests; "mpich" the same against MPICH, opt-in).
 set -euo pipefail
@@ -27,7 +32,7 @@ BUILD_DIR=${CF_BUILD_DIR:-$ROOT/build}
 NCPU=$(nproc 2>/dev/null || echo 2)
 JOBS=${CF_JOBS:-$NCPU}
 CTEST_JOBS=${CF_CTEST_JOBS:-2}
-TREES=${CF_TREES:-debug asan tsan mpi}
+TREES=${CF_TREES:-debug release asan tsan mpi}
 TREES=${TREES//normal/debug}
 
 # libjemalloc-dev: the CF_WITH_JEMALLOC opt-in and cf_bench_memory's counters;
@@ -198,14 +203,14 @@ cmd_test() {
   mkdir -p "$BUILD_DIR"
   for tree in $TREES; do
     case $tree in
-    debug | asan | tsan | mpi) run_tree "$tree" ;;
+    debug | release | asan | tsan | mpi) run_tree "$tree" ;;
     mpich)
       # the MPI tests against MPICH too (Debian's alternatives keep Open MPI
       # the default mpicc/mpirun; the preset names MPICH's)
       ensure_packages "${MPICH_PKGS[@]}"
       run_tree mpich
       ;;
-    *) die "unknown tree '$tree' in CF_TREES (debug, asan, tsan, mpi, mpich)" ;;
+    *) die "unknown tree '$tree' in CF_TREES (debug, release, asan, tsan, mpi, mpich)" ;;
     esac
   done
   t1=$(date +%s)
