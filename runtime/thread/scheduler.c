@@ -213,10 +213,12 @@ static inline void spin_exit(pool *p) {
   atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_relaxed);
 }
 
-/* Work arrived at `t` for a worker that was idle (DESIGN, step 1). Two
- * workers may update at once and one update be lost: a heuristic. */
-static inline void arrival(pool *p, int64_t t) {
-  uint64_t n = atomic_load_explicit(&p->inj.pushed, memory_order_relaxed);
+/* Work arrived at `t` for a worker that was idle, when the injector had
+ * counted `n` submits (DESIGN, step 1). Two workers may update at once and
+ * one update be lost: a heuristic. Called after the task it found ran: it
+ * touches lines every worker writes, and the task should not wait for
+ * them. */
+static inline void arrival(pool *p, int64_t t, uint64_t n) {
   int64_t prev = atomic_exchange_explicit(&p->last_arrival, t, memory_order_relaxed);
   uint64_t pn = atomic_exchange_explicit(&p->last_pushed, n, memory_order_relaxed);
   if (prev == 0 || t <= prev) return;
@@ -251,9 +253,16 @@ void *cf__sched_worker_main(void *arg) {
   for (;;) {
     cf_future *f = find_work(w);
     if (f) {
-    found:
+    found:;
+      /* (the pool's prediction, step 1, is updated after the task ran) */
+      bool was_idle = idle;
+      int64_t t_arrived = 0;
+      uint64_t n_pushed = 0;
       if (idle) {
-        arrival(p, arrived ? arrived : cf__now_ns());
+        t_arrived = arrived ? arrived : cf__now_ns();
+        /* relaxed: a count for the heuristic (its line is in our cache
+         * after the look that found f) */
+        n_pushed = atomic_load_explicit(&p->inj.pushed, memory_order_relaxed);
         idle = false;
         arrived = 0;
       }
@@ -268,6 +277,7 @@ void *cf__sched_worker_main(void *arg) {
         if (cf__park_end_search(&p->park) && !all_queues_empty(p)) cf__park_notify_one(&p->park);
       }
       run_task(w, f);
+      if (was_idle) arrival(p, t_arrived, n_pushed);
       continue;
     }
     if (should_exit(p)) break;
