@@ -306,7 +306,11 @@ int cf_executor_shutdown(cf_executor *ex, unsigned flags);
  * Defined while tasks run: they run to completion first, and their futures
  * stay valid until released. NULL is a no-op. Must not be called from one of
  * the executor's own tasks, nor from a done-callback the executor itself
- * runs (CF_EINVAL: the executor is still using itself there). */
+ * runs (CF_EINVAL: the executor is still using itself there). Nor while
+ * another thread is still inside a call on `ex` (a submit, a wait on one of
+ * its futures does not count: futures outlive their executor): shut down
+ * first, let those calls return, then destroy, as with any object freed
+ * while in use. */
 int cf_executor_destroy(cf_executor *ex);
 
 /* Python's `with ThreadPoolExecutor() as ex:` — leaving the scope shuts the

@@ -54,22 +54,16 @@ static void quarantine_put(cf_future *f) {
  * is exactly CF__FCACHE_BATCH futures linked through f->next. */
 static cf__depot depot;
 
-cf_future *cf__fcache_refill(void) {
-  if (cf__debug) return NULL;
-  cf_future *chain = cf__depot_take(&depot);
-  if (!chain) return NULL;
-  cf__fcache *c = &cf__tl_fcache;
-  cf__assert(c->n == 0);
-  /* relaxed: the chain is ours now (the take's acquire ordered its links) */
-  c->head = atomic_load_explicit(&chain->next, memory_order_relaxed);
-  c->n = CF__FCACHE_BATCH - 1;
-  return chain;
+/* Arrange the thread-exit flush of the calling thread's cache (once). */
+static bool flush_arranged(cf__fcache *c) {
+  if (c->registered) return true;
+  pthread_once(&flush_once, flush_key_create);
+  if (pthread_setspecific(flush_key, c) != 0) return false;
+  c->registered = true;
+  return true;
 }
 
-/* Hand a chain of CF__FCACHE_BATCH futures to the depot, or free it when
- * the depot is full. */
-static void depot_put(cf_future *first) {
-  if (cf__depot_put(&depot, first)) return;
+static void free_chain(cf_future *first) {
   while (first) {
     /* relaxed: a chain only this thread holds */
     cf_future *next = atomic_load_explicit(&first->next, memory_order_relaxed);
@@ -78,19 +72,40 @@ static void depot_put(cf_future *first) {
   }
 }
 
+cf_future *cf__fcache_refill(void) {
+  if (cf__debug) return NULL;
+  cf_future *chain = cf__depot_take(&depot);
+  if (!chain) return NULL;
+  cf__fcache *c = &cf__tl_fcache;
+  /* relaxed: the chain is ours now (the take's acquire ordered its links) */
+  cf_future *rest = atomic_load_explicit(&chain->next, memory_order_relaxed);
+  /* A thread that only allocates (a fire-and-forget submitter: the worker
+   * frees) never puts, and a put is where the flush used to be arranged:
+   * without it here, each such thread's exit leaked the rest of a chain. */
+  if (!flush_arranged(c)) {
+    free_chain(rest);
+    return chain;
+  }
+  c->head = rest;
+  c->n = CF__FCACHE_BATCH - 1;
+  return chain;
+}
+
+/* Hand a chain of CF__FCACHE_BATCH futures to the depot, or free it when
+ * the depot is full. */
+static void depot_put(cf_future *first) {
+  if (!cf__depot_put(&depot, first)) free_chain(first);
+}
+
 void cf__fcache_put_slow(cf_future *f) {
   if (cf__debug) {
     quarantine_put(f);
     return;
   }
   cf__fcache *c = &cf__tl_fcache;
-  if (!c->registered) {
-    pthread_once(&flush_once, flush_key_create);
-    if (pthread_setspecific(flush_key, c) != 0) {
-      cf__free(f, sizeof *f);
-      return;
-    }
-    c->registered = true;
+  if (!flush_arranged(c)) {
+    cf__free(f, sizeof *f);
+    return;
   }
   if (c->n >= CF__FCACHE_CAP) {
     /* the newest CF__FCACHE_BATCH - 1 and f go to the depot as one chain

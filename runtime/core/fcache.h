@@ -44,6 +44,7 @@
 
 #define CF__FCACHE_CAP 256  /* futures a thread keeps */
 #define CF__FCACHE_BATCH 64 /* moved to or from the depot at once */
+_Static_assert(CF__FCACHE_CAP > CF__FCACHE_BATCH, "a full cache holds a whole batch");
 
 typedef struct cf__fcache {
   cf_future *head;
