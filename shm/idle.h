@@ -10,15 +10,38 @@
  * after the announcement (it wakes the sleeper) or the sleeper's look comes
  * after the work was published (it does not sleep).
  *
- * Workers (ctl->nsleep, ctl->wake_seq; the sleeper is next_hint() in
- * worker.c, after its bounded spin):
+ * Workers (ctl->nsleep, ctl->wake_seq, ctl->waking; the sleeper is
+ * next_hint() in worker.c, after its bounded spin):
  *   sleeper   1. nsleep += 1   2. seq = wake_seq   3. pop the sq once more
- *             (a hint: nsleep -= 1, run it)   4. FUTEX_WAIT(wake_seq, seq)
- *             5. nsleep -= 1
+ *             (a hint: nsleep -= 1, run it)   4. if waking != 0: waking =
+ *             0, nsleep -= 1, back to 1   5. FUTEX_WAIT(wake_seq, seq)
+ *             6. waking = 0   7. nsleep -= 1, pop again
  *   producer  1. push a hint onto the sq   2. cf__wake_worker(): if
- *             nsleep != 0, wake_seq += 1 and FUTEX_WAKE one
- *   A wake_seq bump between the sleeper's steps 2 and 4 makes its
+ *             nsleep != 0 and exchange(waking, 1) was 0, wake_seq += 1 and
+ *             FUTEX_WAKE one
+ *   A wake_seq bump between the sleeper's steps 2 and 5 makes its
  *   FUTEX_WAIT return at once: no wake-up is lost in that window.
+ *   `waking` is the one wake-up in flight: while it is set, producers do
+ *   not wake again. Without it every submit made in the time a woken worker
+ *   takes to run (tens of us) paid a FUTEX_WAKE syscall (measured: 40 % of
+ *   the submits of a stream whose workers park), and the woken worker often
+ *   preempted the submitter that woke it.
+ *   No lost wake-up: say producer Q skips (it read waking == 1) and let P be
+ *   the producer whose exchange wrote that 1; no step 4 or 6 clears it
+ *   between P's exchange and Q's read. Each step 4 or 6 is followed by a
+ *   pop, so a clear after Q's read is followed by a pop after Q's push,
+ *   which finds Q's hint (or another worker took it). Else every clear is
+ *   before P's exchange, and a sleeper W that sleeps for good without Q's
+ *   hint popped (step 3) before Q's push, so it passed step 4 before Q's
+ *   read too, and did so before P's exchange (step 4 reads 1 from P's
+ *   exchange up to Q's read, and would clear it): so W read seq (step 2)
+ *   before P bumped it, and its FUTEX_WAIT returns at once or is woken —
+ *   by P's FUTEX_WAKE, which wakes W or another sleeper; either one clears
+ *   at step 6 after P's exchange, hence after Q's read, and pops after.
+ *   A worker that dies or is stopped holding the wake-up would keep it: a
+ *   death clears waking and wakes again (recovery.c); a stopped worker
+ *   holds it until it runs (then a sleeper also looks again on its own
+ *   after IDLE_CHECK_NS, worker.c).
  *
  * Supervisor (ctl->sv_sleeping, cfg.evfd; the sleeper is the loop of
  * supervisor.c):
@@ -41,14 +64,24 @@
 #include "segment.h"
 #include "sys.h"
 
-/* Wake one sleeping worker, if one sleeps: after a push onto the sq. Any
- * thread of the parent. (nsleep is shared memory: a sleeper also looks
- * again on its own after a while, worker.c.) */
+/* Wake one sleeping worker, if one sleeps and no wake-up is in flight:
+ * after a push onto the sq. Any thread of the parent. (nsleep and waking
+ * are shared memory: a sleeper also looks again on its own after a while,
+ * worker.c.) Every access seq_cst: the Dekker pairs above. The plain load
+ * of waking first keeps a stream of submits from writing its line. */
 static inline void cf__wake_worker(cf__seg_ctl *ctl) {
-  if (atomic_load(&ctl->nsleep)) { /* seq_cst: Dekker with the sleeper (above) */
+  if (atomic_load(&ctl->nsleep) && !atomic_load(&ctl->waking) &&
+      !atomic_exchange(&ctl->waking, 1)) {
     atomic_fetch_add(&ctl->wake_seq, 1);
     cf__futex_wake(&ctl->wake_seq, 1, true);
   }
+}
+
+/* A worker died: it may have held the wake-up in flight (idle.h DESIGN).
+ * Give it up and wake again, as a producer would. The supervisor, mu held. */
+static inline void cf__wake_worker_anew(cf__seg_ctl *ctl) {
+  atomic_store(&ctl->waking, 0);
+  cf__wake_worker(ctl);
 }
 
 /* Kick the supervisor out of poll() (its eventfd). Any thread of any

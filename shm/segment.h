@@ -52,7 +52,7 @@
 #include "ring.h"
 
 #define CF__SEG_MAGIC 0x63667367u /* "cfsg" */
-#define CF__SEG_VERSION 2u
+#define CF__SEG_VERSION 3u
 
 #define CF__HINT_IDX_BITS 20 /* max_futures <= 2^20 */
 #define CF__HINT_IDX_MASK ((1u << CF__HINT_IDX_BITS) - 1)
@@ -87,9 +87,11 @@ _Static_assert(sizeof(cf__seg_header) == 144, "segment header size is part of th
 typedef struct cf__seg_ctl {
   cf__ring_idx sq; /* submission ring indices */
   cf__ring_idx cq; /* completion ring indices */
-  /* Idle workers: sleepers count, futex word bumped to wake one. */
+  /* Idle workers: sleepers count, futex word bumped to wake one, and 1
+   * while a wake-up is in flight (idle.h). */
   alignas(64) _Atomic uint32_t nsleep;
   _Atomic uint32_t wake_seq;
+  _Atomic uint32_t waking;
   /* Supervisor: 1 while it is (about to be) asleep in poll(); a worker that
    * queued a notice exchanges it to 0 and, if it was 1, writes the eventfd.
    * cq_overflow: a notice did not fit in the cq. hungry: the parent is short

@@ -283,19 +283,28 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
       for (int i = 0; i < 16; i++) cf__cpu_relax();
       continue;
     }
-    atomic_fetch_add(&ctl->nsleep, 1); /* seq_cst: Dekker with cf__wake_worker() */
+    /* The sleeper's steps of idle.h, every access seq_cst (Dekker with
+     * cf__wake_worker(); the no-lost-wake-up argument is there). */
+    atomic_fetch_add(&ctl->nsleep, 1); /* 1 */
     atomic_store(&rec->asleep, 1);
-    uint32_t seq = atomic_load(&ctl->wake_seq);
-    if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) {
+    uint32_t seq = atomic_load(&ctl->wake_seq);                             /* 2 */
+    if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) { /* 3 */
       atomic_store(&rec->asleep, 0);
       atomic_fetch_sub(&ctl->nsleep, 1);
       idle_gap(&gap_ns, idle_since);
       return h;
     }
-    atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
-    cf__futex_wait(&ctl->wake_seq, seq, cf__now_ns() + IDLE_CHECK_NS, true);
+    if (atomic_load(&ctl->waking) && atomic_exchange(&ctl->waking, 0)) { /* 4 */
+      /* a wake-up is in flight, maybe for this worker: take it, look again */
+      atomic_store(&rec->asleep, 0);
+      atomic_fetch_sub(&ctl->nsleep, 1);
+      continue;
+    }
+    atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed);         /* statistic */
+    cf__futex_wait(&ctl->wake_seq, seq, cf__now_ns() + IDLE_CHECK_NS, true); /* 5 */
+    atomic_store(&ctl->waking, 0);                                           /* 6 */
     atomic_store(&rec->asleep, 0);
-    atomic_fetch_sub(&ctl->nsleep, 1);
+    atomic_fetch_sub(&ctl->nsleep, 1); /* 7 */
     spin_end = 0;
   }
 }
