@@ -96,7 +96,7 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
       if (n > p->cfg.max_result) {
         err = CF_EPROTO;
       } else {
-        const unsigned char *src = cf__slot_res(seg, sl, owner - 1, n);
+        const unsigned char *src = cf__slot_res(seg, sl, s, owner - 1, n);
         if (n <= CF__INLINE_RES) {
           memcpy(f->res_inline, src, n);
           f->res_len = n;
@@ -125,7 +125,7 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
      * cf__future_load): the outcome above is visible once the word moved */
     atomic_store_explicit(&f->word, &f->state, memory_order_release);
   }
-  if (by_worker && rlen > CF__SLOT_RES_INLINE) {
+  if (by_worker && cf__res_in_region(seg, rlen)) {
     /* If the worker's result region holds this slot's result (it took it
      * for a large result, whatever the task did next: a late deadline turns
      * it into a failure), give its pages back if large, then let the

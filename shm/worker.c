@@ -21,9 +21,11 @@
  * completion ring if the parent wants one — the old word had NOTIFY (a
  * watched or orphaned future), the pool is hungry for slots, or the result
  * fills this worker's result region — with a kick only if the supervisor
- * sleeps (idle.h). A result larger than the slot's own area goes into the
+ * sleeps (idle.h). A result goes into the slot (up to CF__SLOT_RES_INLINE
+ * bytes), else into the slot's result area (up to slot_res), else into the
  * worker's result region (segment.h), once the parent has copied the last
- * one out (rec->res_busy).
+ * one out (rec->res_busy); only the region needs the parent before the
+ * worker's next result, so only it asks for a notice.
  *
  * Idle. Spin on the ring (yielding the CPU between looks) for a bounded
  * time, then sleep on ctl->wake_seq by the protocol in idle.h, for at
@@ -191,11 +193,11 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
   if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
   if (rc != 0) return rc;
-  if (len > CF__SLOT_RES_INLINE) {
+  if (cf__res_in_region(&wc->cfg->seg, len)) {
     take_region(wc->rec, wc->s);
     wc->region = true;
   }
-  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->idx, len);
+  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->s, wc->idx, len);
   if (len) {
     memcpy(dst, v, len / 2);
     cf__fault_point(CF__PP_MID_RESULT, wc->s);

@@ -16,7 +16,8 @@
  * running); one task in six has a deadline of 0.2-5 ms (firing while queued
  * or running); workers are recycled every 100 tasks; one task in 97 fails on
  * purpose (CF_ETASK); one in 16 returns a result that fills the worker's
- * result region; a quarter have a done callback. A host thread calls
+ * result region, one in 16 one that goes into its slot's result area; a
+ * quarter have a done callback. A host thread calls
  * localtime_r throughout (--no-host-thread: not), and so do the tasks
  * (--no-localtime-in-tasks: not): in the default start mode (exec) no
  * worker inherits the host's time-zone lock, whatever the host thread
@@ -48,13 +49,21 @@
 
 #define SUBMITTERS 4
 #define WINDOW 1000
-#define BIG 200 /* a result past the slot's inline area */
+#define AREA 200  /* a result past the slot's inline bytes: the slot's result area */
+#define BIG 12000 /* past the slot's result area (8 KiB): the worker's result region */
 
 typedef struct work {
   uint32_t index;
   uint32_t spin_ns;
-  uint8_t fail, big, localtime;
+  uint8_t fail, big, localtime; /* big: 1 AREA, 2 BIG bytes of result */
 } work;
+
+static uint8_t size_class(uint64_t i) {
+  return i % 16 == 5 ? 2 : i % 16 == 9 ? 1 : 0;
+}
+static size_t result_len(uint8_t big) {
+  return big == 2 ? BIG : big == 1 ? AREA : 12;
+}
 
 #define execs ((_Atomic uint32_t *)cf_test_shm) /* runs per task, shared with the workers */
 
@@ -92,7 +101,7 @@ static void t_work(cf_call *c) {
     return;
   }
   unsigned char out[BIG];
-  size_t n = w->big ? BIG : 12;
+  size_t n = result_len(w->big);
   fill(out, n, w->index);
   cf_call_return(c, out, n);
 }
@@ -111,9 +120,9 @@ static void check(uint64_t i) {
   size_t len = 0;
   int rc = cf_future_result(fs[i], got, sizeof got, &len, -1);
   uint32_t ran = atomic_load(&execs[i]);
-  bool fail = i % 97 == 0, big = i % 16 == 5;
+  bool fail = i % 97 == 0;
   if (rc == 0) {
-    size_t n = big ? BIG : 12;
+    size_t n = result_len(size_class(i));
     fill(want, n, (uint32_t)i);
     if (fail || len != n || memcmp(got, want, n) != 0 || ran != 1)
       cf_test_fail(__FILE__, __LINE__, "success", "task %llu: len %zu, ran %u",
@@ -153,7 +162,7 @@ static void *submitter(void *arg) {
     work w = {.index = (uint32_t)i,
               .spin_ns = (uint32_t)(rand_r(&seed) % 40000),
               .fail = i % 97 == 0,
-              .big = i % 16 == 5,
+              .big = size_class(i),
               .localtime = localtime_in_tasks};
     cf_submit_opts so = {.timeout_ns = 0, .flags = 0};
     if (rand_r(&seed) % 6 == 0) {
