@@ -117,9 +117,14 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
     if (err != CF_ETASK) code = err;
     /* relaxed: published by the release store of f->word below */
     atomic_store_explicit(&f->err, err, memory_order_relaxed);
-    f->task_code = code;
-    f->msg = msg;
-    f->crash = ci;
+    if (err) {
+      /* a success leaves them as the allocation made them (0, NULL, no
+       * crash: sf_crash_info reads pid and signal only), so that its move
+       * writes only the future's first line and its word */
+      f->task_code = code;
+      f->msg = msg;
+      f->crash = ci;
+    }
     atomic_store_explicit(&f->state, cf__st_make(cf__st_gen(w), 0, state), memory_order_relaxed);
     /* release: pairs with the acquire loads of f->word (moved(),
      * cf__future_load): the outcome above is visible once the word moved */
