@@ -101,7 +101,15 @@
 #define IDLE_CHECK_NS 1000000000LL /* a sleeping worker looks at the ring this often */
 
 #ifdef CF_TEST_HOOKS
-cf__fault_hook_fn cf__fault_hook; /* fault.h */
+cf__fault_hook_fn cf__fault_hook;               /* fault.h */
+int64_t cf__test_idle_check_ns = IDLE_CHECK_NS; /* fault.h */
+static int64_t idle_deadline(void) {
+  return cf__test_idle_check_ns < 0 ? -1 : cf__now_ns() + cf__test_idle_check_ns;
+}
+#else
+static int64_t idle_deadline(void) {
+  return cf__now_ns() + IDLE_CHECK_NS;
+}
 #endif
 
 /* ---- the process ---- */
@@ -302,9 +310,9 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
       atomic_fetch_sub(&ctl->nsleep, 1);
       continue;
     }
-    atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed);         /* statistic */
-    cf__futex_wait(&ctl->wake_seq, seq, cf__now_ns() + IDLE_CHECK_NS, true); /* 5 */
-    atomic_store(&ctl->waking, 0);                                           /* 6 */
+    atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
+    cf__futex_wait(&ctl->wake_seq, seq, idle_deadline(), true);      /* 5 */
+    atomic_store(&ctl->waking, 0);                                   /* 6 */
     atomic_store(&rec->asleep, 0);
     atomic_fetch_sub(&ctl->nsleep, 1); /* 7 */
     spin_end = 0;

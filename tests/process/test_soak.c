@@ -29,7 +29,9 @@
  *   - CF_ECRASHED (a worker or the zygote killed): ran at most once;
  *   - CF_ECANCELLED: the canceller touched it; ran at most once;
  *   - CF_EDEADLINE: it had a deadline; ran at most once;
- *   - nothing else, nothing hangs (a watchdog), every callback exactly once,
+ *   - nothing else, nothing hangs (a watchdog; idle workers never look at
+ *     the ring on their own, cf__test_worker_idle_forever, so a lost
+ *     wake-up is a hang too), every callback exactly once,
  *     the crash count in the statistics equals the CF_ECRASHED outcomes, the
  *     pool works afterwards, destroy returns, no segment is left mapped.
  */
@@ -104,6 +106,14 @@ static void t_work(cf_call *c) {
   size_t n = result_len(w->big);
   fill(out, n, w->index);
   cf_call_return(c, out, n);
+}
+
+/* Every worker: a lost wake-up hangs (and the watchdog fails the soak)
+ * instead of costing a second (test_hooks.h). */
+static int worker_init(void *arg) {
+  (void)arg;
+  cf__test_worker_idle_forever();
+  return 0;
 }
 
 static void on_done(cf_future *f, void *arg) {
@@ -268,6 +278,7 @@ static void test_soak(void) {
   o.workers = 4;
   o.max_tasks_per_worker = 100;
   o.ring_capacity = 256;
+  o.initializer = worker_init;
   assert_rc(cf_process_pool_new(&o, &ex), 0);
   size_t n = (size_t)ntasks;
   fs = calloc(n, sizeof *fs);
