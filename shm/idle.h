@@ -31,13 +31,14 @@
  *   between P's exchange and Q's read. Each step 4 or 6 is followed by a
  *   pop, so a clear after Q's read is followed by a pop after Q's push,
  *   which finds Q's hint (or another worker took it). Else every clear is
- *   before P's exchange, and a sleeper W that sleeps for good without Q's
- *   hint popped (step 3) before Q's push, so it passed step 4 before Q's
- *   read too, and did so before P's exchange (step 4 reads 1 from P's
- *   exchange up to Q's read, and would clear it): so W read seq (step 2)
- *   before P bumped it, and its FUTEX_WAIT returns at once or is woken —
- *   by P's FUTEX_WAKE, which wakes W or another sleeper; either one clears
- *   at step 6 after P's exchange, hence after Q's read, and pops after.
+ *   before P's exchange. Take a sleeper W that would sleep for good without
+ *   Q's hint: it popped (step 3) before Q's push. Its step 4 came before
+ *   P's exchange: from P's exchange on, waking reads 1 until a clear, so a
+ *   later step 4 would be a clear after P's exchange. So W read seq (step
+ *   2) before P bumped it, and its FUTEX_WAIT returns at once, or is woken
+ *   by P's FUTEX_WAKE — or that wakes another sleeper first; whichever
+ *   returns clears at step 6 after P's exchange, hence after Q's read, and
+ *   pops after.
  *   A worker that dies or is stopped holding the wake-up would keep it: a
  *   death clears waking and wakes again (recovery.c); a stopped worker
  *   holds it until it runs (then a sleeper also looks again on its own
