@@ -96,7 +96,7 @@ static void reset_record(cf__pool *p, unsigned idx) {
     while (n && !atomic_compare_exchange_weak(&p->cfg.seg.ctl->nsleep, &n, n - 1)) {
     }
   }
-  cf__wake_worker_anew(p->cfg.seg.ctl); /* it may have held the wake-up in flight */
+  cf__wake_worker_anew(p->cfg.seg.ctl); /* it may have been woken and not run */
 }
 
 void cf__pp_on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {
@@ -171,7 +171,6 @@ void cf__pp_on_forker_death(cf__pool *p) {
   cf__pp_lock(p);
   for (unsigned i = 0; i < n; i++) reset_record(p, i);
   atomic_store(&p->cfg.seg.ctl->nsleep, 0); /* every sleeper is dead */
-  atomic_store(&p->cfg.seg.ctl->waking, 0);
   pthread_cond_broadcast(&p->cv);
   cf__pp_unlock(p);
 }

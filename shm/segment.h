@@ -92,11 +92,10 @@ _Static_assert(sizeof(cf__seg_header) == 160, "segment header size is part of th
 typedef struct cf__seg_ctl {
   cf__ring_idx sq; /* submission ring indices */
   cf__ring_idx cq; /* completion ring indices */
-  /* Idle workers: sleepers count, futex word bumped to wake one, and 1
-   * while a wake-up is in flight (idle.h). */
+  /* Idle workers: sleepers count, futex word bumped to wake one (its low
+   * bit: a sleeper waits on this value, idle.h). */
   alignas(64) _Atomic uint32_t nsleep;
   _Atomic uint32_t wake_seq;
-  _Atomic uint32_t waking;
   /* Supervisor: 1 while it is (about to be) asleep in poll(); a worker that
    * queued a notice exchanges it to 0 and, if it was 1, writes the eventfd.
    * cq_overflow: a notice did not fit in the cq. hungry: the parent is short

@@ -297,22 +297,27 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
      * cf__wake_worker(); the no-lost-wake-up argument is there). */
     atomic_fetch_add(&ctl->nsleep, 1); /* 1 */
     atomic_store(&rec->asleep, 1);
-    uint32_t seq = atomic_load(&ctl->wake_seq);                             /* 2 */
-    if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) { /* 3 */
+    uint32_t seq = atomic_load(&ctl->wake_seq);                                  /* 2 */
+    bool got = cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0; /* 3 */
+    if (!got && !(seq & 1u)) {
+      uint32_t cur = seq; /* 4 */
+      if (!atomic_compare_exchange_strong(&ctl->wake_seq, &cur, seq | 1u) && cur != (seq | 1u)) {
+        /* a producer woke someone since step 2: look again */
+        atomic_store(&rec->asleep, 0);
+        atomic_fetch_sub(&ctl->nsleep, 1);
+        continue;
+      }
+      seq |= 1u;
+    }
+    if (!got) got = cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0; /* 5 */
+    if (got) {
       atomic_store(&rec->asleep, 0);
       atomic_fetch_sub(&ctl->nsleep, 1);
       idle_gap(&gap_ns, idle_since);
       return h;
     }
-    if (atomic_load(&ctl->waking) && atomic_exchange(&ctl->waking, 0)) { /* 4 */
-      /* a wake-up is in flight, maybe for this worker: take it, look again */
-      atomic_store(&rec->asleep, 0);
-      atomic_fetch_sub(&ctl->nsleep, 1);
-      continue;
-    }
     atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
-    cf__futex_wait(&ctl->wake_seq, seq, idle_deadline(), true);      /* 5 */
-    atomic_store(&ctl->waking, 0);                                   /* 6 */
+    cf__futex_wait(&ctl->wake_seq, seq, idle_deadline(), true);      /* 6 */
     atomic_store(&rec->asleep, 0);
     atomic_fetch_sub(&ctl->nsleep, 1); /* 7 */
     spin_end = 0;
