@@ -1,8 +1,8 @@
 /* cf-test: labels=stress;fault;shm timeout=600 args=300 */
 /*
  * test_wake_reclaim.c — the submit path's two protocols: the ordered
- * reclaim of done slots and the one wake-up in flight (idle.h). Not a
- * benchmark.
+ * reclaim of done slots and the wake-up of idle workers (idle.h: a
+ * producer wakes only a sleeper that set the waiter bit). Not a benchmark.
  *
  *   test_wake_reclaim [ROUNDS]
  *
@@ -19,9 +19,9 @@
  *    wait for every result (one round in four with a short pause, so that
  *    the burst meets workers on their way to sleep). Every few rounds a
  *    parked worker is stopped (SIGSTOP) before the burst and continued
- *    after a while (it may hold the wake-up in flight: the others must not
- *    sleep through the burst for good), or killed (its death gives the
- *    wake-up back).
+ *    after a while (it may be the one a producer woke: the others must not
+ *    sleep through the burst for good), or killed (a death changes the word
+ *    and wakes one).
  * Needs the test hooks.
  */
 #include <pthread.h>
