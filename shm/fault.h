@@ -23,6 +23,9 @@ typedef void (*cf__fault_hook_fn)(int point, uint32_t slot);
 /* Called by the worker at each point if set (defined in worker.c; set
  * through cf__test_set_fault_hook). */
 extern cf__fault_hook_fn cf__fault_hook;
+/* How long an idle worker sleeps before it looks at the ring on its own
+ * (worker.c; -1: never; set through cf__test_worker_idle_forever). */
+extern int64_t cf__test_idle_check_ns;
 static inline void cf__fault_point(int point, uint32_t slot) {
   cf__fault_hook_fn h = cf__fault_hook;
   if (h) h(point, slot);

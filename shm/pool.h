@@ -37,9 +37,10 @@
  *   - a done word whose owner field is 0 was completed by the PARENT
  *     (cancel, deadline, crash, broken pool): its error and crash info live
  *     in the slot table, written under `mu` before the CAS; a done word with
- *     an owner was completed by that worker: its outcome is in the slot (and
- *     a large result in the worker's result region) and is untrusted
- *     (checked once, when it moves; bad data gives CF_EPROTO);
+ *     an owner was completed by that worker: its outcome is in the slot (a
+ *     larger result in the slot's result area or the worker's result
+ *     region) and is untrusted (checked once, when it moves; bad data gives
+ *     CF_EPROTO);
  *   - the done word keeps WAITERS and NOTIFY: it is final for the
  *     generation.
  * Once the word is done the outcome MOVES into the future (settle.h,

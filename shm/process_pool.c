@@ -359,7 +359,7 @@ static int pp_destroy(cf_executor *ex) {
   cf__seg *seg = &p->cfg.seg;
   for (uint32_t r = 0; r < seg->p.nbig; r++)
     cf__seg_release(seg, cf__seg_big_arg_area(seg, r), p->cfg.max_arg);
-  if (p->cfg.max_result > CF__SLOT_RES_INLINE)
+  if (p->cfg.max_result > CF__SEG_SLOT_RES)
     for (unsigned i = 0; i < p->cfg.nworkers; i++)
       cf__seg_release(seg, cf__seg_res_area(seg, i), p->cfg.max_result);
   cf__pp_lock(p);

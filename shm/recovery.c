@@ -96,6 +96,7 @@ static void reset_record(cf__pool *p, unsigned idx) {
     while (n && !atomic_compare_exchange_weak(&p->cfg.seg.ctl->nsleep, &n, n - 1)) {
     }
   }
+  cf__wake_worker_anew(p->cfg.seg.ctl); /* it may have been woken and not run */
 }
 
 void cf__pp_on_death(cf__pool *p, unsigned idx, pid_t pid, int status) {

@@ -27,6 +27,12 @@ static uint64_t slot_arg_bytes(const cf__seg_params *p) {
   return align_up(p->max_arg < CF__SEG_SLOT_ARG ? p->max_arg : CF__SEG_SLOT_ARG, 64);
 }
 
+/* The per-slot result area: none when every result fits in the slot. */
+static uint64_t slot_res_bytes(const cf__seg_params *p) {
+  if (p->max_result <= CF__SLOT_RES_INLINE) return 0;
+  return align_up(p->max_result < CF__SEG_SLOT_RES ? p->max_result : CF__SEG_SLOT_RES, 64);
+}
+
 static void layout(cf__seg_header *h, const cf__seg_params *p) {
   memset(h, 0, sizeof *h);
   h->magic = CF__SEG_MAGIC;
@@ -42,6 +48,7 @@ static void layout(cf__seg_header *h, const cf__seg_params *p) {
   h->max_arg = p->max_arg;
   h->max_result = p->max_result;
   h->slot_arg = slot_arg_bytes(p);
+  h->slot_res = slot_res_bytes(p);
   /* big regions only when an argument can be larger than the slot's area */
   h->nbig = p->max_arg > CF__SEG_SLOT_ARG ? p->nbig : 0;
   uint64_t off = 4096; /* header alone on the first page */
@@ -57,16 +64,20 @@ static void layout(cf__seg_header *h, const cf__seg_params *p) {
   off = align_up(off + (uint64_t)p->nslots * sizeof(cf__slot), 4096);
   h->off_sargs = off;
   off = align_up(off + (uint64_t)p->nslots * h->slot_arg, 4096);
+  h->off_sres = off;
+  off = align_up(off + (uint64_t)p->nslots * h->slot_res, 4096);
   h->off_bargs = off;
   off += (uint64_t)h->nbig * align_up(p->max_arg, 4096);
   h->off_results = off;
-  if (p->max_result > CF__SLOT_RES_INLINE)
+  /* worker regions only when a result can be larger than the slot's area */
+  if (p->max_result > CF__SEG_SLOT_RES)
     off += (uint64_t)p->nworkers * align_up(p->max_result, 4096);
   h->total_size = off;
 }
 
 static void bind(cf__seg *s, const cf__seg_header *h) {
   s->slot_arg = h->slot_arg;
+  s->slot_res = h->slot_res;
   s->p.nbig = h->nbig;
   s->ctl = (cf__seg_ctl *)(s->base + h->off_ctl);
   s->workers = (cf__worker_rec *)(s->base + h->off_workers);
@@ -74,6 +85,7 @@ static void bind(cf__seg *s, const cf__seg_header *h) {
   s->cq = (_Atomic uint64_t *)(s->base + h->off_cq);
   s->slots = (cf__slot *)(s->base + h->off_slots);
   s->sargs = s->base + h->off_sargs;
+  s->sres = s->base + h->off_sres;
   s->bargs = s->base + h->off_bargs;
   s->results = s->base + h->off_results;
 }

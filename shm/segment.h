@@ -21,15 +21,19 @@
  *   cq       completion ring cells: notices (hints of done slots)
  *   slots    nslots task slots (cf__slot)
  *   sargs    per slot: an argument area of slot_arg bytes
+ *   sres     per slot: a result area of slot_res bytes (a map chunk's
+ *            packed results fit: the worker writes it and goes on, with no
+ *            wait for the parent and no notice)
  *   bargs    nbig big argument regions of max_arg bytes (an argument over
  *            slot_arg borrows one for its task: slots.h)
- *   results  per WORKER: a result region of max_result bytes (a worker runs
- *            one task at a time; the parent copies a result out before the
- *            worker may write the next one: res_busy below)
+ *   results  per WORKER: a result region of max_result bytes for a result
+ *            over slot_res (a worker runs one task at a time; the parent
+ *            copies a result out before the worker may write the next one:
+ *            res_busy below)
  *
  * So the reservation grows with the slots only by small areas, and with the
- * limits only per worker: (slot + slot_arg) x nslots + max_arg x nbig +
- * max_result x nworkers. Pages cost memory only once touched; payloads that
+ * limits only per worker: (slot + slot_arg + slot_res) x nslots + max_arg x
+ * nbig + max_result x nworkers. Pages cost memory only once touched; payloads that
  * fit inside the slot never touch the areas, and the parent gives the pages
  * of a large payload back (MADV_REMOVE, cf__seg_release) once it is used.
  * Everything is addressed by offset from the segment base; every size the
@@ -46,13 +50,14 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ring.h"
 
 #define CF__SEG_MAGIC 0x63667367u /* "cfsg" */
-#define CF__SEG_VERSION 2u
+#define CF__SEG_VERSION 4u
 
 #define CF__HINT_IDX_BITS 20 /* max_futures <= 2^20 */
 #define CF__HINT_IDX_MASK ((1u << CF__HINT_IDX_BITS) - 1)
@@ -78,16 +83,17 @@ typedef struct cf__seg_header {
   uint32_t nworkers, nslots, nbig;
   uint32_t sq_log2, cq_log2;
   uint32_t pad0_;
-  uint64_t max_arg, max_result, slot_arg;
-  uint64_t off_ctl, off_workers, off_sq, off_cq, off_slots, off_sargs, off_bargs, off_results;
-  uint64_t total_size;
+  uint64_t max_arg, max_result, slot_arg, slot_res;
+  uint64_t off_ctl, off_workers, off_sq, off_cq, off_slots, off_sargs, off_sres, off_bargs;
+  uint64_t off_results, total_size;
 } cf__seg_header;
-_Static_assert(sizeof(cf__seg_header) == 144, "segment header size is part of the format");
+_Static_assert(sizeof(cf__seg_header) == 160, "segment header size is part of the format");
 
 typedef struct cf__seg_ctl {
   cf__ring_idx sq; /* submission ring indices */
   cf__ring_idx cq; /* completion ring indices */
-  /* Idle workers: sleepers count, futex word bumped to wake one. */
+  /* Idle workers: sleepers count, futex word bumped to wake one (its low
+   * bit: a sleeper waits on this value, idle.h). */
   alignas(64) _Atomic uint32_t nsleep;
   _Atomic uint32_t wake_seq;
   /* Supervisor: 1 while it is (about to be) asleep in poll(); a worker that
@@ -163,6 +169,9 @@ _Static_assert(offsetof(cf__slot, code) == 64, "slot header: one cache line");
 
 /* Per-slot argument area, at most (a larger max_arg_size uses big regions). */
 #define CF__SEG_SLOT_ARG 4096
+/* Per-slot result area, at most (a larger result uses the worker's region):
+ * a map chunk of 256 eight-byte results is 6160 bytes (map.c). */
+#define CF__SEG_SLOT_RES 8192
 /* Payload pages kept after use, per area; past it they are given back. */
 #define CF__SEG_KEEP_ARG ((size_t)64 * 1024)
 #define CF__SEG_KEEP_RESULT ((size_t)1024 * 1024)
@@ -180,11 +189,12 @@ typedef struct cf__seg {
   int fd; /* the memfd while mapped (parent), else -1 */
   cf__seg_params p;
   uint64_t slot_arg; /* per-slot argument area bytes */
+  uint64_t slot_res; /* per-slot result area bytes */
   cf__seg_ctl *ctl;
   cf__worker_rec *workers;
   _Atomic uint64_t *sq, *cq;
   cf__slot *slots;
-  unsigned char *sargs, *bargs, *results;
+  unsigned char *sargs, *sres, *bargs, *results;
   int seals; /* the memfd's seals (F_GET_SEALS) when it was mapped */
 } cf__seg;
 
@@ -209,6 +219,9 @@ static inline cf__slot *cf__seg_slot(const cf__seg *s, uint32_t slot) {
 static inline unsigned char *cf__seg_slot_arg_area(const cf__seg *s, uint32_t slot) {
   return s->sargs + (uint64_t)slot * s->slot_arg;
 }
+static inline unsigned char *cf__seg_slot_res_area(const cf__seg *s, uint32_t slot) {
+  return s->sres + (uint64_t)slot * s->slot_res;
+}
 static inline unsigned char *cf__seg_big_arg_area(const cf__seg *s, uint32_t region) {
   return s->bargs + (uint64_t)region * ((s->p.max_arg + 4095) & ~(uint64_t)4095);
 }
@@ -227,12 +240,18 @@ static inline unsigned char *cf__slot_arg(const cf__seg *s, cf__slot *sl, uint32
   if (len <= s->slot_arg) return cf__seg_slot_arg_area(s, slot);
   return big < s->p.nbig ? cf__seg_big_arg_area(s, big) : NULL;
 }
-/* Where the result of `len` bytes of a task run by `worker` lives. */
-static inline unsigned char *cf__slot_res(const cf__seg *s, cf__slot *sl, uint32_t worker,
-                                          size_t len) {
-  return len <= CF__SLOT_RES_SMALL    ? sl->res_small
-         : len <= CF__SLOT_RES_INLINE ? sl->res_inline
-                                      : cf__seg_res_area(s, worker);
+/* Does a result of `len` bytes go into its worker's result region? */
+static inline bool cf__res_in_region(const cf__seg *s, size_t len) {
+  return len > CF__SLOT_RES_INLINE && len > s->slot_res;
+}
+/* Where the result of `len` bytes of slot `slot`'s task run by `worker`
+ * lives (len within max_result: the caller checked it). */
+static inline unsigned char *cf__slot_res(const cf__seg *s, cf__slot *sl, uint32_t slot,
+                                          uint32_t worker, size_t len) {
+  if (len <= CF__SLOT_RES_SMALL) return sl->res_small;
+  if (len <= CF__SLOT_RES_INLINE) return sl->res_inline;
+  if (len <= s->slot_res) return cf__seg_slot_res_area(s, slot);
+  return cf__seg_res_area(s, worker);
 }
 
 #endif /* CF_SHM_SEGMENT_H */

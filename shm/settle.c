@@ -165,15 +165,18 @@ void cf__pp_force_fail_locked(cf__pool *p, uint32_t s, uint32_t to, int err,
   cf__pp_settle_locked(p, s, st);
 }
 
-void cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st) {
+bool cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st) {
   cf__assert(cf__pp_locked(p) && p->slots.ps[s].in_use);
   /* acquire: pairs with the completing CAS (the outcome written before) */
   uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
   int c = cf__pp_word_check(p, s, w);
-  if (c == CF__W_CORRUPT)
+  if (c == CF__W_CORRUPT) {
     cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, st);
-  else if (c == CF__W_OK && cf__st_done(w))
-    cf__pp_settle_locked(p, s, st);
+    return true;
+  }
+  if (c != CF__W_OK || !cf__st_done(w)) return false; /* unpublished, queued or running */
+  cf__pp_settle_locked(p, s, st);
+  return true;
 }
 
 unsigned cf__pp_reclaim_locked(cf__pool *p, cf__settle *st, unsigned max, uint32_t *run_slot,
@@ -197,8 +200,9 @@ unsigned cf__pp_reclaim_locked(cf__pool *p, cf__settle *st, unsigned max, uint32
       continue;
     }
     st[got] = (cf__settle){NULL};
-    cf__pp_settle_if_done_locked(p, s, &st[got]);
-    got++;
+    /* a done word of the previous generation: a submit that has not
+     * published this use yet (another thread's, mu released) */
+    if (cf__pp_settle_if_done_locked(p, s, &st[got])) got++;
   }
   return got;
 }
@@ -227,11 +231,14 @@ unsigned cf__pp_reclaim_oldest_locked(cf__pool *p, cf__settle *st, unsigned max)
     uint32_t s = (uint32_t)e, gen = (uint32_t)(e >> 32);
     cf__pslot *ps = &p->slots.ps[s];
     if (ps->in_use && ps->gen == gen) {
-      /* acquire: as in cf__pp_settle_if_done_locked, which looks again */
-      uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_acquire);
-      if (!cf__st_done(w)) break; /* the oldest still runs: so, mostly, does the rest */
+      /* The oldest is queued or running (so, mostly, is the rest), or not
+       * published yet: the submit that pushed it (this one, when every
+       * older entry is gone) publishes its PENDING word after mu is
+       * released, and until then the slot holds the previous use's done
+       * word. Taken for done, the entry would be dropped unsettled, and
+       * its slot left to the full submit's scan (cf__pp_reclaim_locked). */
       st[got] = (cf__settle){NULL};
-      cf__pp_settle_if_done_locked(p, s, &st[got]);
+      if (!cf__pp_settle_if_done_locked(p, s, &st[got])) break;
       got++;
     }
     p->order_head = p->order_head + 1 == n ? 0 : p->order_head + 1;

@@ -75,8 +75,9 @@ void cf__pp_force_fail_locked(cf__pool *p, uint32_t s, uint32_t to, int err,
 /* mu held. Slot s is in use and its word done (checked): settle it. */
 void cf__pp_settle_locked(cf__pool *p, uint32_t s, cf__settle *st);
 /* mu held, slot s in use: settle it if its word is done, fail it with
- * CF_EPROTO if the word is scribbled (cf__pp_word_check), else nothing. */
-void cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st);
+ * CF_EPROTO if the word is scribbled (cf__pp_word_check), else nothing
+ * (queued, running, or this use not published yet). True if it settled. */
+bool cf__pp_settle_if_done_locked(cf__pool *p, uint32_t s, cf__settle *st);
 /* mu held: settle up to `max` done slots (into st[0..n), whose
  * cf__pp_settle_finish is the caller's, with mu released), looking from
  * where the last call stopped: how a submit that finds no free slot frees

@@ -96,7 +96,7 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
       if (n > p->cfg.max_result) {
         err = CF_EPROTO;
       } else {
-        const unsigned char *src = cf__slot_res(seg, sl, owner - 1, n);
+        const unsigned char *src = cf__slot_res(seg, sl, s, owner - 1, n);
         if (n <= CF__INLINE_RES) {
           memcpy(f->res_inline, src, n);
           f->res_len = n;
@@ -117,15 +117,20 @@ void cf__slot_outcome_move(cf__pool *p, uint32_t s, cf_future *f, uint32_t w) {
     if (err != CF_ETASK) code = err;
     /* relaxed: published by the release store of f->word below */
     atomic_store_explicit(&f->err, err, memory_order_relaxed);
-    f->task_code = code;
-    f->msg = msg;
-    f->crash = ci;
+    if (err) {
+      /* a success leaves them as the allocation made them (0, NULL, no
+       * crash: sf_crash_info reads pid and signal only), so that its move
+       * writes only the future's first line and its word */
+      f->task_code = code;
+      f->msg = msg;
+      f->crash = ci;
+    }
     atomic_store_explicit(&f->state, cf__st_make(cf__st_gen(w), 0, state), memory_order_relaxed);
     /* release: pairs with the acquire loads of f->word (moved(),
      * cf__future_load): the outcome above is visible once the word moved */
     atomic_store_explicit(&f->word, &f->state, memory_order_release);
   }
-  if (by_worker && rlen > CF__SLOT_RES_INLINE) {
+  if (by_worker && cf__res_in_region(seg, rlen)) {
     /* If the worker's result region holds this slot's result (it took it
      * for a large result, whatever the task did next: a late deadline turns
      * it into a failure), give its pages back if large, then let the

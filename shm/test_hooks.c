@@ -46,6 +46,18 @@ unsigned cf__test_deadlines(cf_executor *ex) {
   return n;
 }
 
+unsigned cf__test_slots_in_use(cf_executor *ex) {
+  cf__pool *p = (cf__pool *)ex;
+  cf__pp_lock(p);
+  unsigned n = p->slots.n - p->slots.nfree;
+  cf__pp_unlock(p);
+  return n;
+}
+
+void cf__test_worker_idle_forever(void) {
+  cf__test_idle_check_ns = -1;
+}
+
 int cf__test_segment_seals(cf_executor *ex) {
   return ((cf__pool *)ex)->cfg.seg.seals;
 }

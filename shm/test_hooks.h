@@ -31,6 +31,13 @@ pid_t cf__test_worker_pid(cf_executor *ex, unsigned i);
 unsigned cf__test_workers_alive(cf_executor *ex);
 /* Entries in the deadline heap. */
 unsigned cf__test_deadlines(cf_executor *ex);
+/* Slots in use (allocated, not yet freed: queued, running, or done and not
+ * yet settled). */
+unsigned cf__test_slots_in_use(cf_executor *ex);
+/* In a worker (its initializer): sleep on the idle futex without the
+ * periodic look at the ring (IDLE_CHECK_NS, worker.c), so that a lost
+ * wake-up hangs instead of costing a second. */
+void cf__test_worker_idle_forever(void);
 /* The segment memfd's seals (F_GET_SEALS when it was mapped) and its size. */
 int cf__test_segment_seals(cf_executor *ex);
 size_t cf__test_segment_size(cf_executor *ex);

@@ -21,9 +21,11 @@
  * completion ring if the parent wants one — the old word had NOTIFY (a
  * watched or orphaned future), the pool is hungry for slots, or the result
  * fills this worker's result region — with a kick only if the supervisor
- * sleeps (idle.h). A result larger than the slot's own area goes into the
+ * sleeps (idle.h). A result goes into the slot (up to CF__SLOT_RES_INLINE
+ * bytes), else into the slot's result area (up to slot_res), else into the
  * worker's result region (segment.h), once the parent has copied the last
- * one out (rec->res_busy).
+ * one out (rec->res_busy); only the region needs the parent before the
+ * worker's next result, so only it asks for a notice.
  *
  * Idle. Spin on the ring (yielding the CPU between looks) for a bounded
  * time, then sleep on ctl->wake_seq by the protocol in idle.h, for at
@@ -99,7 +101,15 @@
 #define IDLE_CHECK_NS 1000000000LL /* a sleeping worker looks at the ring this often */
 
 #ifdef CF_TEST_HOOKS
-cf__fault_hook_fn cf__fault_hook; /* fault.h */
+cf__fault_hook_fn cf__fault_hook;               /* fault.h */
+int64_t cf__test_idle_check_ns = IDLE_CHECK_NS; /* fault.h */
+static int64_t idle_deadline(void) {
+  return cf__test_idle_check_ns < 0 ? -1 : cf__now_ns() + cf__test_idle_check_ns;
+}
+#else
+static int64_t idle_deadline(void) {
+  return cf__now_ns() + IDLE_CHECK_NS;
+}
 #endif
 
 /* ---- the process ---- */
@@ -191,11 +201,11 @@ static int w_ret(cf_call *c, const void *v, size_t len) {
   int rc = cf__call_record_return(c, v, len); /* c->max_result: the pool's */
   if (rc == CF_E2BIG) set_outcome(wc->sl, CF_E2BIG);
   if (rc != 0) return rc;
-  if (len > CF__SLOT_RES_INLINE) {
+  if (cf__res_in_region(&wc->cfg->seg, len)) {
     take_region(wc->rec, wc->s);
     wc->region = true;
   }
-  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->idx, len);
+  unsigned char *dst = cf__slot_res(&wc->cfg->seg, wc->sl, wc->s, wc->idx, len);
   if (len) {
     memcpy(dst, v, len / 2);
     cf__fault_point(CF__PP_MID_RESULT, wc->s);
@@ -283,19 +293,33 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
       for (int i = 0; i < 16; i++) cf__cpu_relax();
       continue;
     }
-    atomic_fetch_add(&ctl->nsleep, 1); /* seq_cst: Dekker with cf__wake_worker() */
+    /* The sleeper's steps of idle.h, every access seq_cst (Dekker with
+     * cf__wake_worker(); the no-lost-wake-up argument is there). */
+    atomic_fetch_add(&ctl->nsleep, 1); /* 1 */
     atomic_store(&rec->asleep, 1);
-    uint32_t seq = atomic_load(&ctl->wake_seq);
-    if (cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0) {
+    uint32_t seq = atomic_load(&ctl->wake_seq);                                  /* 2 */
+    bool got = cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0; /* 3 */
+    if (!got && !(seq & 1u)) {
+      uint32_t cur = seq; /* 4 */
+      if (!atomic_compare_exchange_strong(&ctl->wake_seq, &cur, seq | 1u) && cur != (seq | 1u)) {
+        /* a producer woke someone since step 2: look again */
+        atomic_store(&rec->asleep, 0);
+        atomic_fetch_sub(&ctl->nsleep, 1);
+        continue;
+      }
+      seq |= 1u;
+    }
+    if (!got) got = cf__ring_pop(&ctl->sq, cfg->seg.sq, log2, &h, &rec->taking) == 0; /* 5 */
+    if (got) {
       atomic_store(&rec->asleep, 0);
       atomic_fetch_sub(&ctl->nsleep, 1);
       idle_gap(&gap_ns, idle_since);
       return h;
     }
     atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
-    cf__futex_wait(&ctl->wake_seq, seq, cf__now_ns() + IDLE_CHECK_NS, true);
+    cf__futex_wait(&ctl->wake_seq, seq, idle_deadline(), true);      /* 6 */
     atomic_store(&rec->asleep, 0);
-    atomic_fetch_sub(&ctl->nsleep, 1);
+    atomic_fetch_sub(&ctl->nsleep, 1); /* 7 */
     spin_end = 0;
   }
 }
