@@ -22,7 +22,8 @@
  *   4. An attribute on MPI_COMM_SELF whose delete callback runs first thing
  *      in MPI_Finalize (the standard's finalize hook) stops the live pools
  *      and sends EXIT to the worker ranks; if cfutures initialized MPI it
- *      also calls MPI_Finalize from an atexit handler.
+ *      also calls MPI_Finalize from an exit handler (bounded in time once
+ *      a rank has died: see cf__mpi_finalize).
  * A worker rank that dies under default mpirun/mpiexec settings takes the
  * whole job down (the launcher kills every rank and reports the signal):
  * nothing hangs, but rank 0 cannot report anything. With Open MPI's
@@ -242,6 +243,9 @@ static int at_finalize(MPI_Comm comm, int keyval, void *attr, void *extra) {
     c.magic = CF__MPI_MAGIC;
     c.version = CF__MPI_VERSION;
     c.type = CTL_EXIT;
+    bool death = false; /* a = 1: a rank died, bound your finalize */
+    for (unsigned i = 0; i < job.nworkers; i++) death |= cf__mpi_peer_dead(&job.peers[i]);
+    c.a = death;
     for (unsigned i = 0; i < job.nworkers; i++) {
       if (cf__mpi_peer_dead(&job.peers[i])) continue;
       MPI_Request rq;
@@ -255,10 +259,48 @@ static int at_finalize(MPI_Comm comm, int keyval, void *attr, void *extra) {
   return MPI_SUCCESS;
 }
 
-static void at_exit(void) {
+/* Open MPI 4.1 under --enable-recovery: once a rank has died, the fence
+ * that closes MPI_Finalize now and then waits for it forever (test_mpi_crash
+ * hung about 1 run in 12 on a loaded machine, in rank 0 and in the
+ * surviving worker alike, both in ompi_mpi_finalize's fence loop). So a
+ * finalize that cfutures makes after a rank died (rank 0 knows; it tells
+ * the workers in EXIT) is bounded: past CF__MPI_FINALIZE_BOUND_S a thread
+ * ends the process with the exit status it was leaving with. A finalize
+ * the program makes itself is its own and is never cut short. */
+static void *finalize_bound(void *arg) {
+  struct timespec ts = {CF__MPI_FINALIZE_BOUND_S, 0};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+  _exit((int)(intptr_t)arg); /* no stdio flush: the main thread may hold its locks */
+}
+
+void cf__mpi_finalize(int status, bool bounded) {
+  if (bounded) {
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    (void)pthread_create(&t, &at, finalize_bound, (void *)(intptr_t)status);
+    pthread_attr_destroy(&at);
+  }
+  MPI_Finalize();
+}
+
+/* A worker rank has died in this job (rank 0). */
+static bool job_saw_death(void) {
+  bool any = false;
+  pthread_mutex_lock(&job.mu);
+  for (unsigned i = 0; i < job.nworkers && !any; i++) any = cf__mpi_peer_dead(&job.peers[i]);
+  pthread_mutex_unlock(&job.mu);
+  return any;
+}
+
+/* on_exit: the status the program is leaving with, for a bounded finalize */
+static void at_exit(int status, void *arg) {
+  (void)arg;
   int fin = 0;
   MPI_Finalized(&fin);
-  if (!fin) MPI_Finalize();
+  if (!fin) cf__mpi_finalize(status, job_saw_death());
 }
 
 /* ---- setup ---- */
@@ -313,7 +355,7 @@ int cf__mpi_job_setup(void) {
   int keyval;
   if (MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, at_finalize, &keyval, NULL) == MPI_SUCCESS)
     MPI_Comm_set_attr(MPI_COMM_SELF, keyval, NULL);
-  if (job.we_init) atexit(at_exit);
+  if (job.we_init) on_exit(at_exit, NULL);
   job.host = cf__mpi_host_key();
   cf__modtab_build(&job.mods);
   int e = 0;

@@ -173,6 +173,11 @@ struct cf__mpi_pool {
 int cf__mpi_job_setup(void);
 /* The job's host key: boot id ^ pid namespace. */
 uint64_t cf__mpi_host_key(void);
+/* MPI_Finalize, bounded when `bounded`: if it has not returned within
+ * CF__MPI_FINALIZE_BOUND_S, a thread ends the process with `status`
+ * (launch.c: why). For the finalizes cfutures itself makes only. */
+#define CF__MPI_FINALIZE_BOUND_S 10
+void cf__mpi_finalize(int status, bool bounded);
 /* Spawn mode: start n workers of this program; fills pool->comm/peers. */
 int cf__mpi_spawn(cf__mpi_pool *p);
 /* Say HELLO to workers [0, n) of peers over comm and read their WELCOME:

@@ -46,7 +46,8 @@ typedef struct cf__mpi_ctl {
   /* HELLO: a = number of cf__modrec that follow, b = rank 0's pid,
    *        c = rank 0's host key, d = worker index
    * OPEN:  a = max_arg, b = max_result, init/init_arg as below
-   * STOP:  a = slot, b = seq */
+   * STOP:  a = slot, b = seq
+   * EXIT:  a = 1 if a rank of the job has died (the finalize is bounded) */
   uint64_t a, b, c, d;
   uint64_t init_off, init_check, arg_off;
   uint16_t init_mod, arg_mod;

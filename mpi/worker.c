@@ -109,10 +109,12 @@ static bool grow(unsigned char **b, size_t *cap, size_t n) {
   return true;
 }
 
-__attribute__((noreturn)) static void leave(int status) {
+/* `bounded`: a rank of the job has died (rank 0's EXIT says so), and
+ * MPI_Finalize may then never return (cf__mpi_finalize). */
+__attribute__((noreturn)) static void leave(int status, bool bounded) {
   if (status == 0) {
     if (W.spawned) MPI_Comm_disconnect(&W.comm);
-    MPI_Finalize();
+    cf__mpi_finalize(0, bounded);
   }
   fflush(NULL);
   _exit(status);
@@ -125,7 +127,7 @@ static wpool *find_pool(unsigned id) {
 }
 
 static void send_bytes(const void *b, size_t n, int tag) {
-  if (MPI_Send(b, (int)n, MPI_BYTE, W.parent, tag, W.comm) != MPI_SUCCESS) leave(1);
+  if (MPI_Send(b, (int)n, MPI_BYTE, W.parent, tag, W.comm) != MPI_SUCCESS) leave(1, false);
 }
 
 static void flush_outcomes(void);
@@ -160,7 +162,7 @@ static void send_outcome(const wtask *t, int err, int code, const void *bytes, u
   uint32_t inl = (flags & OF_EXT_DATA) ? 0 : len;
   size_t n = sizeof(cf__mpi_outcome) + cf__pad8(inl);
   if (W.nout && (W.out_pool != t->wp->id || W.slen + n > 65536)) flush_outcomes();
-  if (!grow(&W.sbuf, &W.scap, W.slen + n)) leave(1);
+  if (!grow(&W.sbuf, &W.scap, W.slen + n)) leave(1, false);
   cf__mpi_outcome o = {.magic = CF__MPI_MAGIC,
                        .slot = t->slot,
                        .seq = t->seq,
@@ -200,10 +202,10 @@ static void on_hello(const unsigned char *b, size_t n) {
   cf__mpi_ctl c;
   memcpy(&c, b, sizeof c);
   size_t nm = c.a;
-  if (nm > CF__MPI_MAX_MODS || n < sizeof c + nm * sizeof(cf__modrec)) leave(1);
+  if (nm > CF__MPI_MAX_MODS || n < sizeof c + nm * sizeof(cf__modrec)) leave(1, false);
   cf__modtab_build(&W.mods);
   cf__modrec *recs = malloc(nm * sizeof *recs + 1);
-  if (!recs) leave(1);
+  if (!recs) leave(1, false);
   memcpy(recs, b + sizeof c, nm * sizeof *recs);
   cf__modmap_build(&W.mods, recs, (unsigned)nm, W.map);
   free(recs);
@@ -256,7 +258,7 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
     size_t inl = ext ? 0 : e.arg_len;
     if (!ext && n - pos < cf__pad8(e.arg_len)) return;
     wtask *t = malloc(sizeof *t + inl + 8);
-    if (!t) leave(1);
+    if (!t) leave(1, false);
     memset(t, 0, sizeof *t);
     t->wp = wp;
     t->seq = e.seq;
@@ -270,7 +272,7 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
           MPI_Irecv(t->arg, (int)e.arg_len, MPI_BYTE, W.parent, CF__MPI_TAG(wp->id, K_ARG), W.comm,
                     &rq) != MPI_SUCCESS ||
           cf__mpi_wait(&rq, &W.rank0, NULL) != 0)
-        leave(1);
+        leave(1, false);
     } else {
       t->arg = (unsigned char *)(t + 1);
       memcpy(t->arg, b + pos, inl);
@@ -346,7 +348,7 @@ static void on_message(int tag, const unsigned char *b, size_t n) {
     if (c.magic != CF__MPI_MAGIC) return;
     if (c.type == CTL_HELLO) on_hello(b, n);
     if (c.type == CTL_OPEN) on_open(&c);
-    if (c.type == CTL_EXIT) leave(0);
+    if (c.type == CTL_EXIT) leave(0, c.a != 0);
     return;
   }
   wpool *wp = find_pool(pool);
@@ -372,12 +374,12 @@ static bool poll_messages(int tag) {
     int flag = 0;
     MPI_Message msg;
     MPI_Status st;
-    if (MPI_Improbe(W.parent, tag, W.comm, &flag, &msg, &st) != MPI_SUCCESS) leave(1);
+    if (MPI_Improbe(W.parent, tag, W.comm, &flag, &msg, &st) != MPI_SUCCESS) leave(1, false);
     if (!flag) return any;
     int n = 0;
     MPI_Get_count(&st, MPI_BYTE, &n);
-    if (!grow(&W.rbuf, &W.rcap, (size_t)n + 8)) leave(1);
-    if (MPI_Mrecv(W.rbuf, n, MPI_BYTE, &msg, &st) != MPI_SUCCESS) leave(1);
+    if (!grow(&W.rbuf, &W.rcap, (size_t)n + 8)) leave(1, false);
+    if (MPI_Mrecv(W.rbuf, n, MPI_BYTE, &msg, &st) != MPI_SUCCESS) leave(1, false);
     on_message(st.MPI_TAG, W.rbuf, (size_t)n);
     any = true;
   }
@@ -514,7 +516,7 @@ void cf__mpi_serve(MPI_Comm comm, int parent, bool spawned) {
       continue;
     }
     if (now >= next_check) {
-      if (cf__mpi_peer_dead(&W.rank0)) leave(1);
+      if (cf__mpi_peer_dead(&W.rank0)) leave(1, false);
       next_check = now + 10000000;
     }
     int64_t idle = now - last;
