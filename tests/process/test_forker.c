@@ -70,18 +70,26 @@ static void reset(void) {
   atomic_store(&sh->started, 0);
 }
 
+/* Two tasks running (t_block) and npend squares queued behind them on a
+ * 2-worker pool, then SIGKILL to its zygote; returns the zygote's pid. */
+static pid_t kill_zygote_under_tasks(cf_executor *ex, cf_future *run[2], cf_future **pend,
+                                     int npend) {
+  for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
+  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
+  for (int i = 0; i < npend; i++)
+    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &pend[i]), 0);
+  pid_t z = cf__test_zygote_pid(ex);
+  assert_true(z > 0);
+  kill(z, SIGKILL);
+  return z;
+}
+
 static void test_killed_under_tasks(void) {
   reset();
   cf_executor *ex = cf_test_process_pool(2);
   cf_test_watchdog(60, "the zygote killed under running tasks");
   cf_future *run[2], *pend[4];
-  for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
-  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
-  for (int i = 0; i < 4; i++)
-    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &pend[i]), 0);
-  pid_t z = cf__test_zygote_pid(ex);
-  assert_true(z > 0);
-  kill(z, SIGKILL);
+  pid_t z = kill_zygote_under_tasks(ex, run, pend, 4);
   for (int i = 0; i < 2; i++) {
     expect_rc(cf_future_result(run[i], NULL, 0, NULL, -1), CF_ECRASHED);
     cf_crash_info ci = {0, 0, 0};
@@ -163,13 +171,7 @@ static void test_fork_mode_breaks(void) {
   cf_executor *ex = NULL;
   assert_rc(cf_process_pool_new(&o, &ex), 0);
   cf_future *run[2], *pend[3];
-  for (int i = 0; i < 2; i++) assert_rc(cf_submit(ex, t_block, NULL, 0, &run[i]), 0);
-  while (atomic_load(&sh->started) < 2) cf_test_nap_ms(1);
-  for (int i = 0; i < 3; i++)
-    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &pend[i]), 0);
-  pid_t z = cf__test_zygote_pid(ex);
-  assert_true(z > 0);
-  kill(z, SIGKILL);
+  (void)kill_zygote_under_tasks(ex, run, pend, 3);
   for (int i = 0; i < 2; i++) {
     expect_rc(cf_future_result(run[i], NULL, 0, NULL, -1), CF_ECRASHED);
     cf_future_release(run[i]);
