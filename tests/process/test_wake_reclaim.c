@@ -22,6 +22,10 @@
  *    after a while (it may be the one a producer woke: the others must not
  *    sleep through the burst for good), or killed (a death changes the word
  *    and wakes one).
+ * 3. A second sleeper is reachable after the first one is woken: with both
+ *    workers asleep (never looking on their own), a task that runs until a
+ *    second task has run finishes only if the second task's submit wakes
+ *    the other worker.
  * Needs the test hooks.
  */
 #include <pthread.h>
@@ -163,11 +167,62 @@ static void test_no_lost_wakeup(void) {
   expect_rc(cf_executor_destroy(wex), 0);
 }
 
+/* ---- 3. a second sleeper is not stranded by the first one's wake-up ---- */
+
+typedef struct shared {
+  _Atomic int a_started, b_ran;
+} shared;
+#define sh ((shared *)cf_test_shm)
+
+/* Runs until task b has run: only a second worker can run b meanwhile. */
+static void task_a(cf_call *c) {
+  atomic_store(&sh->a_started, 1);
+  while (!atomic_load(&sh->b_ran)) cf_test_nap_us(100);
+  cf_call_return(c, NULL, 0);
+}
+
+static void task_b(cf_call *c) {
+  atomic_store(&sh->b_ran, 1);
+  cf_call_return(c, NULL, 0);
+}
+
+/* Both workers asleep (and never looking again on their own). Task a wakes
+ * one; task b, submitted once a runs, must wake the other. Before: a's
+ * wake-up cleared the word's waiter bit, the other sleeper could not set it
+ * again while asleep, so b's submit woke nobody and b waited for a (here:
+ * forever; with the periodic look, up to 1 s). */
+static void test_second_sleeper_woken(void) {
+  cf_options o;
+  cf_options_init(&o);
+  o.workers = 2;
+  o.initializer = worker_init;
+  cf_executor *ex = NULL;
+  assert_rc(cf_process_pool_new(&o, &ex), 0);
+  for (int round = 0; round < 20; round++) {
+    cf_test_watchdog(60, "task b queued while one worker runs a and the other sleeps");
+    atomic_store(&sh->a_started, 0);
+    atomic_store(&sh->b_ran, 0);
+    cf_test_nap_ms(5); /* both workers park */
+    cf_future *fa, *fb;
+    assert_rc(cf_submit(ex, task_a, NULL, 0, &fa), 0);
+    while (!atomic_load(&sh->a_started)) cf_test_nap_us(100);
+    assert_rc(cf_submit(ex, task_b, NULL, 0, &fb), 0);
+    expect_rc(cf_future_result(fb, NULL, 0, NULL, -1), 0);
+    expect_rc(cf_future_result(fa, NULL, 0, NULL, -1), 0);
+    cf_future_release(fa);
+    cf_future_release(fb);
+  }
+  cf_test_watchdog(0, NULL);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
 int main(int argc, char **argv) {
+  cf_test_shared(sizeof(shared));
   if (argc > 1) rounds = (unsigned)strtoul(argv[1], NULL, 10);
   rounds = (unsigned)cf_test_scale(rounds);
   if (rounds == 0) rounds = 1;
   CF_RUN(test_reclaim_in_order);
   CF_RUN(test_no_lost_wakeup);
+  CF_RUN(test_second_sleeper_woken);
   return cf_test_done("test_wake_reclaim");
 }
