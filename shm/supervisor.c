@@ -93,12 +93,22 @@ static int drain_cq(cf__pool *p) {
 }
 
 static void sweep_fn(cf__pool *p, uint32_t s, void *arg, cf__settle *st) {
-  (void)arg;
+  /* relaxed: a count for the wake-up below, which sleepers re-check */
+  uint32_t w = atomic_load_explicit(&cf__pp_slot(p, s)->word, memory_order_relaxed);
+  if (cf__st_state(w) == CF_STATE_PENDING) (*(unsigned *)arg)++;
   cf__pp_settle_if_done_locked(p, s, st);
 }
 
 static void sweep(cf__pool *p, int64_t now) {
-  cf__pp_scan(p, sweep_fn, NULL, false);
+  unsigned pending = 0;
+  cf__pp_scan(p, sweep_fn, &pending, false);
+  /* a task waits while workers sleep: one of them may be out of the
+   * producers' reach (idle.h, the stranded sleeper): wake one */
+  if (pending && atomic_load(&p->cfg.seg.ctl->nsleep)) {
+    cf__pp_lock(p);
+    cf__wake_worker_anew(p->cfg.seg.ctl);
+    cf__pp_unlock(p);
+  }
   cf__forker_watch(p, now);
   p->next_sweep = now + SWEEP_NS;
 }

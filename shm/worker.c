@@ -319,12 +319,7 @@ static uint32_t next_hint(const cf__pool_cfg *cfg, cf__worker_rec *rec) {
     atomic_fetch_add_explicit(&rec->parks, 1, memory_order_relaxed); /* statistic */
     cf__futex_wait(&ctl->wake_seq, seq, idle_deadline(), true);      /* 6 */
     atomic_store(&rec->asleep, 0);
-    /* 7, then 8: sleepers remain: set the bit again for them (a wake-up
-     * cleared it, and a sleeper cannot set it while it sleeps) */
-    if (atomic_fetch_sub(&ctl->nsleep, 1) > 1) {
-      uint32_t cur = atomic_load(&ctl->wake_seq);
-      if (!(cur & 1u)) (void)atomic_compare_exchange_strong(&ctl->wake_seq, &cur, cur | 1u);
-    }
+    atomic_fetch_sub(&ctl->nsleep, 1); /* 7 */
     spin_end = 0;
   }
 }

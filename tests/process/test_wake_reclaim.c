@@ -22,10 +22,10 @@
  *    after a while (it may be the one a producer woke: the others must not
  *    sleep through the burst for good), or killed (a death changes the word
  *    and wakes one).
- * 3. A second sleeper is reachable after the first one is woken: with both
+ * 3. A second sleeper is reached after the first one is woken: with both
  *    workers asleep (never looking on their own), a task that runs until a
- *    second task has run finishes only if the second task's submit wakes
- *    the other worker.
+ *    second task has run finishes only if something wakes the other worker
+ *    for the second task (the supervisor's sweep, within 100 ms: idle.h).
  * Needs the test hooks.
  */
 #include <pthread.h>
@@ -187,10 +187,10 @@ static void task_b(cf_call *c) {
 }
 
 /* Both workers asleep (and never looking again on their own). Task a wakes
- * one; task b, submitted once a runs, must wake the other. Before: a's
- * wake-up cleared the word's waiter bit, the other sleeper could not set it
- * again while asleep, so b's submit woke nobody and b waited for a (here:
- * forever; with the periodic look, up to 1 s). */
+ * one; b, submitted once a runs, needs the other. Before: a's wake-up
+ * cleared the word's waiter bit, the other sleeper could not set it again
+ * while asleep, b's submit woke nobody and b waited for a (here: forever;
+ * with the periodic look, up to 1 s). Now the sweep wakes it. */
 static void test_second_sleeper_woken(void) {
   cf_options o;
   cf_options_init(&o);
