@@ -35,7 +35,7 @@ void cf__park_destroy(cf__park *s) {
 
 /* Under lock: take sleeper `id` off the stack's top, counted as searching,
  * and mark it woken. The futex wake itself is the caller's, after unlock
- * (wake_unlocked): a wake is a system call of microseconds (an IPI to an
+ * (wake_futex): a wake is a system call of microseconds (an IPI to an
  * idle CPU), and a worker that just ran its task and comes back to park
  * must not block on this lock meanwhile (that blocking cost a second
  * context switch for 4 tasks in 10 at 10 k submits/s). */
@@ -54,7 +54,7 @@ static void wake_locked(cf__park *s, unsigned id) {
  * word lives as long as the lock just unlocked: wakers are workers (joined
  * before the pool goes) and submitters (whose calls may not overlap the
  * pool's destroy: cfutures.h). */
-static void wake_unlocked(cf__park *s, unsigned id) {
+static void wake_futex(cf__park *s, unsigned id) {
   cf__futex_wake(&s->parkers[id].word, 1, false);
 }
 
@@ -69,7 +69,7 @@ void cf__park_notify_one(cf__park *s) {
     wake_locked(s, id);
   }
   pthread_mutex_unlock(&s->lock);
-  if (id != UINT_MAX) wake_unlocked(s, id);
+  if (id != UINT_MAX) wake_futex(s, id);
 }
 
 void cf__park_notify_all(cf__park *s) {
@@ -78,7 +78,7 @@ void cf__park_notify_all(cf__park *s) {
   while (s->nsleepers > 0) {
     unsigned id = s->sleepers[--s->nsleepers];
     wake_locked(s, id);
-    wake_unlocked(s, id);
+    wake_futex(s, id);
   }
   pthread_mutex_unlock(&s->lock);
 }
