@@ -611,21 +611,48 @@ static void three_slots(cf_options *o) {
   o->max_futures = 3;
 }
 
+/* A slot is held while its task is not done; a done task's outcome moves
+ * into its future, so a future held but unread does not pin a slot (the
+ * next submit reclaims it), and its outcome survives the slot's reuse.
+ * The first version of this test held three quick tasks' futures and
+ * expected the fourth submit to find no slot: it raced with those tasks
+ * finishing (and failed in CI once the ordered reclaim worked). */
 static void test_slots_full_nowait(void) {
+  reset_flags();
   cf_executor *ex = mkpool(1, three_slots);
-  cf_future *fs[3], *f = NULL;
-  for (int i = 0; i < 3; i++) assert_rc(submit_int(ex, cf_test_square_task, i, &fs[i]), 0);
+  cf_future *fs[3], *more[3], *f = NULL;
+  assert_rc(cf_submit(ex, t_block, NULL, 0, &fs[0]), 0);
+  wait_started(1);
+  for (int i = 1; i < 3; i++) assert_rc(submit_int(ex, cf_test_square_task, i, &fs[i]), 0);
   cf_submit_opts so = {.timeout_ns = 0, .flags = CF_SUBMIT_NOWAIT};
   int v = 3;
-  expect_rc(cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &f), CF_EAGAIN);
+  cf_test_nap_ms(20); /* time for anything that would free a slot early */
+  int rc = cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &f);
+  expect_rc(rc, CF_EAGAIN);
+  if (rc == 0) cf_future_release(f);
+  atomic_store(&sh->release, 1);
+  for (int i = 0; i < 3; i++)
+    while (!cf_future_done(fs[i])) cf_test_nap_ms(1);
+  /* all three done, held, unread: each submit reclaims one */
+  for (int i = 0; i < 3; i++) {
+    v = 10 + i;
+    expect_rc(cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &more[i]), 0);
+  }
   int r;
   expect_rc(result_int(fs[0], &r), 0);
-  cf_future_release(fs[0]); /* done and released: its slot is free */
-  expect_rc(cf_submit_ex(ex, cf_test_square_task, &v, sizeof v, &so, &f), 0);
-  expect_rc(result_int(f, &r), 0);
-  expect_eq(r, 9);
-  cf_future_release(f);
-  for (int i = 1; i < 3; i++) cf_future_release(fs[i]);
+  expect_eq(r, 7);
+  for (int i = 1; i < 3; i++) {
+    expect_rc(result_int(fs[i], &r), 0);
+    expect_eq(r, i * i);
+  }
+  for (int i = 0; i < 3; i++) {
+    expect_rc(result_int(more[i], &r), 0);
+    expect_eq(r, (10 + i) * (10 + i));
+  }
+  for (int i = 0; i < 3; i++) {
+    cf_future_release(fs[i]);
+    cf_future_release(more[i]);
+  }
   expect_rc(cf_executor_destroy(ex), 0);
   expect_no_leak();
 }
