@@ -64,6 +64,9 @@ int cf__ring_pop(cf__ring_idx *r, _Atomic uint64_t *cells, unsigned log2cap, uin
         *out = (uint32_t)c;
         return 0;
       }
+      /* another consumer took it: a word left naming it would have the
+       * value put back when this process is reaped (a phantom task) */
+      if (taking) atomic_store(taking, CF__RING_NONE);
     } else if (d > 0) {
       /* Index h was emptied already (d == 1), and maybe refilled for the
        * next lap (d == 2) while its consumer stalled before advancing head:

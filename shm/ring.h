@@ -54,11 +54,18 @@ _Static_assert(sizeof(cf__ring_idx) == 128, "ring index: two cache lines");
  * Any thread of any process. */
 int cf__ring_push(cf__ring_idx *r, _Atomic uint64_t *cells, unsigned log2cap, uint32_t v);
 
+/* What a `taking` word holds when it names no value. */
+#define CF__RING_NONE 0xffffffffu
+
 /* Pop the oldest value into *out: 0, or CF_EAGAIN if the ring is empty.
  * If `taking` is not NULL, the value about to be taken is stored there just
  * before the CAS that takes it, so that someone who finds this process dead
- * can put it back (the store may name a value another consumer took: a
- * duplicate, which the process pool tolerates). Any thread of any process.
+ * can put it back; if that CAS fails (another consumer took the value) the
+ * word is set back to CF__RING_NONE before anything else. Only a process
+ * that dies between the two stores leaves a value another consumer took: a
+ * duplicate, which the process pool tolerates. After a success the word
+ * still names the value: the caller clears it once the value is safe
+ * elsewhere. Any thread of any process.
  * CF_EPROTO (push too) only if the ring was corrupted so that it cannot make
  * progress. */
 int cf__ring_pop(cf__ring_idx *r, _Atomic uint64_t *cells, unsigned log2cap, uint32_t *out,

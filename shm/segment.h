@@ -61,7 +61,7 @@
 
 #define CF__HINT_IDX_BITS 20 /* max_futures <= 2^20 */
 #define CF__HINT_IDX_MASK ((1u << CF__HINT_IDX_BITS) - 1)
-#define CF__HINT_NONE 0xffffffffu
+#define CF__HINT_NONE CF__RING_NONE /* also what a `taking` word holds empty */
 #define CF__MAX_SLOTS ((1u << CF__HINT_IDX_BITS) - 1)
 
 static inline uint32_t cf__hint_make(uint32_t slot, uint32_t gen) {

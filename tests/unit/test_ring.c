@@ -15,6 +15,11 @@
  *    between its cell CAS and the tail advance): the value it was pushing
  *    is "uncertain" (delivered at most once, never pushed again); every
  *    other value is delivered exactly once or was a killed consumer's.
+ * 5. A consumer that loses the race for a value does not keep naming it in
+ *    its `taking` word: two threads pop one value at once, round after
+ *    round, and the loser's word is empty after its CF_EAGAIN. (A stale
+ *    word was put back into the process pool's ring when that worker was
+ *    reaped at shutdown: a phantom queued task in cf_executor_stats.)
  */
 #include <pthread.h>
 #include <signal.h>
@@ -259,7 +264,7 @@ static void test_processes_killed(void) {
 
 /* ---- 4. producers and consumers killed at random ---- */
 
-#define NONE 0xffffffffu
+#define NONE CF__RING_NONE
 typedef struct pcshared {
   _Atomic uint32_t taking[256]; /* per consumer incarnation */
   _Atomic uint32_t next[4];     /* per producer: next value to push */
@@ -369,10 +374,60 @@ static void test_producers_and_consumers_killed(void) {
   fprintf(stderr, "  %u processes killed, %u values lost with consumers (recorded)\n", kills, lost);
 }
 
+/* ---- 5. the loser's taking word ---- */
+
+static _Atomic unsigned race_go, race_done;
+static _Atomic uint32_t race_taking[2];
+static _Atomic int race_rc[2];
+
+static void *racer(void *arg) {
+  unsigned me = (unsigned)(uintptr_t)arg;
+  for (unsigned round = 1;; round++) {
+    unsigned g;
+    while ((g = atomic_load(&race_go)) < round) {
+    }
+    if (g == ~0u) return NULL;
+    uint32_t v;
+    atomic_store(&race_rc[me], cf__ring_pop(&tr->idx, tr->cells, LOG2CAP, &v, &race_taking[me]));
+    atomic_fetch_add(&race_done, 1);
+  }
+}
+
+static void test_loser_taking_cleared(void) {
+  tr = ring_map(LOG2CAP, 0, NULL);
+  const unsigned rounds = (unsigned)cf_test_scale(20000);
+  pthread_t t[2];
+  for (uintptr_t i = 0; i < 2; i++) {
+    atomic_store(&race_taking[i], NONE);
+    pthread_create(&t[i], NULL, racer, (void *)i);
+  }
+  unsigned stale = 0, taken = 0;
+  for (unsigned round = 1; round <= rounds; round++) {
+    assert_rc(cf__ring_push(&tr->idx, tr->cells, LOG2CAP, round), 0);
+    atomic_store(&race_go, round); /* both pop the one value now */
+    while (atomic_load(&race_done) < 2 * round) sched_yield(); /* the CPUs are the racers' */
+    for (int i = 0; i < 2; i++) {
+      if (atomic_load(&race_rc[i]) == 0) {
+        taken += atomic_load(&race_taking[i]) == round;
+        atomic_store(&race_taking[i], NONE); /* what a worker does after its claim */
+      } else {
+        stale += atomic_load(&race_taking[i]) != NONE; /* took nothing: names nothing */
+      }
+    }
+  }
+  atomic_store(&race_go, ~0u);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  fprintf(stderr, "  %u rounds, %u stale taking words\n", rounds, stale);
+  expect_eq(taken, rounds);
+  expect_eq(stale, 0);
+  expect_eq(cf__ring_count(&tr->idx), 0);
+}
+
 int main(void) {
   CF_RUN(test_full_empty_wrap);
   CF_RUN(test_threads_exactly_once);
   CF_RUN(test_processes_killed);
   CF_RUN(test_producers_and_consumers_killed);
+  CF_RUN(test_loser_taking_cleared);
   return cf_test_done("test_ring");
 }
