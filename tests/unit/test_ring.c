@@ -395,7 +395,7 @@ static void *racer(void *arg) {
 
 static void test_loser_taking_cleared(void) {
   tr = ring_map(LOG2CAP, 0, NULL);
-  const unsigned rounds = (unsigned)cf_test_scale(20000);
+  const unsigned rounds = (unsigned)cf_test_scale(10000);
   pthread_t t[2];
   for (uintptr_t i = 0; i < 2; i++) {
     atomic_store(&race_taking[i], NONE);
