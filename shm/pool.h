@@ -185,6 +185,7 @@ typedef struct cf__pool {
   pthread_t cbt;
 
   _Atomic uint64_t submitted, cancelled, crashed, respawned, expired; /* statistics */
+  _Atomic uint64_t notices; /* drained by the supervisor (a statistic for the tests) */
   /* cf_executor_time_tasks: tasks measured, their queue wait and run time
    * (added when a worker's outcome moves into its future: slot_future.c) */
   _Atomic uint64_t timed, queue_wait_ns, run_ns;

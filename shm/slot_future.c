@@ -258,8 +258,14 @@ static void sf_watch(cf_future *f) {
 }
 
 /* The last reference to f is gone. A slot still holding f becomes an
- * orphan: freed now if done, else NOTIFY makes its completion notice free
- * it. Then the future's pool reference goes. */
+ * orphan: freed now if done, else left for whoever settles it once done —
+ * the next submits' ordered reclaim (settle.h: every submit settles the
+ * oldest done tasks), a submit that finds no free slot, or the
+ * supervisor's sweep (every 100 ms while a slot is in use). It asks for no
+ * notice: a fire-and-forget task then costs no supervisor wake-up (two
+ * context switches and an eventfd write per task, at low rates most of
+ * the pool's CPU), and nothing waits for an orphan's slot that could not
+ * free it itself. Then the future's pool reference goes. */
 static void sf_destroy(cf_future *f) {
   cf__pool *p = fpool(f);
   uint32_t s = fslot(f);
@@ -276,8 +282,6 @@ static void sf_destroy(cf_future *f) {
         cf__pp_force_fail_locked(p, s, CF_STATE_FAILED, CF_EPROTO, NULL, &st);
       else if (c == CF__W_OK && cf__st_done(w))
         cf__pp_settle_locked(p, s, &st);
-      else
-        set_notify(p, s, ps->gen);
     }
     cf__pp_unlock(p);
     cf__pp_settle_finish(p, &st, false);

@@ -19,8 +19,9 @@
  * thread directly (FUTEX_WAKE on the slot word). The supervisor handles:
  *   - notices (slots whose word had NOTIFY, or every completion while the
  *     pool is hungry for slots): settle them (settle.h): how callbacks,
- *     cf_wait and as_completed learn of process futures, and how the slots
- *     of futures nobody reads free;
+ *     cf_wait and as_completed learn of process futures (a released
+ *     future's slot asks for none: the submits' ordered reclaim and the
+ *     sweep free it, settle.h);
  *   - deaths and the zygote's messages (forker.c, recovery.c);
  *   - deadlines: a PENDING task past its deadline fails CF_EDEADLINE, a
  *     RUNNING one too and its worker is killed and replaced;
@@ -89,6 +90,8 @@ static int drain_cq(cf__pool *p) {
     cf__pp_settle(p, cf__hint_slot(h), cf__hint_gen(h));
     n++;
   }
+  /* relaxed: a statistic (cf__test_notices) */
+  if (n) atomic_fetch_add_explicit(&p->notices, (uint64_t)n, memory_order_relaxed);
   return n;
 }
 

@@ -54,6 +54,11 @@ unsigned cf__test_slots_in_use(cf_executor *ex) {
   return n;
 }
 
+uint64_t cf__test_notices(cf_executor *ex) {
+  /* relaxed: a statistic */
+  return atomic_load_explicit(&((cf__pool *)ex)->notices, memory_order_relaxed);
+}
+
 void cf__test_worker_idle_forever(void) {
   cf__test_idle_check_ns = -1;
 }

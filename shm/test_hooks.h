@@ -34,6 +34,8 @@ unsigned cf__test_deadlines(cf_executor *ex);
 /* Slots in use (allocated, not yet freed: queued, running, or done and not
  * yet settled). */
 unsigned cf__test_slots_in_use(cf_executor *ex);
+/* Notices (completion-ring hints) the supervisor has settled so far. */
+uint64_t cf__test_notices(cf_executor *ex);
 /* In a worker (its initializer): sleep on the idle futex without the
  * periodic look at the ring (IDLE_CHECK_NS, worker.c), so that a lost
  * wake-up hangs instead of costing a second. */

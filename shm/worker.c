@@ -19,7 +19,7 @@
  * running task). After the CAS: FUTEX_WAKE if the old word had WAITERS
  * (the parent's waiter is woken straight from here), and a notice on the
  * completion ring if the parent wants one — the old word had NOTIFY (a
- * watched or orphaned future), the pool is hungry for slots, or the result
+ * watched future), the pool is hungry for slots, or the result
  * fills this worker's result region — with a kick only if the supervisor
  * sleeps (idle.h). A result goes into the slot (up to CF__SLOT_RES_INLINE
  * bytes), else into the slot's result area (up to slot_res), else into the

@@ -26,6 +26,14 @@
  *    workers asleep (never looking on their own), a task that runs until a
  *    second task has run finishes only if something wakes the other worker
  *    for the second task (the supervisor's sweep, within 100 ms: idle.h).
+ * 4. Fire-and-forget: a future released before its task is done asks for
+ *    no notice (each one cost a supervisor wake-up, two context switches
+ *    per task at low rates): 200 tasks released at once, each followed by
+ *    a probe that is waited on and read (one worker: the task before it is
+ *    done then). Their slots free through the next submits' ordered
+ *    reclaim (a few in use at a time), and the last ones through the
+ *    supervisor's sweep with no submit after them. Before: one notice per
+ *    task.
  * Needs the test hooks.
  */
 #include <pthread.h>
@@ -216,6 +224,37 @@ static void test_second_sleeper_woken(void) {
   expect_rc(cf_executor_destroy(ex), 0);
 }
 
+/* ---- 4. released futures free their slots without notices ---- */
+
+static void test_orphans_without_notices(void) {
+  cf_executor *ex = cf_test_process_pool(1);
+  enum { N = 200 };
+  unsigned most = 0;
+  uint64_t before = cf__test_notices(ex);
+  for (int i = 0; i < N; i++) {
+    cf_future *orphan, *probe;
+    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &orphan), 0);
+    cf_future_release(orphan); /* not done yet (mostly): an orphan */
+    assert_rc(cf_submit(ex, cf_test_square_task, &i, sizeof i, &probe), 0);
+    int r = 0;
+    expect_rc(cf_future_result(probe, &r, sizeof r, NULL, -1), 0);
+    expect_eq(r, i * i);
+    cf_future_release(probe);
+    unsigned n = cf__test_slots_in_use(ex);
+    if (n > most) most = n;
+  }
+  uint64_t notices = cf__test_notices(ex) - before;
+  fprintf(stderr, "  %d released tasks: %llu notices, at most %u slots in use\n", N,
+          (unsigned long long)notices, most);
+  expect_true(notices < N / 10);
+  expect_true(most <= 4);
+  /* no submit after the last orphan: the sweep frees its slot */
+  cf_test_watchdog(30, "the sweep frees a released task's slot");
+  while (cf__test_slots_in_use(ex) != 0) cf_test_nap_ms(10);
+  cf_test_watchdog(0, NULL);
+  expect_rc(cf_executor_destroy(ex), 0);
+}
+
 int main(int argc, char **argv) {
   cf_test_shared(sizeof(shared));
   if (argc > 1) rounds = (unsigned)strtoul(argv[1], NULL, 10);
@@ -224,5 +263,6 @@ int main(int argc, char **argv) {
   CF_RUN(test_reclaim_in_order);
   CF_RUN(test_no_lost_wakeup);
   CF_RUN(test_second_sleeper_woken);
+  CF_RUN(test_orphans_without_notices);
   return cf_test_done("test_wake_reclaim");
 }
