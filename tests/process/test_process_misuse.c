@@ -4,7 +4,8 @@
  * it must survive, in both start modes:
  *   - a task closes every descriptor it did not open (close_range(3, ~0))
  *     and opens files in their place: completions that need the
- *     supervisor's attention (as_completed, released futures) still arrive,
+ *     supervisor's attention (as_completed, callbacks of released futures)
+ *     still arrive, released futures' slots still free,
  *     and the library never writes into those files (the worker that
  *     cannot signal is replaced);
  *   - a child the host forks after making a pool is refused every call on
@@ -116,6 +117,13 @@ static void t_close_all(cf_call *c) {
   cf_call_return(c, &opened, sizeof opened);
 }
 
+static _Atomic int cb_runs;
+static void count_run(cf_future *f, void *arg) {
+  (void)f;
+  (void)arg;
+  atomic_fetch_add(&cb_runs, 1);
+}
+
 static void test_task_closes_fds(void) {
   char path[] = "/tmp/cf-test-fds-XXXXXX";
   int fd = mkstemp(path);
@@ -140,7 +148,8 @@ static void test_task_closes_fds(void) {
     cf_as_completed_free(it);
     cf_future_release(f);
   }
-  /* Released futures free their slots on a notice: 16 tasks through 4. */
+  /* Released futures free their slots (the submits reclaim them, no notice
+   * needed): 16 tasks through 4. */
   expect_rc(run_int(ex, t_close_all, path, strlen(path) + 1, &opened), 0);
   int64_t end = now_ns() + LONG_NS;
   int done = 0;
@@ -158,6 +167,20 @@ static void test_task_closes_fds(void) {
     }
   }
   expect_eq(done, 16);
+  /* A released future with a callback needs a notice (the supervisor must
+   * hear of it, and it sleeps: the worker must kick it). */
+  expect_rc(run_int(ex, t_close_all, path, strlen(path) + 1, &opened), 0);
+  atomic_store(&cb_runs, 0);
+  for (int i = 0; i < 4; i++) {
+    cf_test_nap_ms(20);
+    cf_future *f = NULL;
+    int x = i;
+    assert_rc(cf_submit(ex, t_square, &x, sizeof x, &f), 0);
+    expect_rc(cf_future_add_done_callback(f, count_run, NULL), 0);
+    cf_future_release(f);
+  }
+  while (atomic_load(&cb_runs) < 4 && now_ns() < end) cf_test_nap_ms(1);
+  expect_eq(atomic_load(&cb_runs), 4);
   expect_rc(cf_executor_destroy(ex), 0);
   struct stat st;
   expect_true(fstat(fd, &st) == 0 && st.st_size == 0); /* nothing written into it */
