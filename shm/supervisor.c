@@ -192,9 +192,12 @@ void *cf__supervisor_main(void *arg) {
     now = cf__now_ns();
     bool overflow = atomic_exchange(&ctl->cq_overflow, 0);
     cf__pp_lock(p);
-    bool full = cf__slots_full(&p->slots) && p->free_waiters > 0;
+    /* a submitter waits on cv for a slot or a big argument region: look
+     * every millisecond (a released task holding a region asks for no
+     * notice, and hungry may reach its worker late) */
+    bool starved = p->free_waiters > 0;
     cf__pp_unlock(p);
-    if (overflow || full || now >= p->next_sweep) sweep(p, now);
+    if (overflow || starved || now >= p->next_sweep) sweep(p, now);
     expire_deadlines(p, now);
     if (retry) repush_retry(p);
     cf__forker_tick(p, now);
