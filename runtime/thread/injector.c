@@ -26,11 +26,12 @@ static inline void push_node(cf__injector *q, cf_future *f) {
   atomic_store_explicit(&prev->next, f, memory_order_release);
 }
 
-void cf__injector_push(cf__injector *q, cf_future *f) {
+uint64_t cf__injector_push(cf__injector *q, cf_future *f) {
   /* seq_cst: cf__injector_nonempty() reads it for the park/submit Dekker
    * pair; counted before the node is reachable so the count never lags */
-  atomic_fetch_add(&q->pushed, 1);
+  uint64_t k = atomic_fetch_add(&q->pushed, 1);
   push_node(q, f);
+  return k;
 }
 
 cf_future *cf__injector_pop(cf__injector *q) {

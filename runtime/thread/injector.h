@@ -42,8 +42,9 @@ typedef struct cf__injector {
 void cf__injector_init(cf__injector *q);
 
 /* Any thread. f->next is overwritten. seq_cst exchange: it is the "push"
- * half of the submit/park Dekker pair in pool.c and scheduler.c. */
-void cf__injector_push(cf__injector *q, cf_future *f);
+ * half of the submit/park Dekker pair in pool.c and scheduler.c. Returns
+ * the push count before this one. */
+uint64_t cf__injector_push(cf__injector *q, cf_future *f);
 
 /* Try to become the consumer: true on success. */
 static inline bool cf__injector_trylock(cf__injector *q) {

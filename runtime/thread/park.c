@@ -72,6 +72,19 @@ void cf__park_notify_one(cf__park *s) {
   if (id != UINT_MAX) wake_futex(s, id);
 }
 
+void cf__park_notify_extra(cf__park *s) {
+  /* relaxed: a hint; the lock below decides */
+  if (cf__idle_parked(atomic_load_explicit(&s->idle, memory_order_relaxed)) == 0) return;
+  unsigned id = UINT_MAX;
+  pthread_mutex_lock(&s->lock);
+  if (s->nsleepers > 0) {
+    id = s->sleepers[--s->nsleepers];
+    wake_locked(s, id);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (id != UINT_MAX) wake_futex(s, id);
+}
+
 void cf__park_notify_all(cf__park *s) {
   /* shutdown only: the wakes stay under the lock (no copy of the ids) */
   pthread_mutex_lock(&s->lock);

@@ -36,6 +36,12 @@
  * queue, so there is nothing for a sleeper to miss; its join runs it, and
  * it becomes stealable at the spawner's next spawn, join or wait (site 4).
  *
+ * A searcher that lost its CPU still counts as searching, so the rule above
+ * wakes nobody for the tasks submitted meanwhile; an outside submitter
+ * that sees the injector's backlog reach BACKLOG_WAKE wakes a parked worker
+ * anyway (cf__park_notify_extra, pool.c). That wake is extra, not one the
+ * no-lost-wake-up argument needs.
+ *
  * A woken worker is counted as searching by its waker (so that a burst of
  * submits wakes one worker at a time, not all of them). Sleep is a futex on
  * a per-worker word: no timeouts, no periodic wake-ups, an idle pool costs
@@ -114,6 +120,11 @@ static inline void cf__park_notify_after_push(cf__park *s) {
   atomic_thread_fence(memory_order_seq_cst);
   if (cf__park_should_notify(s)) cf__park_notify_one(s);
 }
+
+/* Any thread: wake one parked worker even though one is searching — the
+ * searcher is not keeping up (it lost its CPU: pool.c, the backlog check).
+ * Safe at any time: a woken worker that finds nothing parks again. */
+void cf__park_notify_extra(cf__park *s);
 
 /* Wake every parked worker (shutdown). */
 void cf__park_notify_all(cf__park *s);

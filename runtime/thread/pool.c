@@ -254,9 +254,22 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
     queue_unroom(p);
     return g & GATE_BROKEN ? CF_EBROKEN : CF_ESHUTDOWN;
   }
-  cf__injector_push(&p->inj, f); /* seq_cst exchange: the Dekker "push" */
+  uint64_t k = cf__injector_push(&p->inj, f); /* seq_cst exchange: the Dekker "push" */
   atomic_fetch_sub(&p->gate, GATE_ONE);
   cf__park_notify_one(&p->park); /* seq_cst load of idle inside */
+  /* The backlog check, every BACKLOG_EVERY-th outside submit: a searcher
+   * that has lost its CPU still counts as searching, so the submits above
+   * wake nobody, and the tasks wait until it runs again — on this VM up to
+   * 1.5 ms while the other CPU sat idle with a worker parked on it (a
+   * monitor thread saw the injector holding 70-240 tasks, its lock free,
+   * one worker counted searching, the other parked; the scheduler keeps a
+   * cache-hot thread where it is rather than move it to the idle CPU). A
+   * backlog of BACKLOG_WAKE then wakes a parked worker anyway. relaxed: a
+   * heuristic; a stale popped only makes the backlog look larger (one
+   * extra wake, harmless). */
+  if (__builtin_expect((k & (BACKLOG_EVERY - 1)) == BACKLOG_EVERY - 1, 0) &&
+      k + 1 - atomic_load_explicit(&p->inj.popped, memory_order_relaxed) >= BACKLOG_WAKE)
+    cf__park_notify_extra(&p->park);
   *out = f;
   return 0;
 }

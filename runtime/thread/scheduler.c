@@ -73,6 +73,10 @@
 
 _Thread_local worker *cf__tl_worker TLS_IE;
 
+#ifdef CF_TEST_HOOKS
+void (*cf__test_search_hook)(unsigned index);
+#endif
+
 /* A frame taken out of its spawner's deque by another thread: a thief (w),
  * or a drain (w NULL: shutdown with cancel, a broken pool). Either way it
  * runs: a frame belongs to its spawner's running task, which joins it, so
@@ -285,6 +289,9 @@ void *cf__sched_worker_main(void *arg) {
       w->searching = true;
       cf__park_start_search(&p->park);
     }
+#ifdef CF_TEST_HOOKS
+    if (cf__test_search_hook) cf__test_search_hook(w->index);
+#endif
     idle = true;
     int64_t start = cf__now_ns(), now = start;
     int64_t gap = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);

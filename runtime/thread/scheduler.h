@@ -42,6 +42,8 @@
 #define SEARCH_YIELDED_NS 200000 /* a yield that took longer: the CPU is contended */
 #define HELP_SPIN_NS 20000       /* helper: look for work this long before blocking */
 #define HELP_BLOCK_NS 200000     /* helper: then block on the future this long */
+#define BACKLOG_EVERY 16 /* outside submits per backlog check (pool.c; a power of 2) */
+#define BACKLOG_WAKE 32  /* injector backlog that wakes a parked worker anyway */
 #define BATCH 32                 /* injector -> own deque per take */
 #define STEAL_RETRIES 8
 #define PV_CAP 128 /* private frames per worker; more go to the deque at once */
@@ -114,6 +116,12 @@ struct pool {
 
 /* Bounded pools: submitters wait for room on this event count (pool.c). */
 extern const struct ck_ec_mode cf__tp_ec_mode;
+
+/* Test hook (a library built with CF_TEST_HOOKS only): called by a worker
+ * each time it goes round its idle loop counted as searching, with its
+ * index; a test blocks a worker there to stand for a searcher that lost its
+ * CPU (tests/thread/test_backlog_wake.c). NULL: none. */
+extern void (*cf__test_search_hook)(unsigned index);
 
 /* The worker running on this thread, or NULL. */
 extern _Thread_local worker *cf__tl_worker TLS_IE;
