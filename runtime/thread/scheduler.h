@@ -42,8 +42,8 @@
 #define SEARCH_YIELDED_NS 200000 /* a yield that took longer: the CPU is contended */
 #define HELP_SPIN_NS 20000       /* helper: look for work this long before blocking */
 #define HELP_BLOCK_NS 200000     /* helper: then block on the future this long */
-#define BACKLOG_EVERY 16 /* outside submits per backlog check (pool.c; a power of 2) */
-#define BACKLOG_WAKE 32  /* injector backlog that wakes a parked worker anyway */
+#define BACKLOG_EVERY 16         /* outside submits per backlog check (pool.c; a power of 2) */
+#define BACKLOG_WAKE 32          /* injector backlog that wakes a parked worker anyway */
 #define BATCH 32                 /* injector -> own deque per take */
 #define STEAL_RETRIES 8
 #define PV_CAP 128 /* private frames per worker; more go to the deque at once */

@@ -404,7 +404,7 @@ static void test_loser_taking_cleared(void) {
   unsigned stale = 0, taken = 0;
   for (unsigned round = 1; round <= rounds; round++) {
     assert_rc(cf__ring_push(&tr->idx, tr->cells, LOG2CAP, round), 0);
-    atomic_store(&race_go, round); /* both pop the one value now */
+    atomic_store(&race_go, round);                             /* both pop the one value now */
     while (atomic_load(&race_done) < 2 * round) sched_yield(); /* the CPUs are the racers' */
     for (int i = 0; i < 2; i++) {
       if (atomic_load(&race_rc[i]) == 0) {
