@@ -58,13 +58,17 @@ static void wake_futex(cf__park *s, unsigned id) {
   cf__futex_wake(&s->parkers[id].word, 1, false);
 }
 
-void cf__park_notify_one(cf__park *s) {
+/* Wake the top sleeper, if any — unless a worker searches and
+ * even_if_searching is false (cf__park_notify_one's rule). */
+static void wake_one(cf__park *s, bool even_if_searching) {
+  /* seq_cst: the submitter's load of the Dekker pair (DESIGN); for the
+   * extra wake only a hint, the lock below decides */
   uint32_t v = atomic_load(&s->idle);
-  if (cf__idle_parked(v) == 0 || cf__idle_searching(v) > 0) return;
+  if (cf__idle_parked(v) == 0 || (!even_if_searching && cf__idle_searching(v) > 0)) return;
   unsigned id = UINT_MAX;
   pthread_mutex_lock(&s->lock);
   v = atomic_load(&s->idle);
-  if (s->nsleepers > 0 && cf__idle_searching(v) == 0) {
+  if (s->nsleepers > 0 && (even_if_searching || cf__idle_searching(v) == 0)) {
     id = s->sleepers[--s->nsleepers];
     wake_locked(s, id);
   }
@@ -72,17 +76,12 @@ void cf__park_notify_one(cf__park *s) {
   if (id != UINT_MAX) wake_futex(s, id);
 }
 
+void cf__park_notify_one(cf__park *s) {
+  wake_one(s, false);
+}
+
 void cf__park_notify_extra(cf__park *s) {
-  /* relaxed: a hint; the lock below decides */
-  if (cf__idle_parked(atomic_load_explicit(&s->idle, memory_order_relaxed)) == 0) return;
-  unsigned id = UINT_MAX;
-  pthread_mutex_lock(&s->lock);
-  if (s->nsleepers > 0) {
-    id = s->sleepers[--s->nsleepers];
-    wake_locked(s, id);
-  }
-  pthread_mutex_unlock(&s->lock);
-  if (id != UINT_MAX) wake_futex(s, id);
+  wake_one(s, true);
 }
 
 void cf__park_notify_all(cf__park *s) {
