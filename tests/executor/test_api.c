@@ -48,8 +48,12 @@ static void wait_for_int(_Atomic int *p, int n) {
   for (int i = 0; i < 100000 && atomic_load(p) < n; i++) nap();
 }
 
+/* Bounded (60 s: a guard, not a timing threshold): a pool whose workers
+ * never start (a broken initializer) fails the test instead of hanging it
+ * until ctest's timeout. */
 static void wait_started(int n) {
-  while (atomic_load(&sh->started) < n) nap();
+  for (int i = 0; i < 600000 && atomic_load(&sh->started) < n; i++) nap();
+  assert_true(atomic_load(&sh->started) >= n);
 }
 
 static cf_executor *make_ex(unsigned workers) {

@@ -166,6 +166,31 @@ __attribute__((constructor(101))) static void shared_attach_early(void) {
   (void)shared_attach_env(true);
 }
 
+/* Where the region goes: an exec-mode zygote maps it at the test's address,
+ * so that address must be free in a freshly started process too. An
+ * address the kernel picks here lies in this process's mmap area, just
+ * below its randomized mmap base; the zygote's base is randomized anew and
+ * its libraries, thread stacks and sanitizer runtime land in its own such
+ * area, which now and then covers the test's address (CI saw it: "is taken",
+ * errno EEXIST, a broken pool, a test waiting forever on a worker that never
+ * started). So the region goes far below any mmap base instead: with
+ * x86-64's 28 bits of mmap randomness the lowest base is about
+ * 0x7eff00000000, and 0x7e9000000000 is 448 GiB below it, inside the range
+ * TSan allows for mappings and outside ASan's shadow and allocator. If the
+ * hint is taken (a region inherited from a test that started this one), the
+ * next hints are tried, then any address. */
+#define SHARED_LOW_HINT 0x7e9000000000ull
+static void *shared_map_low(int fd, size_t size) {
+  uintptr_t step = ((uintptr_t)size + (1ull << 30)) & ~((uintptr_t)(1ull << 30) - 1);
+  for (int i = 0; i < 8; i++) {
+    void *at = (void *)(uintptr_t)(SHARED_LOW_HINT + (uintptr_t)i * step);
+    void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+    if (p == at) return p;
+    if (p != MAP_FAILED) munmap(p, size); /* a kernel that ignores the flag */
+  }
+  return mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+}
+
 void *cf_test_shared(size_t size) {
   if (cf_test_kind_now == CF_TEST_MPI) {
     void *p = shared_mpi(size);
@@ -177,7 +202,7 @@ void *cf_test_shared(size_t size) {
   int fd = memfd_create("cf-test-shared", 0);
   assert_true(fd >= 0);
   assert_true(ftruncate(fd, (off_t)size) == 0);
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void *p = shared_map_low(fd, size);
   assert_true(p != MAP_FAILED);
   char v[128];
   snprintf(v, sizeof v, "/proc/%d/fd/%d:%p:%zu", (int)getpid(), fd, p, size);
