@@ -48,12 +48,11 @@ static void wait_for_int(_Atomic int *p, int n) {
   for (int i = 0; i < 100000 && atomic_load(p) < n; i++) nap();
 }
 
-/* Bounded (60 s: a guard, not a timing threshold): a pool whose workers
- * never start (a broken initializer) fails the test instead of hanging it
- * until ctest's timeout. */
+/* Bounded (60 s by the clock: a guard, not a timing threshold): a pool
+ * whose workers never start (a broken initializer) fails the test instead
+ * of hanging it until ctest's timeout. */
 static void wait_started(int n) {
-  for (int i = 0; i < 600000 && atomic_load(&sh->started) < n; i++) nap();
-  assert_true(atomic_load(&sh->started) >= n);
+  assert_true(cf_test_within_s(&sh->started, n, 60));
 }
 
 static cf_executor *make_ex(unsigned workers) {
@@ -526,7 +525,9 @@ static void test_deadline(void) {
   assert_rc(cf_submit(ex, empty_task, NULL, 0, &g), 0);
   expect_rc(cf_future_result(g, NULL, 0, NULL, -1), 0);
   cf_future_release(g);
-  if (!process_kind) expect_eq(atomic_load(&sh->saw_stop), 1);
+  /* (on a loaded machine the deadline may pass before the worker starts
+   * gate_task: then it never ran, and saw nothing) */
+  if (!process_kind) expect_eq(atomic_load(&sh->saw_stop), atomic_load(&sh->started) > 0 ? 1 : 0);
   /* no deadline: 0 and negative mean none */
   cf_submit_opts none = {.timeout_ns = 0, .flags = 0};
   atomic_store(&sh->gate, 1);

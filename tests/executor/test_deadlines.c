@@ -19,10 +19,11 @@
 static bool process_kind;
 
 typedef struct shared {
-  _Atomic int gate;     /* held tasks wait for it */
-  _Atomic int started;  /* held tasks that started */
-  _Atomic int saw_stop; /* held tasks that saw cf_call_stop_requested */
-  _Atomic long ran;     /* quick tasks run */
+  _Atomic int gate;                    /* held tasks wait for it */
+  _Atomic int started;                 /* held tasks that started */
+  _Atomic int saw_stop;                /* held tasks that saw cf_call_stop_requested */
+  _Atomic long ran;                    /* quick tasks run */
+  _Atomic int hold_gate, hold_started; /* hold_task's own gate */
 } shared;
 #define sh ((shared *)cf_test_shm)
 
@@ -53,6 +54,12 @@ static void held_task(cf_call *c) {
   }
   int v = 1;
   cf_call_return(c, &v, sizeof v);
+}
+
+/* Holds its worker until hold_gate opens (no deadline, no stop). */
+static void hold_task(cf_call *c) {
+  atomic_fetch_add(&sh->hold_started, 1);
+  while (!atomic_load(&sh->hold_gate)) nap();
 }
 
 static void quick_task(cf_call *c) {
@@ -309,10 +316,21 @@ static void test_stats(void) {
   cf_future_release(h);
   for (int i = 0; i < 3; i++) cf_future_release(q[i]);
 
+  /* The one worker is held (by an untimed task: timing is chosen at
+   * submit) while the timed tasks are queued: each then waits for all the
+   * ones before it. (Before, the worker ran them as they came, so a
+   * submitter that lost its CPU for a while after the first shortened
+   * every later wait: the bound below could fail on a loaded machine.) */
+  cf_future *hold = NULL;
+  assert_rc(cf_submit(ex, hold_task, NULL, 0, &hold), 0);
+  expect_true(cf_test_within_5s(&sh->hold_started, 1));
   expect_rc(cf_executor_time_tasks(ex, true), 0);
   enum { N = 10 };
   cf_future *fs[N];
   for (int i = 0; i < N; i++) assert_rc(cf_submit(ex, sleep_1ms_task, NULL, 0, &fs[i]), 0);
+  atomic_store(&sh->hold_gate, 1);
+  expect_rc(cf_future_result(hold, NULL, 0, NULL, -1), 0);
+  cf_future_release(hold);
   for (int i = 0; i < N; i++) expect_rc(cf_future_result(fs[i], NULL, 0, NULL, -1), 0);
   /* both pools (a process pool measures in its worker: before, its sums
    * stayed 0) */

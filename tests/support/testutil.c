@@ -54,14 +54,29 @@ static void on_watchdog(int sig) {
   _exit(1);
 }
 
-void cf_test_watchdog(unsigned seconds, const char *what) {
-  if (seconds == 0) {
-    alarm(0);
-    return;
-  }
-  const char *sc = getenv("CF_TEST_SCALE");
-  unsigned long k = sc ? strtoul(sc, NULL, 10) : 1;
-  if (k > 1) seconds *= (unsigned)k;
+/* When this binary started, and what is left of its ctest timeout
+ * ($CF_TEST_TIMEOUT, which tests/CMakeLists.txt sets): a watchdog must fire
+ * before ctest kills the binary, or the name of the test that hung is
+ * lost (a watchdog scaled for a sanitizer used to outlast the timeout). */
+static int64_t binary_start_ns;
+static int64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+__attribute__((constructor)) static void note_binary_start(void) {
+  binary_start_ns = mono_ns();
+}
+/* Seconds left before 90% of the ctest timeout; 0 if none is known. */
+static unsigned timeout_left(void) {
+  const char *t = getenv("CF_TEST_TIMEOUT");
+  long total = t ? strtol(t, NULL, 10) : 0;
+  if (total <= 0) return 0;
+  int64_t left = total * 900000000LL - (mono_ns() - binary_start_ns);
+  return left < 1000000000 ? 1 : (unsigned)(left / 1000000000);
+}
+
+static void arm(unsigned seconds, const char *what) {
   int n = snprintf(watchdog_msg, sizeof watchdog_msg,
                    "WATCHDOG: %s still running after %u s: a hang, caught%s%s\n", current_test,
                    seconds, what && *what ? ": " : "", what ? what : "");
@@ -74,10 +89,30 @@ void cf_test_watchdog(unsigned seconds, const char *what) {
   alarm(seconds);
 }
 
+void cf_test_watchdog(unsigned seconds, const char *what) {
+  unsigned left = timeout_left();
+  if (seconds == 0) { /* back to the default one */
+    if (left)
+      arm(left, "the default watchdog (90% of the ctest timeout)");
+    else
+      alarm(0);
+    return;
+  }
+  const char *sc = getenv("CF_TEST_SCALE");
+  unsigned long k = sc ? strtoul(sc, NULL, 10) : 1;
+  if (k > 1) seconds *= (unsigned)k;
+  if (left && seconds > left) seconds = left;
+  arm(seconds, what);
+}
+
 void cf_test_run(const char *name, void (*fn)(void)) {
   if (!selected(name)) return;
   int before = cf_test_failures;
   current_test = name;
+  /* every test runs under a watchdog: what is left of the ctest timeout,
+   * unless it arms a shorter one (so a hang names its test) */
+  unsigned left = timeout_left();
+  if (left) arm(left, "the default watchdog (90% of the ctest timeout)");
   fn();
   alarm(0);
   current_test = "(main)";
@@ -188,6 +223,7 @@ static void *shared_map_low(int fd, size_t size) {
     if (p == at) return p;
     if (p != MAP_FAILED) munmap(p, size); /* a kernel that ignores the flag */
   }
+  fprintf(stderr, "cf_test_shared: no low address free; an exec-mode worker may not attach\n");
   return mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 }
 
@@ -239,12 +275,20 @@ void cf_test_nap_us(int us) {
   nanosleep(&ts, NULL);
 }
 
-bool cf_test_within_5s(_Atomic int *p, int n) {
-  for (int i = 0; i < 25000; i++) {
-    if (atomic_load(p) >= n) return true;
+bool cf_test_within_s(_Atomic int *p, int n, int seconds) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  int64_t end = (int64_t)(t.tv_sec + seconds) * 1000000000 + t.tv_nsec;
+  while (atomic_load(p) < n) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((int64_t)t.tv_sec * 1000000000 + t.tv_nsec >= end) break;
     cf_test_nap_us(200);
   }
   return atomic_load(p) >= n;
+}
+
+bool cf_test_within_5s(_Atomic int *p, int n) {
+  return cf_test_within_s(p, n, 5);
 }
 
 void cf_test_square_task(cf_call *c) {

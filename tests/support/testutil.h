@@ -68,8 +68,10 @@ void cf_test_run(const char *name, void (*fn)(void));
 /* Arm the watchdog (SIGALRM): a hang becomes a failure. If it is not
  * re-armed or disarmed within `seconds` (scaled up by $CF_TEST_SCALE under
  * sanitizers), print "WATCHDOG: <test> still running after <seconds> s:
- * <what>" and _exit(1). 0 disarms it (cf_test_run disarms it too). Main
- * thread, outside signal handlers. */
+ * <what>" and _exit(1). Never later than 90% of the binary's ctest timeout
+ * ($CF_TEST_TIMEOUT, set by tests/CMakeLists.txt), which is also the
+ * default watchdog that cf_test_run arms for every test; 0 goes back to that
+ * default (none outside ctest). Main thread, outside signal handlers. */
 void cf_test_watchdog(unsigned seconds, const char *what);
 #define CF_RUN(fn) cf_test_run(#fn, fn)
 
@@ -80,6 +82,9 @@ void cf_test_nap_us(int us);
 /* Wait until *p >= n, looking every 200 us for at most 5 s (a guard
  * against a hang, not a timing threshold): true if it happened. */
 bool cf_test_within_5s(_Atomic int *p, int n);
+/* The same for at most `seconds` by the clock (a guard that turns a pool
+ * that never starts a task into a failure, not a ctest timeout). */
+bool cf_test_within_s(_Atomic int *p, int n, int seconds);
 #endif
 /* A task: an int argument, its square as the int result (-1 for an
  * argument of another size). */

@@ -376,49 +376,54 @@ static void test_producers_and_consumers_killed(void) {
 
 /* ---- 5. the loser's taking word ---- */
 
-static _Atomic unsigned race_go, race_done;
+/* Two threads pop the one value in the ring at the same instant, round
+ * after round; the one whose CAS lost must leave its taking word empty.
+ * The racers run the rounds themselves (racer 0 pushes), meeting at a
+ * spinning two-thread barrier before and after each pop: both are on a
+ * CPU when they pop, and no third thread needs one (a main thread that
+ * handed out the rounds made every round wait for a scheduler slice on 2
+ * vCPUs: 30-45 s per run). */
+static _Atomic unsigned race_bar;
 static _Atomic uint32_t race_taking[2];
-static _Atomic int race_rc[2];
+static unsigned race_rounds, race_stale[2], race_taken[2];
+
+static void race_barrier(unsigned *phase) {
+  unsigned target = 2 * ++*phase;
+  atomic_fetch_add(&race_bar, 1);
+  for (unsigned spins = 0; atomic_load(&race_bar) < target; spins++)
+    if (spins >= 1000) sched_yield(); /* the other racer lost its CPU */
+}
 
 static void *racer(void *arg) {
-  unsigned me = (unsigned)(uintptr_t)arg;
-  for (unsigned round = 1;; round++) {
-    unsigned g;
-    while ((g = atomic_load(&race_go)) < round) {
-    }
-    if (g == ~0u) return NULL;
+  unsigned me = (unsigned)(uintptr_t)arg, phase = 0;
+  for (unsigned round = 1; round <= race_rounds; round++) {
+    if (me == 0 && cf__ring_push(&tr->idx, tr->cells, LOG2CAP, round) != 0) abort();
+    race_barrier(&phase); /* the value is in the ring: both pop it now */
     uint32_t v;
-    atomic_store(&race_rc[me], cf__ring_pop(&tr->idx, tr->cells, LOG2CAP, &v, &race_taking[me]));
-    atomic_fetch_add(&race_done, 1);
+    int rc = cf__ring_pop(&tr->idx, tr->cells, LOG2CAP, &v, &race_taking[me]);
+    race_barrier(&phase); /* both popped */
+    if (rc == 0) {
+      race_taken[me] += v == round && atomic_load(&race_taking[me]) == round;
+      atomic_store(&race_taking[me], NONE); /* what a worker does after its claim */
+    } else {
+      race_stale[me] += atomic_load(&race_taking[me]) != NONE; /* took nothing: names nothing */
+    }
   }
+  return NULL;
 }
 
 static void test_loser_taking_cleared(void) {
   tr = ring_map(LOG2CAP, 0, NULL);
-  const unsigned rounds = (unsigned)cf_test_scale(10000);
+  race_rounds = (unsigned)cf_test_scale(20000);
   pthread_t t[2];
   for (uintptr_t i = 0; i < 2; i++) {
     atomic_store(&race_taking[i], NONE);
     pthread_create(&t[i], NULL, racer, (void *)i);
   }
-  unsigned stale = 0, taken = 0;
-  for (unsigned round = 1; round <= rounds; round++) {
-    assert_rc(cf__ring_push(&tr->idx, tr->cells, LOG2CAP, round), 0);
-    atomic_store(&race_go, round);                             /* both pop the one value now */
-    while (atomic_load(&race_done) < 2 * round) sched_yield(); /* the CPUs are the racers' */
-    for (int i = 0; i < 2; i++) {
-      if (atomic_load(&race_rc[i]) == 0) {
-        taken += atomic_load(&race_taking[i]) == round;
-        atomic_store(&race_taking[i], NONE); /* what a worker does after its claim */
-      } else {
-        stale += atomic_load(&race_taking[i]) != NONE; /* took nothing: names nothing */
-      }
-    }
-  }
-  atomic_store(&race_go, ~0u);
   for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-  fprintf(stderr, "  %u rounds, %u stale taking words\n", rounds, stale);
-  expect_eq(taken, rounds);
+  unsigned stale = race_stale[0] + race_stale[1], taken = race_taken[0] + race_taken[1];
+  fprintf(stderr, "  %u rounds, %u stale taking words\n", race_rounds, stale);
+  expect_eq(taken, race_rounds);
   expect_eq(stale, 0);
   expect_eq(cf__ring_count(&tr->idx), 0);
 }
