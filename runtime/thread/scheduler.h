@@ -33,10 +33,10 @@
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
-#define SEARCH_MAX_NS 50000      /* the longest idle search before parking */
+#define SEARCH_MAX_NS 100000     /* the longest idle search before parking */
 #define SEARCH_MIN_NS 20000      /* the shortest, when one is worth it (scheduler.c) */
 #define SEARCH_GAP_NS 50000      /* predicted gap beyond which a worker parks at once */
-#define SEARCH_BUSY_NS 20000     /* predicted gap below which one more worker searches */
+#define SEARCH_BUSY_NS 50000     /* predicted gap below which one more worker searches */
 #define GAP_CLAMP_NS 200000      /* one idle gap counts at most this much */
 #define SEARCH_YIELD_NS 3000     /* a search yields the CPU once this often */
 #define SEARCH_YIELDED_NS 200000 /* a yield that took longer: the CPU is contended */
