@@ -89,15 +89,22 @@ static void arm(unsigned seconds, const char *what) {
   alarm(seconds);
 }
 
-void cf_test_watchdog(unsigned seconds, const char *what) {
+/* The default watchdog: what is left of the ctest timeout (none outside
+ * ctest). */
+static void arm_default(void) {
   unsigned left = timeout_left();
-  if (seconds == 0) { /* back to the default one */
-    if (left)
-      arm(left, "the default watchdog (90% of the ctest timeout)");
-    else
-      alarm(0);
+  if (left)
+    arm(left, "the default watchdog (90% of the ctest timeout)");
+  else
+    alarm(0);
+}
+
+void cf_test_watchdog(unsigned seconds, const char *what) {
+  if (seconds == 0) {
+    arm_default();
     return;
   }
+  unsigned left = timeout_left();
   const char *sc = getenv("CF_TEST_SCALE");
   unsigned long k = sc ? strtoul(sc, NULL, 10) : 1;
   if (k > 1) seconds *= (unsigned)k;
@@ -109,10 +116,7 @@ void cf_test_run(const char *name, void (*fn)(void)) {
   if (!selected(name)) return;
   int before = cf_test_failures;
   current_test = name;
-  /* every test runs under a watchdog: what is left of the ctest timeout,
-   * unless it arms a shorter one (so a hang names its test) */
-  unsigned left = timeout_left();
-  if (left) arm(left, "the default watchdog (90% of the ctest timeout)");
+  arm_default(); /* unless the test arms a shorter one: a hang names its test */
   fn();
   alarm(0);
   current_test = "(main)";
@@ -276,14 +280,8 @@ void cf_test_nap_us(int us) {
 }
 
 bool cf_test_within_s(_Atomic int *p, int n, int seconds) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  int64_t end = (int64_t)(t.tv_sec + seconds) * 1000000000 + t.tv_nsec;
-  while (atomic_load(p) < n) {
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if ((int64_t)t.tv_sec * 1000000000 + t.tv_nsec >= end) break;
-    cf_test_nap_us(200);
-  }
+  int64_t end = mono_ns() + (int64_t)seconds * 1000000000;
+  while (atomic_load(p) < n && mono_ns() < end) cf_test_nap_us(200);
   return atomic_load(p) >= n;
 }
 
