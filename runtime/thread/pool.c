@@ -266,9 +266,11 @@ __attribute__((noinline)) static int submit_slow(pool *p, worker *w, cf_fn fn, c
    * cache-hot thread where it is rather than move it to the idle CPU). A
    * backlog of BACKLOG_WAKE then wakes a parked worker anyway. relaxed: a
    * heuristic; a stale popped only makes the backlog look larger (one
-   * extra wake, harmless). */
+   * extra wake, harmless). Signed: popped may already count tasks that
+   * other submitters pushed after this one (a backlog below 0, not a huge
+   * unsigned one that woke a worker for nothing). */
   if (__builtin_expect((k & (BACKLOG_EVERY - 1)) == BACKLOG_EVERY - 1, 0) &&
-      k + 1 - atomic_load_explicit(&p->inj.popped, memory_order_relaxed) >= BACKLOG_WAKE)
+      (int64_t)(k + 1 - atomic_load_explicit(&p->inj.popped, memory_order_relaxed)) >= BACKLOG_WAKE)
     cf__park_notify_extra(&p->park);
   *out = f;
   return 0;
