@@ -199,9 +199,9 @@ void *cf__supervisor_main(void *arg) {
     /* a submitter waits on cv for a slot or a big argument region: look
      * every millisecond (a released task holding a region asks for no
      * notice, and hungry may reach its worker late) */
-    bool starved = p->free_waiters > 0;
+    starving = p->free_waiters > 0; /* again: the poll took time */
     cf__pp_unlock(p);
-    if (overflow || starved || now >= p->next_sweep) sweep(p, now);
+    if (overflow || starving || now >= p->next_sweep) sweep(p, now);
     expire_deadlines(p, now);
     if (retry) repush_retry(p);
     cf__forker_tick(p, now);
