@@ -43,6 +43,18 @@
  *      time), clamped to [SEARCH_MIN_NS, SEARCH_MAX_NS]. (With a 50 us
  *      ceiling, Poisson arrivals at 40 k/s, a mean gap of 25 us, missed
  *      the window 14% of the time, each a wake-up on the task's path.)
+ *      A worker whose last park ended (its waker woke it) within
+ *      SEARCH_MAX_NS searches SEARCH_MAX_NS: that park saved nothing. At
+ *      200-500 k/s one worker keeps up with every task and its peer finds
+ *      none; with 4 x the prediction (20 us there) the peer parked
+ *      0.07-0.11 times per task, and the next submit that came while the
+ *      first worker ran a task saw nobody searching and woke it again: a
+ *      wake on the submitter's path, a context switch, and 22-44% of tasks
+ *      waiting over 10 us (most 15-20 us) from submit to start instead of
+ *      2-4%. Not for every worker at every rate: in back-to-back round
+ *      trips the peer that parks stays parked (the submitter always sees a
+ *      searcher), and a 100 us search there kept a third thread spinning
+ *      on 2 CPUs (hot round trip p50 0.72 -> 1.0 us).
  *   3. At most half the workers (at least one) search at a time (Go,
  *      Tokio), one more when the predicted gap is under SEARCH_BUSY_NS
  *      (today: whenever a search is worth it at all). Random arrivals come
@@ -242,8 +254,9 @@ static inline void arrival(pool *p, int64_t t, uint64_t n) {
 }
 
 /* How long to search before parking (DESIGN, step 2). */
-static inline int64_t search_window(pool *p, int64_t g) {
+static inline int64_t search_window(const worker *w, int64_t g) {
   if (g > SEARCH_GAP_NS) return 0;
+  if (w->long_search) return SEARCH_MAX_NS;
   int64_t ns = 4 * g;
   return ns < SEARCH_MIN_NS ? SEARCH_MIN_NS : ns > SEARCH_MAX_NS ? SEARCH_MAX_NS : ns;
 }
@@ -304,7 +317,7 @@ void *cf__sched_worker_main(void *arg) {
     idle = true;
     int64_t start = cf__now_ns(), now = start;
     int64_t gap = atomic_load_explicit(&p->gap_ns, memory_order_relaxed);
-    int64_t window = search_window(p, gap);
+    int64_t window = search_window(w, gap);
     if (window && !spin_enter(p, gap)) window = 0; /* step 3 */
     int64_t next_yield = start + SEARCH_YIELD_NS;
     while (now - start < window) {
@@ -352,7 +365,9 @@ void *cf__sched_worker_main(void *arg) {
       cf__park_cancel(&p->park, w->index);
     } else {
       stat_inc(&w->st.parks);
+      int64_t parked = cf__now_ns();
       arrived = cf__park_wait(&p->park, w->index);
+      w->long_search = arrived - parked < SEARCH_MAX_NS;
     }
     w->searching = true; /* both paths leave us counted as searching */
   }

@@ -33,7 +33,8 @@
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
-#define SEARCH_MAX_NS 100000     /* the longest idle search before parking */
+#define SEARCH_MAX_NS 100000 /* the longest idle search before parking */
+/* (also the search of a worker whose last park was cut short: scheduler.c) */
 #define SEARCH_MIN_NS 20000      /* the shortest, when one is worth it (scheduler.c) */
 #define SEARCH_GAP_NS 50000      /* predicted gap beyond which a worker parks at once */
 #define SEARCH_BUSY_NS 50000     /* predicted gap below which one more worker searches */
@@ -66,6 +67,7 @@ typedef struct worker {
   alignas(CF__CACHE_LINE) pool *pool;
   unsigned index;
   bool searching;
+  bool long_search; /* its last park ended within SEARCH_MAX_NS (scheduler.c, step 2) */
   bool started;
   uint64_t rng;
   pthread_t thread;
