@@ -33,8 +33,7 @@
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
-#define SEARCH_MAX_NS 100000 /* the longest idle search before parking */
-/* (also the search of a worker whose last park was cut short: scheduler.c) */
+#define SEARCH_MAX_NS 100000     /* the longest idle search (after a short park, always) */
 #define SEARCH_MIN_NS 20000      /* the shortest, when one is worth it (scheduler.c) */
 #define SEARCH_GAP_NS 50000      /* predicted gap beyond which a worker parks at once */
 #define SEARCH_BUSY_NS 50000     /* predicted gap below which one more worker searches */
