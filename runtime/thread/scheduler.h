@@ -44,7 +44,7 @@
 #define HELP_BLOCK_NS 200000     /* helper: then block on the future this long */
 #define BACKLOG_EVERY 16         /* outside submits per backlog check (pool.c; a power of 2) */
 #define BACKLOG_WAKE 32          /* injector backlog that wakes a parked worker anyway */
-#define BATCH 32                 /* injector -> own deque per take */
+#define BATCH 32                 /* injector -> own deque per take, at most (a fair share) */
 #define STEAL_RETRIES 8
 #define PV_CAP 128 /* private frames per worker; more go to the deque at once */
 
