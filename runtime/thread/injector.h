@@ -72,9 +72,11 @@ static inline bool cf__injector_nonempty(cf__injector *q) {
   return atomic_load(&q->pushed) > po;
 }
 
-/* Any thread: approximate number of queued futures. */
+/* Any thread: approximate number of queued futures, for stats and for the
+ * size of a worker's fair share (scheduler.c): a policy, no wake-up
+ * argument rests on it. */
 static inline uint64_t cf__injector_len(cf__injector *q) {
-  /* relaxed: an estimate for stats */
+  /* relaxed: an estimate */
   uint64_t pu = atomic_load_explicit(&q->pushed, memory_order_relaxed);
   uint64_t po = atomic_load_explicit(&q->popped, memory_order_relaxed);
   return pu > po ? pu - po : 0;

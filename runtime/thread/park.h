@@ -25,7 +25,10 @@
  *      of the deque's bottom, then cf__park_notify_after_push(): seq_cst
  *      fence, then the load.
  *   3. A worker's batch from the injector into its deque (scheduler.c
- *      cf__sched_take_injected): as 2.
+ *      cf__sched_take_injected): as 2. The same call also wakes when the
+ *      take moved nothing but left work in the injector: that is not a
+ *      push site (those tasks are covered by their submitters' sites 1 and
+ *      2), only a wake for parallelism.
  *   4. Frames made stealable (frames.c spawn_publish, spawn_public; help.c
  *      before a worker helps): as 2.
  *   5. The last searcher that found work (scheduler.c): its seq_cst RMW on
