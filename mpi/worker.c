@@ -27,7 +27,8 @@
  * or its deadline (sent as a remaining time, so the two clocks need not
  * agree) passed here. While a task runs nothing else reads messages, so the
  * stop check itself looks for this pool's control messages, at most every
- * CTL_POLL_NS. STOP for a task still queued here drops it (CF_ECANCELLED).
+ * CTL_POLL_NS. STOP for a task still queued here drops it (CF_ECANCELLED),
+ * and so does a STOP that came before its task, when the task comes.
  *
  * Idle. After the last message or task, poll (yielding the CPU between
  * looks) for SPIN_NS, then sleep between looks for 1/16 of the time idle so
@@ -295,8 +296,14 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
         memcpy(t->arg, &inner, 8);
       }
     }
-    if (W.nearly && stopped_early(t)) t->stop = true;
     wp->ntasks++;
+    if (W.nearly && stopped_early(t)) {
+      /* its STOP came first: dropped now, as a queued one is (on_stop), not
+       * when it comes to run: the task running here may wait for it */
+      send_outcome(t, CF_ECANCELLED, 0, NULL, 0, 0);
+      task_done(t);
+      continue;
+    }
     if (W.tail)
       W.tail->next = t;
     else
@@ -437,6 +444,15 @@ static int w_fail(cf_call *c, int code, const char *msg) {
   return 0;
 }
 
+#ifdef CF_TEST_HOOKS
+/* Test hook (a library built with CF_TEST_HOOKS only): while true, the stop
+ * check reads control messages only, and tasks once a STOP came before its
+ * task, so that a test can make that order certain
+ * (tests/mpi/test_mpi_pool.c, test_stop_before_task). Set by a task on this
+ * rank's main thread, the thread that reads it. */
+bool cf__test_mpi_ctl_first;
+#endif
+
 static bool w_stop(cf_call *c) {
   wcall *wc = (wcall *)c;
   if (wc->t->stop) return true;
@@ -448,6 +464,12 @@ static bool w_stop(cf_call *c) {
      * nothing that runs user code; the receive buffer is free (the task's
      * argument is a copy) */
     if (W.nout && now - W.out_since >= BATCH_AGE_NS) flush_outcomes();
+#ifdef CF_TEST_HOOKS
+    if (cf__test_mpi_ctl_first && !W.nearly) {
+      poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
+      return wc->t->stop;
+    }
+#endif
     poll_messages(CF__MPI_TAG(wc->t->wp->id, K_TASKS));
     poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
   }
@@ -461,8 +483,8 @@ static void run_one(void) {
   wtask *t = W.head;
   W.head = t->next;
   if (!W.head) W.tail = NULL;
-  if (t->err || t->stop) { /* refused here, or stopped before it ran */
-    int e = t->err ? t->err : CF_ECANCELLED;
+  if (t->err) { /* refused here (a stopped one never queues: on_stop, on_tasks) */
+    int e = t->err;
     send_outcome(t, e, e, NULL, 0, 0);
     task_done(t);
     return;

@@ -162,6 +162,53 @@ static void test_sent_ahead(void) {
   cf_executor_destroy(ex);
 }
 
+#ifdef CF_TEST_HOOKS
+/* mpi/worker.c: while true, a running task's stop check reads no queued
+ * tasks until a STOP has come before its task */
+extern bool cf__test_mpi_ctl_first;
+
+static void hold_task(cf_call *c) {
+  cf__test_mpi_ctl_first = true;
+  atomic_fetch_add(&sh->started, 1);
+  int stopped = 0;
+  while (!atomic_load(&sh->gate)) {
+    if (cf_call_stop_requested(c)) stopped = 1;
+    nap();
+  }
+  cf__test_mpi_ctl_first = false;
+  cf_call_return(c, &stopped, sizeof stopped);
+}
+
+/* A STOP that reaches the rank before its task: the rank used to mark the
+ * task stopped and queue it, to be dropped only when it came to run, after
+ * the task running there. A running task that waits for the cancelled
+ * one's outcome then hung (test_sent_ahead did, about 1 run in 25: its
+ * stop check can read the STOP between its look for tasks and its look for
+ * control messages). The hook makes that order certain; now the task is
+ * dropped, and its CF_ECANCELLED sent, as it arrives. The 20 s bound is a
+ * liveness guard, not a timing threshold. */
+static void test_stop_before_task(void) {
+  memset((void *)sh, 0, sizeof *sh);
+  cf_executor *ex = mpi_pool(1, 3);
+  cf_future *g = NULL, *a = NULL;
+  assert_rc(cf_submit(ex, hold_task, NULL, 0, &g), 0);
+  while (atomic_load(&sh->started) < 1) nap();
+  assert_rc(cf_submit(ex, ran_task, NULL, 0, &a), 0);
+  while (cf_future_state(a) != CF_STATE_RUNNING) nap(); /* sent ahead */
+  expect_rc(cf_future_cancel(a), CF_EBUSY);
+  expect_rc(cf_future_result(a, NULL, 0, NULL, 20 * 1000000000LL), CF_ECANCELLED);
+  atomic_store(&sh->gate, 1);
+  int stopped = -1;
+  expect_rc(cf_future_result(g, &stopped, sizeof stopped, NULL, -1), 0);
+  expect_eq(stopped, 0);
+  expect_rc(cf_future_result(a, NULL, 0, NULL, -1), CF_ECANCELLED);
+  expect_eq(atomic_load(&sh->ran), 0);
+  cf_future_release(g);
+  cf_future_release(a);
+  cf_executor_destroy(ex);
+}
+#endif
+
 /* A thread pool inside each worker rank, made by the initializer. */
 static cf_executor *rank_pool;
 static unsigned rank_threads = 2; /* static data: the initializer's argument travels */
@@ -319,6 +366,9 @@ int main(int argc, char **argv) {
   CF_RUN(test_elsewhere); /* the first pool: ranks 1-2 become workers here */
   CF_RUN(test_refused);
   CF_RUN(test_sent_ahead);
+#ifdef CF_TEST_HOOKS
+  CF_RUN(test_stop_before_task);
+#endif
   CF_RUN(test_threads_in_rank);
   CF_RUN(test_map_many);
   CF_RUN(test_deadline_running);
