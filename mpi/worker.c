@@ -27,8 +27,14 @@
  * or its deadline (sent as a remaining time, so the two clocks need not
  * agree) passed here. While a task runs nothing else reads messages, so the
  * stop check itself looks for this pool's control messages, at most every
- * CTL_POLL_NS. STOP for a task still queued here drops it (CF_ECANCELLED),
- * and so does a STOP that came before its task, when the task comes.
+ * CTL_POLL_NS, also once the task was told to stop (it may go on). STOP for
+ * a task still queued here drops it (CF_ECANCELLED, sent at once while a
+ * task runs); so does a STOP that came before its task (the stop check
+ * looks for tasks, then for control messages: the task can land between
+ * the two), when the task comes; a STOP for a task that is done here is
+ * dropped (seq <= the pool's highest received). The check reads only the
+ * running task's pool: a STOP for another pool's queued task waits until
+ * the running task returns.
  *
  * Idle. After the last message or task, poll (yielding the CPU between
  * looks) for SPIN_NS, then sleep between looks for 1/16 of the time idle so
@@ -56,7 +62,10 @@ typedef struct wpool {
   unsigned id;
   size_t max_result;
   bool used, closing;
-  unsigned ntasks; /* queued or running here */
+  unsigned ntasks;  /* queued or running here */
+  uint64_t max_seq; /* the highest task seq received: rank 0 numbers a
+                     * pool's tasks in the order it sends them, and one tag
+                     * keeps them in that order */
 } wpool;
 
 typedef struct wtask {
@@ -228,6 +237,14 @@ static void on_open(const cf__mpi_ctl *c) {
     memset(wp, 0, sizeof *wp);
     wp->used = true;
     wp->id = c->pool;
+    /* pool ids come round again: no STOP of an earlier pool is kept for
+     * this one (none should be: on_stop keeps only those of tasks on their
+     * way, and a pool closes with none on its way) */
+    for (unsigned i = 0; i < W.nearly;)
+      if (W.early[i].pool == wp->id)
+        W.early[i] = W.early[--W.nearly];
+      else
+        i++;
     wp->max_result = c->b;
     if (c->has_init) {
       cf__fnref fr = {.off = c->init_off, .check = c->init_check, .mod = c->init_mod};
@@ -244,6 +261,7 @@ static void on_open(const cf__mpi_ctl *c) {
 }
 
 static bool stopped_early(const wtask *t);
+static void dropped(wtask *t);
 
 static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
   cf__mpi_batch h;
@@ -297,11 +315,11 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
       }
     }
     wp->ntasks++;
+    if (e.seq > wp->max_seq) wp->max_seq = e.seq;
     if (W.nearly && stopped_early(t)) {
       /* its STOP came first: dropped now, as a queued one is (on_stop), not
        * when it comes to run: the task running here may wait for it */
-      send_outcome(t, CF_ECANCELLED, 0, NULL, 0, 0);
-      task_done(t);
+      dropped(t);
       continue;
     }
     if (W.tail)
@@ -322,10 +340,16 @@ static void on_stop(wpool *wp, uint32_t slot, uint64_t seq) {
     if (t->wp != wp || t->seq != seq || t->slot != slot) continue;
     *pp = t->next;
     if (W.tail == t) W.tail = prev;
-    send_outcome(t, CF_ECANCELLED, 0, NULL, 0, 0);
-    task_done(t);
+    dropped(t);
     return;
   }
+  /* Its task came already and is done (the STOP raced its outcome, or a
+   * second STOP, a deadline's after a cancel's): nothing to keep. Kept, it
+   * would stay for ever (no later task has that seq), every arriving task
+   * would scan it, and 64 such would push out a STOP whose task is still
+   * on its way. */
+  if (seq <= wp->max_seq) return;
+  /* Its task is still on its way (read by the next look for tasks) */
   if (W.nearly == 64) {
     memmove(W.early, W.early + 1, sizeof W.early[0] * 63);
     W.nearly--;
@@ -334,6 +358,15 @@ static void on_stop(wpool *wp, uint32_t slot, uint64_t seq) {
   W.early[i].pool = wp->id;
   W.early[i].slot = slot;
   W.early[i].seq = seq;
+}
+
+/* A queued task stopped before it ran: CF_ECANCELLED, sent at once while a
+ * task runs here (the stop check called us: the running task may wait for
+ * this outcome, and may not poll again soon), else with the batch. */
+static void dropped(wtask *t) {
+  send_outcome(t, CF_ECANCELLED, 0, NULL, 0, 0);
+  task_done(t);
+  if (W.cur) flush_outcomes();
 }
 
 static bool stopped_early(const wtask *t) {
@@ -453,11 +486,12 @@ static int w_fail(cf_call *c, int code, const char *msg) {
 bool cf__test_mpi_ctl_first;
 #endif
 
+/* Also after the running task was told to stop: a task may go on after
+ * that, and the outcomes batched here, and the drops of queued tasks that
+ * its own STOP or later ones ask for, must still leave. */
 static bool w_stop(cf_call *c) {
   wcall *wc = (wcall *)c;
-  if (wc->t->stop) return true;
   int64_t now = cf__now_ns();
-  if (wc->t->deadline && now >= wc->t->deadline) return true;
   if (now >= W.next_ctl) {
     W.next_ctl = now + CTL_POLL_NS;
     /* only this pool's tasks (queued) and control messages (STOP, CLOSE):
@@ -465,16 +499,24 @@ static bool w_stop(cf_call *c) {
      * argument is a copy) */
     if (W.nout && now - W.out_since >= BATCH_AGE_NS) flush_outcomes();
 #ifdef CF_TEST_HOOKS
-    if (cf__test_mpi_ctl_first && !W.nearly) {
+    if (cf__test_mpi_ctl_first && !W.nearly)
       poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
-      return wc->t->stop;
-    }
+    else
 #endif
-    poll_messages(CF__MPI_TAG(wc->t->wp->id, K_TASKS));
-    poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
+    {
+      poll_messages(CF__MPI_TAG(wc->t->wp->id, K_TASKS));
+      poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
+    }
   }
-  return wc->t->stop;
+  return wc->t->stop || (wc->t->deadline && now >= wc->t->deadline);
 }
+
+#ifdef CF_TEST_HOOKS
+/* Test hook: how many STOPs wait here for their task (test_stale_stop). */
+unsigned cf__test_mpi_early_stops(void) {
+  return W.nearly;
+}
+#endif
 
 static const cf__call_ops w_ops = {w_ret, w_fail, w_stop,
                                    NULL}; /* the chunk's function is translated already */

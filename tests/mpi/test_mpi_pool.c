@@ -166,6 +166,38 @@ static void test_sent_ahead(void) {
 /* mpi/worker.c: while true, a running task's stop check reads no queued
  * tasks until a STOP has come before its task */
 extern bool cf__test_mpi_ctl_first;
+/* how many STOPs wait on this rank for their task */
+extern unsigned cf__test_mpi_early_stops(void);
+
+static void early_stops_task(cf_call *c) {
+  uint32_t n = cf__test_mpi_early_stops();
+  cf_call_return(c, &n, sizeof n);
+}
+
+/* A STOP that reaches the rank after its task is done (the task never
+ * polls its stop flag, so the rank reads the STOP only after it returns)
+ * used to be kept as a STOP for a task still on its way, for ever: each
+ * arriving task scanned it, 64 of them pushed out a real one (and that
+ * task hung as in test_stop_before_task), and the hook of
+ * test_stop_before_task went quiet. Now it is dropped. */
+static void test_stale_stop(void) {
+  memset((void *)sh, 0, sizeof *sh);
+  cf_executor *ex = mpi_pool(1, 1);
+  cf_future *d = NULL, *q = NULL;
+  assert_rc(cf_submit(ex, deaf_task, NULL, 0, &d), 0);
+  while (atomic_load(&sh->started) < 1) nap();
+  expect_rc(cf_future_cancel(d), CF_EBUSY); /* the STOP goes out now */
+  atomic_store(&sh->gate, 1);
+  expect_rc(cf_future_result(d, NULL, 0, NULL, -1), 0); /* it ran to its end */
+  /* sent after the STOP, so the rank has read the STOP when this runs */
+  assert_rc(cf_submit(ex, early_stops_task, NULL, 0, &q), 0);
+  uint32_t n = 99;
+  expect_rc(cf_future_result(q, &n, sizeof n, NULL, -1), 0);
+  expect_eq(n, 0);
+  cf_future_release(d);
+  cf_future_release(q);
+  cf_executor_destroy(ex);
+}
 
 static void hold_task(cf_call *c) {
   cf__test_mpi_ctl_first = true;
@@ -367,7 +399,8 @@ int main(int argc, char **argv) {
   CF_RUN(test_refused);
   CF_RUN(test_sent_ahead);
 #ifdef CF_TEST_HOOKS
-  CF_RUN(test_stop_before_task);
+  CF_RUN(test_stop_before_task); /* first: before any STOP can be left on a rank */
+  CF_RUN(test_stale_stop);
 #endif
   CF_RUN(test_threads_in_rank);
   CF_RUN(test_map_many);
