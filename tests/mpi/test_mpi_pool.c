@@ -43,17 +43,32 @@ static void square_task(cf_call *c) {
   cf_call_return(c, &x, sizeof x);
 }
 
-static void gate_task(cf_call *c) {
+/* Count itself started, then wait for the gate, polling the stop flag
+ * (each poll is where the rank reads its messages while a task runs); at
+ * the first stop count it in saw_stop, and leave or go on polling. Returns
+ * whether it was told to stop. */
+static int wait_gate(cf_call *c, bool leave_on_stop) {
   atomic_fetch_add(&sh->started, 1);
   int stopped = 0;
   while (!atomic_load(&sh->gate)) {
     if (cf_call_stop_requested(c)) {
+      if (!stopped) atomic_fetch_add(&sh->saw_stop, 1);
       stopped = 1;
-      atomic_fetch_add(&sh->saw_stop, 1);
-      break;
+      if (leave_on_stop) break;
     }
     nap();
   }
+  return stopped;
+}
+
+static void gate_task(cf_call *c) {
+  int stopped = wait_gate(c, true);
+  cf_call_return(c, &stopped, sizeof stopped);
+}
+
+/* told to stop, it goes on (a stop is a request) until the gate opens */
+static void stubborn_task(cf_call *c) {
+  int stopped = wait_gate(c, false);
   cf_call_return(c, &stopped, sizeof stopped);
 }
 
@@ -77,6 +92,23 @@ static cf_executor *mpi_pool(unsigned workers, unsigned max_inflight) {
   cf_executor *ex = NULL;
   assert_rc(cf_mpi_pool_new_ex(&o, &mo, &ex), 0);
   return ex;
+}
+
+/* Submit fn (one that counts itself in started) and wait until it runs. */
+static cf_future *submit_started(cf_executor *ex, cf_fn fn) {
+  int before = atomic_load(&sh->started);
+  cf_future *f = NULL;
+  assert_rc(cf_submit(ex, fn, NULL, 0, &f), 0);
+  while (atomic_load(&sh->started) <= before) nap();
+  return f;
+}
+
+/* Submit fn and wait until rank 0 has sent it to a (busy) rank. */
+static cf_future *submit_sent(cf_executor *ex, cf_fn fn) {
+  cf_future *f = NULL;
+  assert_rc(cf_submit(ex, fn, NULL, 0, &f), 0);
+  while (cf_future_state(f) != CF_STATE_RUNNING) nap();
+  return f;
 }
 
 static void test_elsewhere(void) {
@@ -134,13 +166,10 @@ static void test_refused(void) {
 static void test_sent_ahead(void) {
   memset((void *)sh, 0, sizeof *sh);
   cf_executor *ex = mpi_pool(1, 3);
-  cf_future *g = NULL, *a = NULL, *b = NULL;
-  assert_rc(cf_submit(ex, gate_task, NULL, 0, &g), 0);
-  while (atomic_load(&sh->started) < 1) nap();
+  cf_future *g = submit_started(ex, gate_task), *a = NULL;
   assert_rc(cf_submit(ex, ran_task, NULL, 0, &a), 0);
-  assert_rc(cf_submit(ex, ran_task, NULL, 0, &b), 0);
   /* both sent ahead to the busy rank: RUNNING, not cancellable outright */
-  while (cf_future_state(b) != CF_STATE_RUNNING) nap();
+  cf_future *b = submit_sent(ex, ran_task);
   expect_eq(cf_future_state(a), CF_STATE_RUNNING);
   expect_rc(cf_future_cancel(a), CF_EBUSY);
   /* the rank drops it before it starts */
@@ -159,6 +188,32 @@ static void test_sent_ahead(void) {
   cf_future_release(g);
   cf_future_release(a);
   cf_future_release(b);
+  cf_executor_destroy(ex);
+}
+
+/* A task told to stop may go on. Its stop check used to answer at once
+ * from then on and read nothing more: a task sent ahead and cancelled
+ * meanwhile stayed on the rank until the running one returned (a caller
+ * that waits for it before letting the running task go hung). Now the
+ * check goes on reading, and the drop leaves at once. The 20 s bound is a
+ * liveness guard, not a timing threshold. */
+static void test_stopped_still_reads(void) {
+  memset((void *)sh, 0, sizeof *sh);
+  cf_executor *ex = mpi_pool(1, 3);
+  cf_future *g = submit_started(ex, stubborn_task);
+  cf_future *a = submit_sent(ex, ran_task);
+  expect_rc(cf_future_cancel(g), CF_EBUSY);
+  while (atomic_load(&sh->saw_stop) < 1) nap(); /* g was told, and goes on */
+  expect_rc(cf_future_cancel(a), CF_EBUSY);
+  expect_rc(cf_future_result(a, NULL, 0, NULL, 20 * 1000000000LL), CF_ECANCELLED);
+  atomic_store(&sh->gate, 1);
+  int stopped = -1;
+  expect_rc(cf_future_result(g, &stopped, sizeof stopped, NULL, -1), 0);
+  expect_eq(stopped, 1);
+  expect_rc(cf_future_result(a, NULL, 0, NULL, -1), CF_ECANCELLED);
+  expect_eq(atomic_load(&sh->ran), 0);
+  cf_future_release(g);
+  cf_future_release(a);
   cf_executor_destroy(ex);
 }
 
@@ -183,9 +238,7 @@ static void early_stops_task(cf_call *c) {
 static void test_stale_stop(void) {
   memset((void *)sh, 0, sizeof *sh);
   cf_executor *ex = mpi_pool(1, 1);
-  cf_future *d = NULL, *q = NULL;
-  assert_rc(cf_submit(ex, deaf_task, NULL, 0, &d), 0);
-  while (atomic_load(&sh->started) < 1) nap();
+  cf_future *d = submit_started(ex, deaf_task), *q = NULL;
   expect_rc(cf_future_cancel(d), CF_EBUSY); /* the STOP goes out now */
   atomic_store(&sh->gate, 1);
   expect_rc(cf_future_result(d, NULL, 0, NULL, -1), 0); /* it ran to its end */
@@ -201,12 +254,7 @@ static void test_stale_stop(void) {
 
 static void hold_task(cf_call *c) {
   cf__test_mpi_ctl_first = true;
-  atomic_fetch_add(&sh->started, 1);
-  int stopped = 0;
-  while (!atomic_load(&sh->gate)) {
-    if (cf_call_stop_requested(c)) stopped = 1;
-    nap();
-  }
+  int stopped = wait_gate(c, true);
   cf__test_mpi_ctl_first = false;
   cf_call_return(c, &stopped, sizeof stopped);
 }
@@ -222,11 +270,8 @@ static void hold_task(cf_call *c) {
 static void test_stop_before_task(void) {
   memset((void *)sh, 0, sizeof *sh);
   cf_executor *ex = mpi_pool(1, 3);
-  cf_future *g = NULL, *a = NULL;
-  assert_rc(cf_submit(ex, hold_task, NULL, 0, &g), 0);
-  while (atomic_load(&sh->started) < 1) nap();
-  assert_rc(cf_submit(ex, ran_task, NULL, 0, &a), 0);
-  while (cf_future_state(a) != CF_STATE_RUNNING) nap(); /* sent ahead */
+  cf_future *g = submit_started(ex, hold_task);
+  cf_future *a = submit_sent(ex, ran_task);
   expect_rc(cf_future_cancel(a), CF_EBUSY);
   expect_rc(cf_future_result(a, NULL, 0, NULL, 20 * 1000000000LL), CF_ECANCELLED);
   atomic_store(&sh->gate, 1);
@@ -402,6 +447,7 @@ int main(int argc, char **argv) {
   CF_RUN(test_stop_before_task); /* first: before any STOP can be left on a rank */
   CF_RUN(test_stale_stop);
 #endif
+  CF_RUN(test_stopped_still_reads);
   CF_RUN(test_threads_in_rank);
   CF_RUN(test_map_many);
   CF_RUN(test_deadline_running);
