@@ -76,7 +76,6 @@ typedef struct wtask {
   cf_fn fn;
   int err; /* refused before running */
   int64_t deadline;
-  bool stop;
   unsigned char *arg; /* inline: right after the struct; else its own buffer */
   bool ext;
 } wtask;
@@ -91,6 +90,7 @@ static struct {
   cf__mpi_peer rank0;
   wpool pools[MAX_WPOOLS];
   wtask *head, *tail, *cur;
+  bool cur_stop; /* rank 0 sent STOP for cur (a queued task is dropped instead) */
   unsigned char *rbuf, *sbuf, *res;
   size_t rcap, scap, rescap;
   size_t slen;   /* outcome batch bytes in sbuf */
@@ -237,14 +237,6 @@ static void on_open(const cf__mpi_ctl *c) {
     memset(wp, 0, sizeof *wp);
     wp->used = true;
     wp->id = c->pool;
-    /* pool ids come round again: no STOP of an earlier pool is kept for
-     * this one (none should be: on_stop keeps only those of tasks on their
-     * way, and a pool closes with none on its way) */
-    for (unsigned i = 0; i < W.nearly;)
-      if (W.early[i].pool == wp->id)
-        W.early[i] = W.early[--W.nearly];
-      else
-        i++;
     wp->max_result = c->b;
     if (c->has_init) {
       cf__fnref fr = {.off = c->init_off, .check = c->init_check, .mod = c->init_mod};
@@ -332,7 +324,7 @@ static void on_tasks(wpool *wp, const unsigned char *b, size_t n) {
 
 static void on_stop(wpool *wp, uint32_t slot, uint64_t seq) {
   if (W.cur && W.cur->wp == wp && W.cur->seq == seq && W.cur->slot == slot) {
-    W.cur->stop = true;
+    W.cur_stop = true;
     return;
   }
   for (wtask **pp = &W.head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
@@ -349,7 +341,9 @@ static void on_stop(wpool *wp, uint32_t slot, uint64_t seq) {
    * would scan it, and 64 such would push out a STOP whose task is still
    * on its way. */
   if (seq <= wp->max_seq) return;
-  /* Its task is still on its way (read by the next look for tasks) */
+  /* Its task is still on its way (read by the next look for tasks). So no
+   * entry outlives its pool (rank 0 closes a pool with nothing on its way),
+   * and a pool id that comes round again finds none of the old one's. */
   if (W.nearly == 64) {
     memmove(W.early, W.early + 1, sizeof W.early[0] * 63);
     W.nearly--;
@@ -484,6 +478,13 @@ static int w_fail(cf_call *c, int code, const char *msg) {
  * (tests/mpi/test_mpi_pool.c, test_stop_before_task). Set by a task on this
  * rank's main thread, the thread that reads it. */
 bool cf__test_mpi_ctl_first;
+static bool hold_tasks(void) {
+  return cf__test_mpi_ctl_first && !W.nearly;
+}
+#else
+static bool hold_tasks(void) {
+  return false;
+}
 #endif
 
 /* Also after the running task was told to stop: a task may go on after
@@ -498,17 +499,10 @@ static bool w_stop(cf_call *c) {
      * nothing that runs user code; the receive buffer is free (the task's
      * argument is a copy) */
     if (W.nout && now - W.out_since >= BATCH_AGE_NS) flush_outcomes();
-#ifdef CF_TEST_HOOKS
-    if (cf__test_mpi_ctl_first && !W.nearly)
-      poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
-    else
-#endif
-    {
-      poll_messages(CF__MPI_TAG(wc->t->wp->id, K_TASKS));
-      poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
-    }
+    if (!hold_tasks()) poll_messages(CF__MPI_TAG(wc->t->wp->id, K_TASKS));
+    poll_messages(CF__MPI_TAG(wc->t->wp->id, K_CTRL));
   }
-  return wc->t->stop || (wc->t->deadline && now >= wc->t->deadline);
+  return W.cur_stop || (wc->t->deadline && now >= wc->t->deadline);
 }
 
 #ifdef CF_TEST_HOOKS
@@ -543,6 +537,7 @@ static void run_one(void) {
   if (W.nout && (W.last_task_ns >= SHORT_TASK_NS || start - W.out_since >= BATCH_AGE_NS))
     flush_outcomes();
   W.cur = t;
+  W.cur_stop = false;
   W.next_ctl = start + CTL_POLL_NS;
   t->fn(&wc.c);
   W.cur = NULL;
